@@ -1,0 +1,1 @@
+"""Online features computed from events: pure code, no Kafka, no Redis."""

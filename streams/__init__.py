@@ -1,0 +1,1 @@
+"""reelstream's adapter layer: Kafka, Redis, HTTP and the command line."""

@@ -1,0 +1,63 @@
+"""Topic layout and its creation: one place that knows partitions and cleanup policies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from streams.settings import Settings
+
+
+def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """name -> (partitions, config). Scores and events are keyed by user, catalog by title."""
+    n = settings.partitions
+    return {
+        settings.events_topic: (n, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        settings.dlq_topic: (1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        settings.scores_topic: (n, {"cleanup.policy": "compact"}),
+        settings.catalog_topic: (1, {"cleanup.policy": "compact"}),
+    }
+
+
+async def ensure_topics_async(settings: Settings, timeout: float = 60.0) -> list[str]:
+    """Create missing topics; retries while a just-started broker finishes booting."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name=name, num_partitions=parts, replication_factor=1, topic_configs=cfg)
+                for name, (parts, cfg) in topic_specs(settings).items()
+                if name not in existing
+            ]
+            if missing:
+                await admin.create_topics(missing)
+            return [t.name for t in missing]
+        except KafkaError as exc:
+            last = exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    raise RuntimeError(f"could not create topics on {settings.broker}: {last}")
+
+
+async def delete_topics_async(settings: Settings, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    return asyncio.run(ensure_topics_async(settings))

@@ -1,0 +1,105 @@
+"""Runtime configuration, read once from ``REELSTREAM_*`` environment variables.
+
+One frozen object so the worker, the CLI, the demo and the tests agree on names.
+Secrets (SASL password, Redis password) come only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"REELSTREAM_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob, with its default and its environment variable ``REELSTREAM_<NAME>``."""
+
+    broker: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    app_id: str = "reelstream"
+    events_topic: str = "playback-events"
+    catalog_topic: str = "catalog"
+    scores_topic: str = "recommendation-scores"
+    dlq_topic: str = "playback-events.dlq"
+    partitions: int = 4
+    key_prefix: str = "rs"
+    top_k: int = 20
+    score_ttl_s: int = 7 * 24 * 3600
+    data_dir: str = "./data"
+    web_port: int = 6066
+    # Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # Batching: at most this many events, or this long, per processing step.
+    batch_max: int = 1000
+    batch_within_s: float = 0.05
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.key_prefix):
+            raise ValueError(
+                f"REELSTREAM_KEY_PREFIX={self.key_prefix!r}: use 1-32 of [A-Za-z0-9_.-]"
+            )
+        if self.partitions < 1:
+            raise ValueError("REELSTREAM_PARTITIONS must be >= 1")
+        if self.security_protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+            raise ValueError(f"unknown REELSTREAM_SECURITY_PROTOCOL {self.security_protocol!r}")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, overridden by the environment, overridden by ``overrides``."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"REELSTREAM_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Connection options shared by every aiokafka client we create."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": self.broker,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile or None,
+                certfile=self.ssl_certfile or None,
+                keyfile=self.ssl_keyfile or None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password
+        return kwargs
+
+
+def stack_dir() -> Path:
+    """Where the local stack keeps jars, data, logs and pid files (git-ignored)."""
+    return Path(_env("STACK_DIR", ".stack")).resolve()
