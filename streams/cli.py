@@ -1,0 +1,167 @@
+"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from streams.settings import Settings
+
+
+def _sim(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from streams.synthetic import SimConfig, Simulation
+
+    return Simulation(SimConfig(users=args.users, titles=args.titles, seed=args.seed))
+
+
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--users", type=int, default=1000, help="simulated viewers (default 1000)")
+    p.add_argument("--titles", type=int, default=400, help="catalog size (default 400)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from streams import stack
+
+    return stack.main([args.action])
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    if args.web_port:
+        os.environ["REELSTREAM_WEB_PORT"] = str(args.web_port)
+    from faust.worker import Worker
+
+    from streams.app import app, settings
+
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    import orjson
+
+    from streams.jsonl import write_jsonl
+
+    sim = _sim(args)
+    n = write_jsonl(args.out, sim.events(limit=args.events))
+    print(f"wrote {n} events to {args.out}")
+    if args.catalog_out:
+        write_jsonl(args.catalog_out, sim.catalog)
+        print(f"wrote {len(sim.catalog)} titles to {args.catalog_out}")
+    if args.truth:
+        with open(args.truth, "wb") as fh:
+            fh.write(orjson.dumps(sim.ground_truth(), option=orjson.OPT_INDENT_2))
+        print(f"wrote ground truth to {args.truth}")
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from streams.jsonl import read_jsonl
+    from streams.traffic import send_events
+
+    settings = Settings.from_env()
+    if args.file:
+        events = read_jsonl(args.file)
+    else:
+        events = _sim(args).events(limit=args.events)
+
+    def progress(n: int, rate: float) -> None:
+        print(f"\rsent {n:,} events ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    n = asyncio.run(send_events(settings, events, rate=args.rate, live=args.live,
+                                progress=None if args.quiet else progress))
+    print(f"\nsent {n:,} events to {settings.events_topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from streams.jsonl import read_jsonl, write_jsonl
+    from streams.producer import EventProducer
+
+    if args.action == "synth":
+        n = write_jsonl(args.file, _sim(args).catalog)
+        print(f"wrote {n} titles to {args.file}")
+        return 0
+    settings = Settings.from_env()
+
+    async def load() -> int:
+        async with EventProducer(settings) as producer:
+            return await producer.send_titles(read_jsonl(args.file))
+
+    n = asyncio.run(load())
+    print(f"published {n} titles to {settings.catalog_topic}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(seconds=args.seconds, rate=args.rate, users=args.users, titles=args.titles,
+                    seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="local Kafka + Redis: up | down | status")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("worker", help="run a Faust worker (settings from REELSTREAM_* env)")
+    p.add_argument("--web-port", type=int, default=0, help="HTTP port for /metrics")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("produce", help="send a JSON-lines event file or synthetic traffic")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="JSON-lines events (contract v1)")
+    src.add_argument("--synthetic", action="store_true", help="simulated traffic")
+    p.add_argument("--events", type=int, default=10_000, help="synthetic events to send")
+    p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
+    p.add_argument("--live", action="store_true", help="stamp ts with the current time")
+    p.add_argument("--quiet", action="store_true")
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("catalog", help="load a catalog file or write the synthetic one")
+    p.add_argument("action", choices=["load", "synth"])
+    p.add_argument("file")
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("synth", help="write synthetic events, catalog and ground truth files")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--out", required=True, help="events JSON-lines file")
+    p.add_argument("--catalog-out", help="catalog JSON-lines file")
+    p.add_argument("--truth", help="ground truth JSON file")
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="stack up, worker, live synthetic traffic, live top-10s")
+    p.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
+    p.add_argument("--rate", type=float, default=1500.0, help="events per second offered")
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=Settings.from_env().log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"reelstream: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""User profiles in a Faust table, behind a write-back cache.
+
+The agent processes records in batches; a profile touched several times in a
+batch is decoded once and written (RocksDB + changelog) once, at the end of the
+batch, to the partition of the record that last touched it. Events are keyed by
+user, so that is the user's partition and the changelog stays co-partitioned.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import orjson
+from faust.streams import _current_event  # the partition Faust's stores write to
+
+from features.user_profile import UserProfile
+
+CACHE_MAX = 200_000
+
+
+class TableProfileStore(MutableMapping[str, UserProfile]):
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.cache: dict[str, UserProfile] = {}
+        self.dirty: dict[str, Any] = {}  # user_id -> the Faust event that last touched it
+        self.current_event: Any = None
+
+    def __getitem__(self, user_id: str) -> UserProfile:
+        p = self.cache.get(user_id)
+        if p is None:
+            raw = self.table.get(user_id)
+            if raw is None:
+                raise KeyError(user_id)
+            p = self.cache[user_id] = UserProfile.from_dict(orjson.loads(raw))
+        return p
+
+    def __setitem__(self, user_id: str, profile: UserProfile) -> None:
+        self.cache[user_id] = profile
+        self.dirty[user_id] = self.current_event
+
+    def __delitem__(self, user_id: str) -> None:
+        self.cache.pop(user_id, None)
+        del self.table[user_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.keys())
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def flush(self) -> int:
+        """Persist every profile changed since the last flush; returns how many."""
+        n = len(self.dirty)
+        for user_id, event in self.dirty.items():
+            _current_event.set(weakref.ref(event))
+            self.table[user_id] = orjson.dumps(self.cache[user_id].to_dict())
+        self.dirty.clear()
+        if len(self.cache) > CACHE_MAX:
+            self.cache.clear()
+        return n
+
+    def forget(self) -> None:
+        """Drop cached profiles (after a rebalance the partitions may belong to others)."""
+        self.cache.clear()
+        self.dirty.clear()

@@ -1,0 +1,37 @@
+"""The Redis key layout (docs/redis-keys.md). Ids are checked before they touch a key.
+
+Per-user keys carry the user id as a Redis Cluster hash tag, so one user's keys
+live in one slot.
+
+>>> recs_key("rs", "u42")
+'rs:recs:{u42}'
+>>> recs_key("rs", "u42}x")
+Traceback (most recent call last):
+...
+ValueError: invalid user id for a Redis key
+"""
+
+from __future__ import annotations
+
+from streams.contract import is_valid_id
+
+
+def _checked(value: str, what: str) -> str:
+    if not is_valid_id(value):
+        raise ValueError(f"invalid {what} for a Redis key")
+    return value
+
+
+def recs_key(prefix: str, user_id: str) -> str:
+    """SET of the user's latest score message (JSON), with a TTL."""
+    return f"{prefix}:recs:{{{_checked(user_id, 'user id')}}}"
+
+
+def features_key(prefix: str, user_id: str) -> str:
+    """HASH of the user's serving features."""
+    return f"{prefix}:feat:{{{_checked(user_id, 'user id')}}}"
+
+
+def title_key(prefix: str, title_id: str) -> str:
+    """HASH of a title's serving statistics."""
+    return f"{prefix}:title:{_checked(title_id, 'title id')}"
