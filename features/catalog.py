@@ -47,8 +47,9 @@ class Title:
         return not self.regions or country is None or country in self.regions
 
 
-def _str_list(rec: dict[str, Any], name: str, pattern: re.Pattern[str] | None = None
-              ) -> tuple[str, ...]:
+def _str_list(
+    rec: dict[str, Any], name: str, pattern: re.Pattern[str] | None = None
+) -> tuple[str, ...]:
     value = rec.get(name) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise CatalogError(f"{name} must be a list of strings")
@@ -77,7 +78,7 @@ def parse_title(rec: object) -> Title:
     if not isinstance(raw_tags, dict):
         raise CatalogError("tags must be an object of dimension -> list of values")
     tags: dict[str, tuple[str, ...]] = {}
-    for dim, values in raw_tags.items():
+    for dim, _values in raw_tags.items():
         if not TAG_RE.match(dim):
             raise CatalogError(f"tag dimension {dim[:40]!r} does not match {TAG_RE.pattern}")
         tags[dim] = _str_list(raw_tags, dim, TAG_RE)
@@ -103,12 +104,21 @@ def parse_title(rec: object) -> Title:
         f"{dim}:{v}" for dim, values in tags.items() if dim != "genre" for v in values
     )
     return Title(
-        title_id=tid, name=name, kind=kind, genres=genres, tags=tags,
-        runtime_s=float(runtime), release_year=year,
-        regions=_str_list(rec, "regions"), cast=_str_list(rec, "cast"),
-        synopsis=str(rec.get("synopsis", ""))[:2000], series_id=series_id,
-        season=rec.get("season"), episode=rec.get("episode"),
-        artwork=tuple(art_ids), tag_keys=tuple(dict.fromkeys(keys)),
+        title_id=tid,
+        name=name,
+        kind=kind,
+        genres=genres,
+        tags=tags,
+        runtime_s=float(runtime),
+        release_year=year,
+        regions=_str_list(rec, "regions"),
+        cast=_str_list(rec, "cast"),
+        synopsis=str(rec.get("synopsis", ""))[:2000],
+        series_id=series_id,
+        season=rec.get("season"),
+        episode=rec.get("episode"),
+        artwork=tuple(art_ids),
+        tag_keys=tuple(dict.fromkeys(keys)),
     )
 
 

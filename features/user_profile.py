@@ -37,8 +37,16 @@ REFRESH_EVENTS = frozenset({"play", "complete", "stop", "thumbs", "click", "intr
 class UserProfile:
     """Online features of one user; see docs/features.md for definitions."""
 
-    __slots__ = ("affinity", "country", "device", "events", "finished", "in_progress",
-                 "last_ts", "recent")
+    __slots__ = (
+        "affinity",
+        "country",
+        "device",
+        "events",
+        "finished",
+        "in_progress",
+        "last_ts",
+        "recent",
+    )
 
     def __init__(self) -> None:
         self.affinity: dict[str, float] = {}
@@ -89,8 +97,15 @@ class UserProfile:
             if len(self.in_progress) > IN_PROGRESS_MAX:
                 oldest = min(self.in_progress, key=lambda k: self.in_progress[k][2])
                 del self.in_progress[oldest]
-        elif pos is not None and etype in ("progress", "stop", "complete", "pause", "seek",
-                                           "intro_skip", "resume"):
+        elif pos is not None and etype in (
+            "progress",
+            "stop",
+            "complete",
+            "pause",
+            "seek",
+            "intro_skip",
+            "resume",
+        ):
             state = self.in_progress.get(tid)
             last_pos = state[0] if state else 0.0
             if etype in ("progress", "stop", "complete"):
@@ -120,9 +135,16 @@ class UserProfile:
         return sorted(self.affinity.items(), key=lambda kv: -kv[1])[:n]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"affinity": self.affinity, "last_ts": self.last_ts, "events": self.events,
-                "country": self.country, "device": self.device, "recent": self.recent,
-                "in_progress": self.in_progress, "finished": self.finished}
+        return {
+            "affinity": self.affinity,
+            "last_ts": self.last_ts,
+            "events": self.events,
+            "country": self.country,
+            "device": self.device,
+            "recent": self.recent,
+            "in_progress": self.in_progress,
+            "finished": self.finished,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UserProfile:

@@ -28,8 +28,12 @@ SCORE_CONTRACT_VERSION = 1
 
 
 class Engine:
-    def __init__(self, profiles: MutableMapping[str, UserProfile] | None = None,
-                 catalog: Catalog | None = None, top_k: int = 20) -> None:
+    def __init__(
+        self,
+        profiles: MutableMapping[str, UserProfile] | None = None,
+        catalog: Catalog | None = None,
+        top_k: int = 20,
+    ) -> None:
         self.catalog = catalog or Catalog()
         self.profiles: MutableMapping[str, UserProfile] = profiles if profiles is not None else {}
         self.popularity = TitlePopularity()
@@ -50,8 +54,9 @@ class Engine:
         self.profiles[ev["user_id"]] = profile  # marks it dirty in write-back stores
         return changed
 
-    def score_message(self, user_id: str, event_ts: int, now_ms: int,
-                      k: int | None = None) -> dict[str, Any]:
+    def score_message(
+        self, user_id: str, event_ts: int, now_ms: int, k: int | None = None
+    ) -> dict[str, Any]:
         """The score contract v1 (docs/score-contract.md) for one user."""
         profile = self.profile(user_id)
         items = self.scorer.top_k(profile, max(event_ts, profile.last_ts), k or self.top_k)
@@ -59,8 +64,13 @@ class Engine:
             "v": SCORE_CONTRACT_VERSION,
             "user_id": user_id,
             "items": [
-                {"title_id": it.title_id, "score": it.score, "rank": r + 1,
-                 "reasons": list(it.reasons), "artwork_id": it.artwork_id}
+                {
+                    "title_id": it.title_id,
+                    "score": it.score,
+                    "rank": r + 1,
+                    "reasons": list(it.reasons),
+                    "artwork_id": it.artwork_id,
+                }
                 for r, it in enumerate(items)
             ],
             "model_version": self.scorer.model_version,

@@ -77,8 +77,13 @@ class PopularityAffinityScorer:
 
     model_version = MODEL_VERSION
 
-    def __init__(self, catalog: Catalog, popularity: TitlePopularity,
-                 w_pop: float = 0.35, confident_after: int = 20) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        popularity: TitlePopularity,
+        w_pop: float = 0.35,
+        confident_after: int = 20,
+    ) -> None:
         self.catalog = catalog
         self.popularity = popularity
         self.cm = CatalogMatrix()
@@ -93,8 +98,11 @@ class PopularityAffinityScorer:
             return self._pop_cache[2]
         scale = self.popularity.scale(now_ts)
         counts = self.popularity.counts
-        raw = np.fromiter((counts.get(t, 0.0) for t in self.cm.title_ids),
-                          dtype=np.float32, count=len(self.cm.title_ids))
+        raw = np.fromiter(
+            (counts.get(t, 0.0) for t in self.cm.title_ids),
+            dtype=np.float32,
+            count=len(self.cm.title_ids),
+        )
         vec = np.log1p(raw * scale)
         top = float(vec.max()) if len(vec) else 0.0
         if top > 0:
@@ -141,14 +149,20 @@ class PopularityAffinityScorer:
             if not math.isfinite(s):
                 break
             title = self.cm.titles[i]
-            out.append(ScoredItem(title.title_id, round(s, 5),
-                                  self._reasons(title, pop[i], content, i, top_tags),
-                                  title.artwork[0] if title.artwork else None))
+            out.append(
+                ScoredItem(
+                    title.title_id,
+                    round(s, 5),
+                    self._reasons(title, pop[i], content, i, top_tags),
+                    title.artwork[0] if title.artwork else None,
+                )
+            )
         return out
 
     @staticmethod
-    def _reasons(title: Title, pop: float, content: np.ndarray | None, i: int,
-                 top_tags: list[str]) -> tuple[str, ...]:
+    def _reasons(
+        title: Title, pop: float, content: np.ndarray | None, i: int, top_tags: list[str]
+    ) -> tuple[str, ...]:
         reasons = []
         if content is not None and content[i] > 0.2:
             shared = [t.split(":", 1)[1] for t in top_tags if t in title.tag_keys][:3]

@@ -31,8 +31,12 @@ def _credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
         return None
     ssl_context = s.kafka_client_kwargs().get("ssl_context")
     if s.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
-                                     mechanism=s.sasl_mechanism, ssl_context=ssl_context)
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password,
+            mechanism=s.sasl_mechanism,
+            ssl_context=ssl_context,
+        )
     return faust.SSLCredentials(ssl_context)
 
 
@@ -59,13 +63,19 @@ app = faust.App(
     broker_heartbeat_interval=1.0,
     broker_rebalance_timeout=20.0,
 )
-events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw",
-                         partitions=settings.partitions)
+events_topic = app.topic(
+    settings.events_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
 profiles_table = app.Table(
     "user-profiles",
-    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw"),
+    schema=faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    ),
     partitions=settings.partitions,
 )
 
@@ -122,9 +132,18 @@ async def handle_batch(batch: list) -> None:
         events, rejects = decode_record(event.value)
         for rej in rejects:
             m.EVENTS_REJECTED.labels(reason=rej.reason).inc()
-            await _send(settings.dlq_topic, msg.key, dead_letter(
-                event.value, rej, topic=msg.topic, partition=msg.partition,
-                offset=msg.offset, now_ms=now_ms))
+            await _send(
+                settings.dlq_topic,
+                msg.key,
+                dead_letter(
+                    event.value,
+                    rej,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    now_ms=now_ms,
+                ),
+            )
         store.current_event = event
         for ev in events:
             n_events += 1

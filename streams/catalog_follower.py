@@ -24,15 +24,20 @@ log = logging.getLogger(__name__)
 
 
 class CatalogFollower:
-    def __init__(self, settings: Settings, catalog: Catalog,
-                 reject: Callable[[bytes], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        reject: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.reject = reject
         self.ready = asyncio.Event()
 
-    def apply(self, key: bytes | None, value: bytes | None, *, partition: int, offset: int
-              ) -> bytes | None:
+    def apply(
+        self, key: bytes | None, value: bytes | None, *, partition: int, offset: int
+    ) -> bytes | None:
         """Fold one record in; returns a dead-letter record when it is refused."""
         if value is None:  # tombstone: the title left the catalog
             if key:
@@ -44,14 +49,22 @@ class CatalogFollower:
         except (orjson.JSONDecodeError, CatalogError) as exc:
             reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "bad_title"
             EVENTS_REJECTED.labels(reason=f"catalog_{reason}").inc()
-            return dead_letter(value, Rejection(reason, str(exc)[:200]),
-                               topic=self.settings.catalog_topic, partition=partition,
-                               offset=offset, now_ms=int(time.time() * 1000))
+            return dead_letter(
+                value,
+                Rejection(reason, str(exc)[:200]),
+                topic=self.settings.catalog_topic,
+                partition=partition,
+                offset=offset,
+                now_ms=int(time.time() * 1000),
+            )
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(), enable_auto_commit=False, group_id=None,
-            auto_offset_reset="earliest")
+            **self.settings.kafka_client_kwargs(),
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         try:
             parts = consumer.partitions_for_topic(self.settings.catalog_topic) or set()

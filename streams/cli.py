@@ -65,16 +65,20 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from streams.traffic import send_events
 
     settings = Settings.from_env()
-    if args.file:
-        events = read_jsonl(args.file)
-    else:
-        events = _sim(args).events(limit=args.events)
+    events = read_jsonl(args.file) if args.file else _sim(args).events(limit=args.events)
 
     def progress(n: int, rate: float) -> None:
         print(f"\rsent {n:,} events ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
 
-    n = asyncio.run(send_events(settings, events, rate=args.rate, live=args.live,
-                                progress=None if args.quiet else progress))
+    n = asyncio.run(
+        send_events(
+            settings,
+            events,
+            rate=args.rate,
+            live=args.live,
+            progress=None if args.quiet else progress,
+        )
+    )
     print(f"\nsent {n:,} events to {settings.events_topic}", file=sys.stderr)
     return 0
 
@@ -101,8 +105,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(seconds=args.seconds, rate=args.rate, users=args.users, titles=args.titles,
-                    seed=args.seed)
+    return run_demo(
+        seconds=args.seconds, rate=args.rate, users=args.users, titles=args.titles, seed=args.seed
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=Settings.from_env().log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=Settings.from_env().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -152,8 +152,9 @@ def decode_record(raw: bytes | None) -> tuple[list[Event], list[Rejection]]:
         return [], [Rejection(exc.reason, exc.detail)]
 
 
-def dead_letter(raw: bytes | None, rejection: Rejection, *, topic: str, partition: int,
-                offset: int, now_ms: int) -> bytes:
+def dead_letter(
+    raw: bytes | None, rejection: Rejection, *, topic: str, partition: int, offset: int, now_ms: int
+) -> bytes:
     """The DLQ record: original bytes (as text when UTF-8, else base64), reason, time, origin."""
     original: str | None
     encoding = "utf-8"

@@ -10,42 +10,62 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_CONSUMED = Counter(
-    "reelstream_events_consumed_total", "Valid events processed, by event type.",
-    ["event_type"], registry=REGISTRY)
+    "reelstream_events_consumed_total",
+    "Valid events processed, by event type.",
+    ["event_type"],
+    registry=REGISTRY,
+)
 EVENTS_REJECTED = Counter(
-    "reelstream_events_rejected_total", "Events sent to the dead-letter topic, by reason.",
-    ["reason"], registry=REGISTRY)
+    "reelstream_events_rejected_total",
+    "Events sent to the dead-letter topic, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 RECORDS_CONSUMED = Counter(
-    "reelstream_records_consumed_total", "Kafka records read from the events topic.",
-    registry=REGISTRY)
+    "reelstream_records_consumed_total",
+    "Kafka records read from the events topic.",
+    registry=REGISTRY,
+)
 SCORE_REFRESHES = Counter(
-    "reelstream_score_refreshes_total", "Top-K lists recomputed and published.",
-    registry=REGISTRY)
+    "reelstream_score_refreshes_total", "Top-K lists recomputed and published.", registry=REGISTRY
+)
 REFRESHES_DEBOUNCED = Counter(
     "reelstream_refreshes_debounced_total",
     "Refresh requests folded into another refresh of the same user in one batch.",
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 BATCH_SECONDS = Histogram(
-    "reelstream_batch_processing_seconds", "Wall time to process one batch of records.",
+    "reelstream_batch_processing_seconds",
+    "Wall time to process one batch of records.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 EVENT_SECONDS = Histogram(
     "reelstream_event_processing_seconds",
     "Processing time per event (batch time divided by its events).",
     buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2),
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 FRESHNESS_SECONDS = Histogram(
     "reelstream_score_freshness_seconds",
     "From the triggering event's timestamp to its refreshed scores being written.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-    registry=REGISTRY)
+    registry=REGISTRY,
+)
 REDIS_ERRORS = Counter(
-    "reelstream_redis_errors_total", "Failed Redis writes or reads.", ["op"], registry=REGISTRY)
+    "reelstream_redis_errors_total", "Failed Redis writes or reads.", ["op"], registry=REGISTRY
+)
 KAFKA_SEND_ERRORS = Counter(
-    "reelstream_kafka_send_errors_total", "Failed Kafka sends, by topic role.", ["topic"],
-    registry=REGISTRY)
+    "reelstream_kafka_send_errors_total",
+    "Failed Kafka sends, by topic role.",
+    ["topic"],
+    registry=REGISTRY,
+)
 CATALOG_TITLES = Gauge(
-    "reelstream_catalog_titles", "Titles in this worker's catalog view.", registry=REGISTRY)
+    "reelstream_catalog_titles", "Titles in this worker's catalog view.", registry=REGISTRY
+)
 PROFILES_CACHED = Gauge(
-    "reelstream_user_profiles_cached", "User profiles held in this worker's memory.",
-    registry=REGISTRY)
+    "reelstream_user_profiles_cached",
+    "User profiles held in this worker's memory.",
+    registry=REGISTRY,
+)

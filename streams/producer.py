@@ -28,8 +28,12 @@ class EventProducer:
         self.settings = settings
         self.validate = validate
         self._producer = AIOKafkaProducer(
-            **settings.kafka_client_kwargs(), enable_idempotence=True, acks="all",
-            linger_ms=linger_ms, max_batch_size=256 * 1024)
+            **settings.kafka_client_kwargs(),
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+        )
         self._pending: list[asyncio.Future[Any]] = []
         self.sent = 0
 
@@ -60,8 +64,9 @@ class EventProducer:
         """Validate and send one event, keyed by its user."""
         if self.validate:
             validate_event(event)
-        await self.send_raw(self.settings.events_topic, event["user_id"].encode(),
-                            orjson.dumps(event))
+        await self.send_raw(
+            self.settings.events_topic, event["user_id"].encode(), orjson.dumps(event)
+        )
 
     async def send_envelope(self, events: list[dict[str, Any]]) -> None:
         """Send several events of one user as one record: ``{"v": 1, "events": [...]}``."""
@@ -71,16 +76,20 @@ class EventProducer:
         if self.validate:
             for e in events:
                 validate_event(e)
-        await self.send_raw(self.settings.events_topic, users.pop().encode(),
-                            orjson.dumps({"v": 1, "events": events}))
+        await self.send_raw(
+            self.settings.events_topic,
+            users.pop().encode(),
+            orjson.dumps({"v": 1, "events": events}),
+        )
 
     async def send_titles(self, records: Iterable[dict[str, Any]]) -> int:
         """Publish catalog records, keyed by title, to the compacted catalog topic."""
         n = 0
         for rec in records:
             title = parse_title(rec)
-            await self.send_raw(self.settings.catalog_topic, title.title_id.encode(),
-                                orjson.dumps(rec))
+            await self.send_raw(
+                self.settings.catalog_topic, title.title_id.encode(), orjson.dumps(rec)
+            )
             n += 1
         return n
 

@@ -13,8 +13,9 @@ from streams.redis_keys import recs_key
 
 def connect(url: str) -> aioredis.Redis:
     """``redis://`` or ``rediss://`` (TLS); AUTH comes from the URL's user and password."""
-    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5,
-                                   health_check_interval=30)
+    return aioredis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 class ScoreSink:

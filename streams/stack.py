@@ -119,7 +119,12 @@ def fetch_kafka_jars() -> Path:
         shutil.rmtree(libs)
     libs.mkdir(parents=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
         f"-DoutputDirectory={libs}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -170,7 +175,7 @@ def kafka_up(settings: Settings) -> str:
     if ep.answers():
         return f"Kafka already answers on {ep.host}:{ep.port}: reusing it (not managed here)"
     if shutil.which("java") is None:
-        raise StackError("Java 17+ is required to run Kafka: apt-get install openjdk-17-jre-headless")
+        raise StackError("Java 17+ is required to run Kafka (Debian: openjdk-17-jre-headless)")
     libs = fetch_kafka_jars()
     data = kdir / "data"
     logs = kdir / "logs"
@@ -178,24 +183,47 @@ def kafka_up(settings: Settings) -> str:
     props = kdir / "server.properties"
     props.write_text(_server_properties(settings, data))
     (kdir / "log4j2.xml").write_text(LOG4J2_XML)
-    java = ["java", "-cp", f"{libs}/*", f"-Dkafka.logs.dir={logs}",
-            f"-Dlog4j2.configurationFile={kdir / 'log4j2.xml'}"]
+    java = [
+        "java",
+        "-cp",
+        f"{libs}/*",
+        f"-Dkafka.logs.dir={logs}",
+        f"-Dlog4j2.configurationFile={kdir / 'log4j2.xml'}",
+    ]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         _log(f"formatting KRaft storage in {data}")
         res = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-             "--ignore-formatted"],
-            capture_output=True, text=True,
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
         )
         if res.returncode != 0:
             raise StackError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")
     _log(f"starting Kafka on {ep.host}:{ep.port}")
     out = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [*java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-         "kafka.Kafka", str(props)],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            *java,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            "kafka.Kafka",
+            str(props),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     pid_file.write_text(str(proc.pid))
 
@@ -228,8 +256,12 @@ def _ensure_redis_server() -> str:
         _log("installing Debian's redis-server package")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True)
-        res = subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"],
-                             env=env, capture_output=True, text=True)
+        res = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "redis-server"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if res.returncode == 0 and shutil.which("redis-server"):
             return shutil.which("redis-server")  # type: ignore[return-value]
         raise StackError(f"apt-get install redis-server failed:\n{res.stderr[-2000:]}")
@@ -250,9 +282,24 @@ def redis_up(settings: Settings) -> str:
     _log(f"starting Redis on {ep.host}:{ep.port}")
     out = open(rdir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [exe, "--port", str(ep.port), "--bind", "127.0.0.1", "--dir", str(rdir),
-         "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            exe,
+            "--port",
+            str(ep.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(rdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     pid_file.write_text(str(proc.pid))
     _wait(lambda: _redis_ping(settings), f"Redis on {ep.host}:{ep.port}", 30, rdir / "redis.log")
@@ -296,10 +343,14 @@ def status(settings: Settings) -> bool:
     k_ok, r_ok = k.answers(), _redis_ping(settings)
     k_pid = _pid_alive(_kafka_dir() / "kafka.pid")
     r_pid = _pid_alive(stack_dir() / "redis" / "redis.pid")
-    print(f"kafka  {k.host}:{k.port}  {'up' if k_ok else 'down'}"
-          f"  {'pid ' + str(k_pid) if k_pid else '(not managed here)'}")
-    print(f"redis  {r.host}:{r.port}  {'up' if r_ok else 'down'}"
-          f"  {'pid ' + str(r_pid) if r_pid else '(not managed here)'}")
+    print(
+        f"kafka  {k.host}:{k.port}  {'up' if k_ok else 'down'}"
+        f"  {'pid ' + str(k_pid) if k_pid else '(not managed here)'}"
+    )
+    print(
+        f"redis  {r.host}:{r.port}  {'up' if r_ok else 'down'}"
+        f"  {'pid ' + str(r_pid) if r_pid else '(not managed here)'}"
+    )
     print(f"stack dir: {stack_dir()}")
     return k_ok and r_ok
 

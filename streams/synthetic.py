@@ -24,23 +24,92 @@ from dataclasses import dataclass
 from typing import Any
 
 TAG_DIMENSIONS: dict[str, list[str]] = {
-    "genre": ["drama", "comedy", "thriller", "scifi", "documentary", "animation",
-              "romance", "horror", "crime", "fantasy"],
+    "genre": [
+        "drama",
+        "comedy",
+        "thriller",
+        "scifi",
+        "documentary",
+        "animation",
+        "romance",
+        "horror",
+        "crime",
+        "fantasy",
+    ],
     "pacing": ["slow", "medium", "fast"],
     "tone": ["dark", "light", "quirky", "gritty", "heartwarming", "suspenseful"],
     "narrative": ["linear", "nonlinear", "anthology", "ensemble", "character-driven"],
-    "theme": ["family", "revenge", "coming-of-age", "survival", "friendship", "power",
-              "love", "mystery", "identity", "justice"],
+    "theme": [
+        "family",
+        "revenge",
+        "coming-of-age",
+        "survival",
+        "friendship",
+        "power",
+        "love",
+        "mystery",
+        "identity",
+        "justice",
+    ],
     "setting": ["urban", "rural", "space", "historical", "fantasy-world", "workplace"],
 }
-COUNTRIES = {"US": (-5, 0.35), "GB": (0, 0.12), "FR": (1, 0.12), "DE": (1, 0.12),
-             "BR": (-3, 0.12), "IN": (5, 0.09), "JP": (9, 0.08)}
+COUNTRIES = {
+    "US": (-5, 0.35),
+    "GB": (0, 0.12),
+    "FR": (1, 0.12),
+    "DE": (1, 0.12),
+    "BR": (-3, 0.12),
+    "IN": (5, 0.09),
+    "JP": (9, 0.08),
+}
 DEVICES = ["tv", "mobile", "web", "tablet"]
-WORDS = ["night", "river", "last", "code", "empire", "silent", "garden", "storm", "echo",
-         "glass", "north", "crown", "shadow", "harbor", "signal", "winter", "orbit", "pulse"]
+WORDS = [
+    "night",
+    "river",
+    "last",
+    "code",
+    "empire",
+    "silent",
+    "garden",
+    "storm",
+    "echo",
+    "glass",
+    "north",
+    "crown",
+    "shadow",
+    "harbor",
+    "signal",
+    "winter",
+    "orbit",
+    "pulse",
+]
 # Hourly weight of starting a session, in the viewer's local time: low at night, evening peak.
-HOUR_RHYTHM = [0.3, 0.15, 0.08, 0.05, 0.05, 0.08, 0.2, 0.35, 0.4, 0.35, 0.35, 0.4,
-               0.55, 0.5, 0.45, 0.45, 0.55, 0.75, 1.0, 1.3, 1.5, 1.4, 1.0, 0.6]
+HOUR_RHYTHM = [
+    0.3,
+    0.15,
+    0.08,
+    0.05,
+    0.05,
+    0.08,
+    0.2,
+    0.35,
+    0.4,
+    0.35,
+    0.35,
+    0.4,
+    0.55,
+    0.5,
+    0.45,
+    0.45,
+    0.55,
+    0.75,
+    1.0,
+    1.3,
+    1.5,
+    1.4,
+    1.0,
+    0.6,
+]
 HEARTBEAT_S = 300.0
 START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC, a Monday
 
@@ -95,8 +164,11 @@ class Simulation:
             episodes = rng.randint(3, 8) if is_series else 1
             episodes = min(episodes, n - i)
             genres = rng.sample(TAG_DIMENSIONS["genre"], rng.choice([1, 1, 2]))
-            tags = {dim: [rng.choice(vals)] for dim, vals in TAG_DIMENSIONS.items()
-                    if dim not in ("genre", "theme")}
+            tags = {
+                dim: [rng.choice(vals)]
+                for dim, vals in TAG_DIMENSIONS.items()
+                if dim not in ("genre", "theme")
+            }
             tags["theme"] = rng.sample(TAG_DIMENSIONS["theme"], rng.choice([1, 2]))
             name = " ".join(w.capitalize() for w in rng.sample(WORDS, 2))
             base_pop = rng.paretovariate(1.3)
@@ -113,15 +185,17 @@ class Simulation:
                     "name": f"{name} E{ep + 1}" if is_series else name,
                     "kind": "episode" if is_series else "movie",
                     "synopsis": f"A {tags['tone'][0]} {genres[0]} story about "
-                                f"{' and '.join(tags['theme'])}.",
+                    f"{' and '.join(tags['theme'])}.",
                     "genres": genres,
                     "tags": tags,
                     "cast": cast,
                     "runtime_s": runtime,
                     "release_year": year,
                     "regions": regions,
-                    "artwork": [{"artwork_id": f"{tid}-a{k}", "style": s}
-                                for k, s in enumerate(["hero", "character", "moody"])],
+                    "artwork": [
+                        {"artwork_id": f"{tid}-a{k}", "style": s}
+                        for k, s in enumerate(["hero", "character", "moody"])
+                    ],
                 }
                 if is_series:
                     rec.update(series_id=series_id, season=1, episode=ep + 1)
@@ -154,11 +228,17 @@ class Simulation:
         disliked = rng.choice([g for g in TAG_DIMENSIONS["genre"] if f"genre:{g}" not in taste])
         taste[f"genre:{disliked}"] = -1.0
         return SimUser(
-            user_id=f"u{i:06d}", country=country, tz_hours=COUNTRIES[country][0],
-            devices=rng.sample(DEVICES, rng.choice([1, 2, 2, 3])), favorites=favorites,
-            taste=taste, activity=rng.lognormvariate(0, 0.6),
-            skip_intro=rng.betavariate(2, 3), binge=rng.betavariate(3, 2),
-            pause_rate=rng.uniform(0.2, 3.0), watched=set(),
+            user_id=f"u{i:06d}",
+            country=country,
+            tz_hours=COUNTRIES[country][0],
+            devices=rng.sample(DEVICES, rng.choice([1, 2, 2, 3])),
+            favorites=favorites,
+            taste=taste,
+            activity=rng.lognormvariate(0, 0.6),
+            skip_intro=rng.betavariate(2, 3),
+            binge=rng.betavariate(3, 2),
+            pause_rate=rng.uniform(0.2, 3.0),
+            watched=set(),
         )
 
     def affinity(self, user: SimUser, title_id: str) -> float:
@@ -168,8 +248,10 @@ class Simulation:
     def ground_truth(self) -> dict[str, Any]:
         return {
             "seed": self.cfg.seed,
-            "users": {u.user_id: {"favorite_tags": u.favorites, "country": u.country,
-                                  "taste": u.taste} for u in self.users},
+            "users": {
+                u.user_id: {"favorite_tags": u.favorites, "country": u.country, "taste": u.taste}
+                for u in self.users
+            },
             "popularity": self.popularity,
         }
 
@@ -194,12 +276,27 @@ class Simulation:
         weights = [math.exp(strength * self.affinity(user, t)) for t in fresh]
         return self.rng.choices(fresh, weights=weights)[0]
 
-    def _event(self, user: SimUser, etype: str, ts: float, title_id: str, session: str,
-               device: str, **extra: Any) -> dict[str, Any]:
+    def _event(
+        self,
+        user: SimUser,
+        etype: str,
+        ts: float,
+        title_id: str,
+        session: str,
+        device: str,
+        **extra: Any,
+    ) -> dict[str, Any]:
         self._seq += 1
-        ev = {"event_id": f"e{self.cfg.seed}-{self._seq:09d}", "user_id": user.user_id,
-              "title_id": title_id, "event_type": etype, "ts": int(ts),
-              "session_id": session, "device": device, "country": user.country}
+        ev = {
+            "event_id": f"e{self.cfg.seed}-{self._seq:09d}",
+            "user_id": user.user_id,
+            "title_id": title_id,
+            "event_type": etype,
+            "ts": int(ts),
+            "session_id": session,
+            "device": device,
+            "country": user.country,
+        }
         ev.update(extra)
         return ev
 
@@ -212,14 +309,35 @@ class Simulation:
         row = self._sample_popular(8, user.country)
         request = f"r{self._seq + 1}"
         for rank, tid in enumerate(row):
-            out.append(self._event(user, "impression", now, tid, session, device,
-                                   request_id=request, rank=rank, artwork_id=f"{tid}-a0"))
+            out.append(
+                self._event(
+                    user,
+                    "impression",
+                    now,
+                    tid,
+                    session,
+                    device,
+                    request_id=request,
+                    rank=rank,
+                    artwork_id=f"{tid}-a0",
+                )
+            )
         now += rng.uniform(2_000, 20_000)
         if rng.random() < 0.5:
             pick = self._choose(user, row)
             if pick:
-                out.append(self._event(user, "click", now, pick, session, device,
-                                       request_id=request, artwork_id=f"{pick}-a0"))
+                out.append(
+                    self._event(
+                        user,
+                        "click",
+                        now,
+                        pick,
+                        session,
+                        device,
+                        request_id=request,
+                        artwork_id=f"{pick}-a0",
+                    )
+                )
         else:  # browsing or search: the planted taste dominates
             pick = self._choose(user, self._sample_popular(30, user.country))
         watched_titles = 0
@@ -236,8 +354,15 @@ class Simulation:
             now += rng.uniform(5_000, 60_000)
         return out
 
-    def _watch(self, user: SimUser, tid: str, now: float, session: str, device: str,
-               out: list[dict[str, Any]]) -> tuple[float, bool]:
+    def _watch(
+        self,
+        user: SimUser,
+        tid: str,
+        now: float,
+        session: str,
+        device: str,
+        out: list[dict[str, Any]],
+    ) -> tuple[float, bool]:
         rng = self.rng
         duration = self.runtime[tid]
         aff = self.affinity(user, tid)
@@ -246,13 +371,24 @@ class Simulation:
         target = duration if completes else duration * rng.uniform(0.02, 0.35)
         user.watched.add(tid)
         pos = 0.0
-        out.append(self._event(user, "play", now, tid, session, device,
-                               position_s=0, duration_s=duration))
+        out.append(
+            self._event(user, "play", now, tid, session, device, position_s=0, duration_s=duration)
+        )
         is_episode = tid in self.next_episode or tid in self.next_episode.values()
         if is_episode and rng.random() < user.skip_intro:
             now += 25_000
-            out.append(self._event(user, "intro_skip", now, tid, session, device,
-                                   position_s=25.0, duration_s=duration))
+            out.append(
+                self._event(
+                    user,
+                    "intro_skip",
+                    now,
+                    tid,
+                    session,
+                    device,
+                    position_s=25.0,
+                    duration_s=duration,
+                )
+            )
             pos = 90.0
         pause_p = user.pause_rate * HEARTBEAT_S / 3600.0
         while pos < target:
@@ -260,34 +396,102 @@ class Simulation:
             pos += step
             now += step * 1000
             if pos < target:
-                out.append(self._event(user, "progress", now, tid, session, device,
-                                       position_s=round(pos, 1), duration_s=duration))
+                out.append(
+                    self._event(
+                        user,
+                        "progress",
+                        now,
+                        tid,
+                        session,
+                        device,
+                        position_s=round(pos, 1),
+                        duration_s=duration,
+                    )
+                )
                 if rng.random() < pause_p:
-                    out.append(self._event(user, "pause", now + 1, tid, session, device,
-                                           position_s=round(pos, 1), duration_s=duration))
+                    out.append(
+                        self._event(
+                            user,
+                            "pause",
+                            now + 1,
+                            tid,
+                            session,
+                            device,
+                            position_s=round(pos, 1),
+                            duration_s=duration,
+                        )
+                    )
                     now += rng.uniform(10_000, 300_000)
-                    out.append(self._event(user, "resume", now, tid, session, device,
-                                           position_s=round(pos, 1), duration_s=duration))
+                    out.append(
+                        self._event(
+                            user,
+                            "resume",
+                            now,
+                            tid,
+                            session,
+                            device,
+                            position_s=round(pos, 1),
+                            duration_s=duration,
+                        )
+                    )
                 if rng.random() < 0.03:
                     back = min(pos, rng.uniform(10, 120))
                     pos -= back
                     now += 2_000
-                    out.append(self._event(user, "seek", now, tid, session, device,
-                                           position_s=round(pos, 1), duration_s=duration,
-                                           from_position_s=round(pos + back, 1)))
+                    out.append(
+                        self._event(
+                            user,
+                            "seek",
+                            now,
+                            tid,
+                            session,
+                            device,
+                            position_s=round(pos, 1),
+                            duration_s=duration,
+                            from_position_s=round(pos + back, 1),
+                        )
+                    )
         if completes:
-            out.append(self._event(user, "complete", now, tid, session, device,
-                                   position_s=duration, duration_s=duration))
+            out.append(
+                self._event(
+                    user,
+                    "complete",
+                    now,
+                    tid,
+                    session,
+                    device,
+                    position_s=duration,
+                    duration_s=duration,
+                )
+            )
             if rng.random() < 0.15:
-                out.append(self._event(user, "thumbs", now + 3_000, tid, session, device,
-                                       value=1 if aff > 0.5 else -1))
+                out.append(
+                    self._event(
+                        user,
+                        "thumbs",
+                        now + 3_000,
+                        tid,
+                        session,
+                        device,
+                        value=1 if aff > 0.5 else -1,
+                    )
+                )
         else:
-            out.append(self._event(user, "stop", now, tid, session, device,
-                                   position_s=round(pos, 1), duration_s=duration))
+            out.append(
+                self._event(
+                    user,
+                    "stop",
+                    now,
+                    tid,
+                    session,
+                    device,
+                    position_s=round(pos, 1),
+                    duration_s=duration,
+                )
+            )
         return now, completes
 
-    def events(self, limit: int | None = None, days: int | None = None
-               ) -> Iterator[dict[str, Any]]:
+    def events(self, limit: int | None = None, days: int | None = None) -> Iterator[dict[str, Any]]:
         """Events in event-time order, day by day, until ``limit`` events or ``days`` days."""
         rng = self.rng
         day_ms = 86_400_000

@@ -11,10 +11,15 @@ from streams.producer import EventProducer
 from streams.settings import Settings
 
 
-async def send_events(settings: Settings, events: Iterable[dict[str, Any]], *,
-                      rate: float | None = None, live: bool = False,
-                      progress: Callable[[int, float], None] | None = None,
-                      stop: asyncio.Event | None = None) -> int:
+async def send_events(
+    settings: Settings,
+    events: Iterable[dict[str, Any]],
+    *,
+    rate: float | None = None,
+    live: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Send events in order; ``rate`` paces them (events/s), ``live`` stamps ``ts`` = now.
 
     Live stamping keeps the simulated order but makes event time the wall clock,
