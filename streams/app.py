@@ -144,7 +144,7 @@ async def handle_batch(batch: list) -> None:
                     now_ms=now_ms,
                 ),
             )
-        store.current_event = event
+        store.bind(event)
         for ev in events:
             n_events += 1
             m.EVENTS_CONSUMED.labels(event_type=ev["event_type"]).inc()

@@ -12,7 +12,6 @@ import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-import orjson
 from faust.streams import _current_event  # the partition Faust's stores write to
 
 from features.user_profile import UserProfile
@@ -27,13 +26,18 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.dirty: dict[str, Any] = {}  # user_id -> the Faust event that last touched it
         self.current_event: Any = None
 
+    def bind(self, event: Any) -> None:
+        """Make ``event`` current: reads and writes go to its partition's store."""
+        self.current_event = event
+        _current_event.set(weakref.ref(event))
+
     def __getitem__(self, user_id: str) -> UserProfile:
         p = self.cache.get(user_id)
         if p is None:
             raw = self.table.get(user_id)
             if raw is None:
                 raise KeyError(user_id)
-            p = self.cache[user_id] = UserProfile.from_dict(orjson.loads(raw))
+            p = self.cache[user_id] = UserProfile.from_dict(raw)
         return p
 
     def __setitem__(self, user_id: str, profile: UserProfile) -> None:
@@ -55,7 +59,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         n = len(self.dirty)
         for user_id, event in self.dirty.items():
             _current_event.set(weakref.ref(event))
-            self.table[user_id] = orjson.dumps(self.cache[user_id].to_dict())
+            self.table[user_id] = self.cache[user_id].to_dict()
         self.dirty.clear()
         if len(self.cache) > CACHE_MAX:
             self.cache.clear()

@@ -1,0 +1,56 @@
+# reelstream: `make demo` runs the main job on the local stack, `make test` runs the suite.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_SECONDS ?= 60
+DEMO_RATE ?= 1500
+
+.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean
+
+help:
+	@echo "make demo    set up, start Kafka+Redis, run a worker on live synthetic traffic"
+	@echo "make test    set up, start Kafka+Redis, run unit and integration tests"
+	@echo "make lint    ruff check and format check"
+	@echo "make stack-down   stop the Kafka and Redis this project started"
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PY=python3.11)")'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+stack-up: venv
+	$(BIN)/reelstream stack up
+
+stack-down: venv
+	$(BIN)/reelstream stack down
+
+stack-status: venv
+	$(BIN)/reelstream stack status
+
+demo: stack-up
+	$(BIN)/reelstream demo --seconds $(DEMO_SECONDS) --rate $(DEMO_RATE)
+
+test: stack-up
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: stack-up
+	$(BIN)/pytest tests/integration
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache data
