@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from features.catalog import Catalog, CatalogError, parse_title
 from streams.contract import Rejection, dead_letter
+from streams.kafka_admin import assign_all
 from streams.metrics import CATALOG_TITLES, EVENTS_REJECTED
 from streams.settings import Settings
 
@@ -67,14 +68,7 @@ class CatalogFollower:
         )
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(self.settings.catalog_topic) or set()
-            while not parts:
-                await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(self.settings.catalog_topic) or set()
-            tps = [TopicPartition(self.settings.catalog_topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            tps = await assign_all(consumer, self.settings.catalog_topic)
             end = await consumer.end_offsets(tps)
             if all(end[tp] == 0 for tp in tps):
                 self.ready.set()

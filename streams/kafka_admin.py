@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -61,3 +62,18 @@ async def delete_topics_async(settings: Settings, names: list[str]) -> None:
 
 def ensure_topics(settings: Settings) -> list[str]:
     return asyncio.run(ensure_topics_async(settings))
+
+
+async def assign_all(
+    consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0
+) -> list[TopicPartition]:
+    """Give a group-less consumer every partition of ``topic``, positioned at the beginning."""
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic!r} has no partitions on the broker")
+        await asyncio.sleep(0.05)
+    tps = sorted(consumer.assignment())
+    await consumer.seek_to_beginning(*tps)
+    return tps

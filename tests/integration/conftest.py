@@ -1,0 +1,198 @@
+"""Integration fixtures: the real local Kafka and Redis (``make stack-up``), isolated per run.
+
+Each test module gets its own topic names, consumer group, Redis key prefix and
+worker data directory, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer
+
+from streams.demo import scrape
+from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_for(
+    predicate: Callable[[], object], what: str, timeout: float = 120.0, interval: float = 0.2
+) -> object:
+    """Poll a condition until it holds; fail with ``what`` if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _stack_answers(settings: Settings) -> None:
+    host, port = settings.broker.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        redis.Redis.from_url(settings.redis_url).ping()
+    except (OSError, redis.RedisError) as exc:
+        pytest.fail(f"the local stack does not answer ({exc}); run `make stack-up` first")
+
+
+@pytest.fixture(scope="module")
+def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    run = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        app_id=f"it-{run}",
+        events_topic=f"it-{run}-events",
+        catalog_topic=f"it-{run}-catalog",
+        scores_topic=f"it-{run}-scores",
+        dlq_topic=f"it-{run}-events.dlq",
+        key_prefix=f"it{run}",
+        partitions=4,
+        data_dir=str(tmp_path_factory.mktemp(f"worker-{run}")),
+        web_port=free_port(),
+    )
+    _stack_answers(settings)
+    asyncio.run(ensure_topics_async(settings))
+    yield settings
+    r = redis.Redis.from_url(settings.redis_url)
+    keys = list(r.scan_iter(f"{settings.key_prefix}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+    names = [
+        settings.events_topic,
+        settings.catalog_topic,
+        settings.scores_topic,
+        settings.dlq_topic,
+    ]
+    asyncio.run(delete_topics_async(settings, names))
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    keys = [
+        "app_id",
+        "events_topic",
+        "catalog_topic",
+        "scores_topic",
+        "dlq_topic",
+        "key_prefix",
+        "partitions",
+        "data_dir",
+        "web_port",
+        "broker",
+        "redis_url",
+    ]
+    return {f"REELSTREAM_{k.upper()}": str(getattr(settings, k)) for k in keys}
+
+
+class WorkerProcess:
+    """A ``reelstream worker`` subprocess with its own log file."""
+
+    def __init__(self, settings: Settings, log_path: Path, **overrides: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        env = {**os.environ, **settings_env(settings), **overrides}
+        self.port = int(env["REELSTREAM_WEB_PORT"])
+        self.log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+        return scrape(self.port)
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def start_worker(
+    run_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    logs = tmp_path_factory.mktemp("logs")
+
+    def start(**overrides: str) -> WorkerProcess:
+        w = WorkerProcess(run_settings, logs / f"worker-{len(started)}.log", **overrides)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+async def read_topic(
+    settings: Settings, topic: str, expected: int | None = None, timeout: float = 60.0
+) -> list:
+    """Every record of a topic, from the beginning; waits until ``expected`` are there."""
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = await assign_all(consumer, topic)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            end = await consumer.end_offsets(tps)
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+            positions = [await consumer.position(tp) for tp in tps]
+            caught_up = all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True))
+            if caught_up and (expected is None or len(records) >= expected):
+                break
+        return records
+    finally:
+        await consumer.stop()
+
+
+def decode_values(records: list) -> list[dict]:
+    return [orjson.loads(r.value) for r in records]
+
+
+@pytest.fixture
+async def anyio_backend() -> AsyncIterator[str]:
+    yield "asyncio"
