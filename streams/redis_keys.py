@@ -35,3 +35,12 @@ def features_key(prefix: str, user_id: str) -> str:
 def title_key(prefix: str, title_id: str) -> str:
     """HASH of a title's serving statistics."""
     return f"{prefix}:title:{_checked(title_id, 'title id')}"
+
+
+def trending_key(prefix: str, country: str, window: str) -> str:
+    """JSON blob of the top titles in ``country`` (ISO alpha-2 or ``ALL``) over ``window``."""
+    if not (country == "ALL" or (len(country) == 2 and country.isalpha() and country.isupper())):
+        raise ValueError("invalid country for a Redis key")
+    if window not in ("1h", "1d"):
+        raise ValueError("invalid trending window")
+    return f"{prefix}:trending:{country}:{window}"
