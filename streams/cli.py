@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from streams import logs
 from streams.settings import Settings
 
 
@@ -37,7 +40,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.app import app, settings
 
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=logs.logging_config(settings.log_level),
+    )
     worker.execute_from_commandline()
     return 0
 
@@ -156,16 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=Settings.from_env().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.setup(Settings.from_env().log_level)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as exc:
-        print(f"reelstream: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, KafkaError, RedisError) as exc:
+        print(f"reelstream: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 
