@@ -15,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from online_models.engine import Engine
 from streams import metrics as m
+from streams import monitor
+from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
 from streams.contract import dead_letter, decode_record
 from streams.profile_store import TableProfileStore
@@ -177,6 +179,8 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
     return web.bytes(generate_latest(m.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-@app.page("/healthz")
-async def healthz(web, request):  # type: ignore[no-untyped-def]
-    return web.json({"status": "ok"})
+# The HTTP API (/recommendations, /users, /titles, /trending, /healthz, /readyz) and the
+# periodic lag and table-size gauges: streams/web.py, streams/monitor.py.
+api = web_api.Api(app, settings, engine, store, follower.ready, connect(settings.redis_url))
+web_api.register(app, api)
+monitor.register(app, settings.events_topic, {"user-profiles": profiles_table})

@@ -69,3 +69,54 @@ PROFILES_CACHED = Gauge(
     "User profiles held in this worker's memory.",
     registry=REGISTRY,
 )
+
+# --- Operations (issue 5): lag, tables, HTTP, model health. Label values stay bounded. ---
+CONSUMER_LAG = Gauge(
+    "reelstream_consumer_lag_records",
+    "Records in an events-topic partition after the last one this worker read "
+    "(only partitions assigned to this worker).",
+    ["partition"],
+    registry=REGISTRY,
+)
+TABLE_KEYS = Gauge(
+    "reelstream_table_keys",
+    "Keys in this worker's active partitions of a Faust table.",
+    ["table"],
+    registry=REGISTRY,
+)
+HTTP_SECONDS = Histogram(
+    "reelstream_http_request_duration_seconds",
+    "HTTP API latency, by route template (never the raw path), method and status code.",
+    ["route", "method", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "reelstream_ready",
+    "1 when the last /readyz check passed (broker, Redis, table recovery, catalog).",
+    registry=REGISTRY,
+)
+RANKER_AUC = Gauge(
+    "reelstream_model_ranker_auc_ratio",
+    "Rolling ROC AUC of the ranker on its most recent labelled impressions (0..1).",
+    registry=REGISTRY,
+)
+RANKER_LOG_LOSS = Gauge(
+    "reelstream_model_ranker_log_loss",
+    "Rolling log loss of the ranker on its most recent labelled impressions.",
+    registry=REGISTRY,
+)
+PREQUENTIAL_HIT_RATE = Gauge(
+    "reelstream_model_prequential_hit_rate_ratio",
+    "Rolling share of plays whose title was in the user's top-K just before (test-then-train).",
+    registry=REGISTRY,
+)
+KAFKA_ERRORS = Counter(
+    "reelstream_kafka_errors_total",
+    "Failed Kafka requests other than sends (end offsets, metadata), by operation.",
+    ["op"],
+    registry=REGISTRY,
+)
+# NaN until the models report, so an alert on "AUC below x" cannot fire on a missing model.
+for _g in (RANKER_AUC, RANKER_LOG_LOSS, PREQUENTIAL_HIT_RATE):
+    _g.set(float("nan"))

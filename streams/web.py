@@ -1,0 +1,495 @@
+"""The HTTP API every worker serves (Faust web views on aiohttp); docs/openapi.yaml describes it.
+
+Handlers only read: the serving copy in Redis (scores, features, title stats,
+trending lists), the worker's catalog view and popularity counts, and the
+worker's own user profiles. Every handler is wrapped so that bad input gets a
+4xx JSON body ``{"error": code, "detail": text}`` and an unexpected failure a
+JSON 500/503, never a stack trace; each request is timed into
+``reelstream_http_request_duration_seconds`` by route template.
+
+Pure helpers (parameter parsing, trending blobs, title documents) are importable
+without Faust:
+
+>>> parse_k({"k": "5"})
+5
+>>> parse_k({"k": "0"})
+Traceback (most recent call last):
+...
+streams.web.ApiError: invalid_k: k must be an integer from 1 to 100
+>>> [i["title_id"] for i in parse_trending_blob(b'["t1", {"title_id": "t2", "score": 3}]')]
+['t1', 't2']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from features.catalog import Title
+from streams import metrics as m
+from streams.contract import COUNTRY_RE, is_valid_id
+from streams.redis_keys import features_key, recs_key, title_key, trending_key
+
+log = logging.getLogger("reelstream.web")
+
+K_DEFAULT = 10
+K_MAX = 100
+TRENDING_K_DEFAULT = 20
+WINDOWS = ("1h", "1d")
+ROWS = ("top_picks", "trending")
+
+
+class ApiError(Exception):
+    """A client-visible failure: HTTP status, machine-readable code, human detail."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def parse_k(query: Mapping[str, str], default: int = K_DEFAULT) -> int:
+    raw = query.get("k")
+    if raw is None:
+        return default
+    try:
+        k = int(raw)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= K_MAX:
+        raise ApiError(400, "invalid_k", f"k must be an integer from 1 to {K_MAX}")
+    return k
+
+
+def parse_country(query: Mapping[str, str]) -> str:
+    """ISO 3166 alpha-2 (any case) or ``ALL``; default ``ALL``."""
+    raw = query.get("country")
+    if raw is None:
+        return "ALL"
+    country = raw.upper()
+    if country != "ALL" and not COUNTRY_RE.match(country):
+        raise ApiError(400, "invalid_country", "country must be ISO 3166 alpha-2 or ALL")
+    return country
+
+
+def parse_window(query: Mapping[str, str]) -> str:
+    window = query.get("window", "1d")
+    if window not in WINDOWS:
+        raise ApiError(400, "invalid_window", f"window must be one of {', '.join(WINDOWS)}")
+    return window
+
+
+def check_params(query: Any, allowed: Iterable[str]) -> None:
+    """Unknown or repeated query parameters are client errors, not silently ignored."""
+    allowed = set(allowed)
+    for name in set(query.keys()):
+        if name not in allowed:
+            shown = name[:40]
+            raise ApiError(
+                400,
+                "unknown_parameter",
+                f"unknown query parameter {shown!r}; allowed: {', '.join(sorted(allowed)) or '-'}",
+            )
+        if hasattr(query, "getall") and len(query.getall(name)) > 1:
+            raise ApiError(400, "repeated_parameter", f"query parameter {name!r} given twice")
+
+
+def check_id(value: str, what: str) -> str:
+    if not is_valid_id(value):
+        raise ApiError(400, f"invalid_{what}", f"{what} must match [A-Za-z0-9][A-Za-z0-9_.:-]*")
+    return value
+
+
+def parse_trending_blob(blob: bytes) -> list[dict[str, Any]]:
+    """Items of a trending blob: a JSON list (or ``{"items": [...]}``) of ids or objects."""
+    doc = orjson.loads(blob)
+    raw = doc.get("items", []) if isinstance(doc, dict) else doc
+    items: list[dict[str, Any]] = []
+    if not isinstance(raw, list):
+        return items
+    for entry in raw:
+        if isinstance(entry, str):
+            tid, score = entry, None
+        elif isinstance(entry, dict) and isinstance(entry.get("title_id"), str):
+            tid, score = entry["title_id"], entry.get("score")
+        else:
+            continue
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            score = None
+        items.append({"title_id": tid, "score": score})
+    return items
+
+
+def title_document(title: Title) -> dict[str, Any]:
+    return {
+        "title_id": title.title_id,
+        "name": title.name,
+        "kind": title.kind,
+        "genres": list(title.genres),
+        "tags": {k: list(v) for k, v in title.tags.items()},
+        "runtime_s": title.runtime_s,
+        "release_year": title.release_year,
+        "regions": list(title.regions),
+        "cast": list(title.cast),
+        "synopsis": title.synopsis,
+        "series_id": title.series_id,
+        "season": title.season,
+        "episode": title.episode,
+        "artwork": list(title.artwork),
+    }
+
+
+def _decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """A Redis hash as JSON: values that parse as JSON (numbers, lists) are returned parsed."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.decode("utf-8", "replace")
+        try:
+            out[key] = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            out[key] = v.decode("utf-8", "replace")
+    return out
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+Handler = Callable[..., Awaitable[tuple[int, Any]]]
+
+
+class Api:
+    """The views, bound to one worker's state. ``register`` adds them to the Faust app."""
+
+    def __init__(
+        self,
+        app: Any,
+        settings: Any,
+        engine: Any,
+        profiles: Any,
+        catalog_ready: asyncio.Event,
+        redis_client: Any,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.engine = engine
+        self.profiles = profiles  # TableProfileStore: cache + table
+        self.catalog_ready = catalog_ready
+        self.redis = redis_client
+        self.prefix = settings.key_prefix
+        self._broker_checked = 0.0
+        self._broker_ok = False
+
+    # ---- data access -------------------------------------------------------------------
+    def local_profile(self, user_id: str) -> Any | None:
+        """This worker's profile of the user (only for users on its partitions)."""
+        from features.user_profile import UserProfile
+
+        p = self.profiles.cache.get(user_id)
+        if p is not None:
+            return p
+        try:
+            raw = self.profiles.table.get(user_id)
+        except Exception:  # a partition moving away mid-read
+            return None
+        if raw is None:
+            return None
+        if isinstance(raw, bytes | bytearray):
+            raw = orjson.loads(raw)
+        return UserProfile.from_dict(raw)
+
+    def engine_popular(self, country: str, k: int) -> list[dict[str, Any]]:
+        """Top titles by this worker's decayed popularity counts, available in ``country``."""
+        pop = self.engine.popularity
+        ranked = sorted(pop.counts.items(), key=lambda kv: -kv[1])
+        scale = pop.scale(pop.ref_ts) if pop.ref_ts is not None else 0.0
+        cc = None if country == "ALL" else country
+        out = []
+        for tid, count in ranked:
+            title = self.engine.catalog.get(tid)
+            if title is None or not title.available_in(cc):
+                continue
+            out.append({"title_id": tid, "score": round(count * scale, 5)})
+            if len(out) >= k:
+                break
+        if len(out) < k:  # a fresh worker: fill from the catalog so the list is never empty
+            seen = {i["title_id"] for i in out}
+            for tid, title in self.engine.catalog.titles.items():
+                if len(out) >= k:
+                    break
+                if tid not in seen and title.available_in(cc):
+                    out.append({"title_id": tid, "score": 0.0})
+        return out
+
+    async def trending_items(self, country: str, window: str, k: int) -> tuple[str, int, list]:
+        """(source, generated_at, items): the Redis blob, else the engine's popularity."""
+        blob = await self.redis.get(trending_key(self.prefix, country, window))
+        if blob:
+            items = parse_trending_blob(blob)
+            if items:
+                generated = 0
+                try:
+                    doc = orjson.loads(blob)
+                    if isinstance(doc, dict) and isinstance(doc.get("generated_at"), int):
+                        generated = doc["generated_at"]
+                except orjson.JSONDecodeError:
+                    pass
+                return "redis", generated, items[:k]
+        return "engine_popularity", _now_ms(), self.engine_popular(country, k)
+
+    def _decorate(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for rank, item in enumerate(items, 1):
+            title = self.engine.catalog.get(item["title_id"])
+            out.append(
+                {
+                    "title_id": item["title_id"],
+                    "score": item.get("score"),
+                    "rank": rank,
+                    "name": title.name if title else None,
+                    "reasons": item.get("reasons") or ["popular now"],
+                    "artwork_id": item.get("artwork_id")
+                    or (title.artwork[0] if title and title.artwork else None),
+                }
+            )
+        return out
+
+    # ---- handlers: return (status, body) or raise ApiError ----------------------------
+    async def recommendations(self, query: Mapping[str, str], user_id: str) -> tuple[int, Any]:
+        check_id(user_id, "user_id")
+        k = parse_k(query)
+        row = query.get("row", "top_picks")
+        if row not in ROWS:
+            raise ApiError(400, "invalid_row", f"row must be one of {', '.join(ROWS)}")
+        now = _now_ms()
+        blob = None
+        if row == "top_picks":
+            blob = await self.redis.get(recs_key(self.prefix, user_id))
+        if blob:
+            msg = orjson.loads(blob)
+            items = [
+                {**it, "name": getattr(self.engine.catalog.get(it["title_id"]), "name", None)}
+                for it in msg.get("items", [])[:k]
+            ]
+            return 200, {
+                "user_id": user_id,
+                "row": row,
+                "source": "scores",
+                "items": items,
+                "model_version": msg.get("model_version"),
+                "experiment_arm": msg.get("experiment_arm"),
+                "generated_at": msg.get("generated_at"),
+                "event_ts": msg.get("event_ts"),
+                "age_ms": max(0, now - int(msg.get("generated_at") or now)),
+                "fallback": None,
+            }
+        country = await self.user_country(user_id)
+        cc = country or "ALL"
+        source, generated, items = await self.trending_items(cc, "1d", k)
+        if source == "redis" and cc != "ALL" and not items:
+            source, generated, items = await self.trending_items("ALL", "1d", k)
+        return 200, {
+            "user_id": user_id,
+            "row": row,
+            "source": "cold_start" if row == "top_picks" else "trending",
+            "items": self._decorate(items),
+            "model_version": None,
+            "experiment_arm": None,
+            "generated_at": generated or None,
+            "event_ts": None,
+            "age_ms": max(0, now - generated) if generated else 0,
+            "fallback": f"trending:{cc}:1d" if source == "redis" else f"popularity:{cc}",
+        }
+
+    async def user_country(self, user_id: str) -> str | None:
+        country = await self.redis.hget(features_key(self.prefix, user_id), "country")
+        if country:
+            cc = country.decode("utf-8", "replace").strip('"')
+            if COUNTRY_RE.match(cc):
+                return cc
+        p = self.local_profile(user_id)
+        return p.country if p is not None else None
+
+    async def user_features(self, query: Mapping[str, str], user_id: str) -> tuple[int, Any]:
+        check_id(user_id, "user_id")
+        raw = await self.redis.hgetall(features_key(self.prefix, user_id))
+        p = self.local_profile(user_id)
+        if not raw and p is None:
+            raise ApiError(404, "unknown_user", "no features for this user")
+        profile = None
+        if p is not None:
+            profile = {
+                "events": p.events,
+                "last_ts": p.last_ts,
+                "country": p.country,
+                "device": p.device,
+                "top_tags": [{"tag": t, "weight": round(w, 5)} for t, w in p.top_tags(10)],
+                "recent": list(p.recent),
+                "in_progress": len(p.in_progress),
+                "finished": len(p.finished),
+            }
+        return 200, {
+            "user_id": user_id,
+            "features": _decode_hash(raw) if raw else None,
+            "profile": profile,
+        }
+
+    async def title(self, query: Mapping[str, str], title_id: str) -> tuple[int, Any]:
+        check_id(title_id, "title_id")
+        t = self.engine.catalog.get(title_id)
+        raw = await self.redis.hgetall(title_key(self.prefix, title_id))
+        if t is None and not raw:
+            raise ApiError(404, "unknown_title", "this title is not in the catalog")
+        pop = self.engine.popularity
+        return 200, {
+            "title_id": title_id,
+            "catalog": title_document(t) if t is not None else None,
+            "stats": _decode_hash(raw) if raw else None,
+            "popularity": round(pop.value(title_id, pop.ref_ts or 0), 5),
+        }
+
+    async def trending(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        country = parse_country(query)
+        window = parse_window(query)
+        k = parse_k(query, TRENDING_K_DEFAULT)
+        source, generated, items = await self.trending_items(country, window, k)
+        return 200, {
+            "country": country,
+            "window": window,
+            "source": source,
+            "generated_at": generated or None,
+            "items": self._decorate(items),
+        }
+
+    async def healthz(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        return 200, {"status": "ok"}
+
+    async def broker_ok(self) -> bool:
+        """Metadata round trip through the worker's producer; cached for two seconds."""
+        if time.monotonic() - self._broker_checked < 2.0:
+            return self._broker_ok
+        ok = False
+        producer = getattr(self.app.producer, "_producer", None)
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3.0)
+                ok = True
+            except Exception:
+                ok = False
+        self._broker_checked, self._broker_ok = time.monotonic(), ok
+        return ok
+
+    async def readyz(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        try:
+            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
+        except (RedisError, OSError, TimeoutError):
+            m.REDIS_ERRORS.labels(op="ping").inc()
+            redis_ok = False
+        recovery = self.app.tables.recovery
+        checks = {
+            "broker": await self.broker_ok(),
+            "redis": redis_ok,
+            "tables_recovered": recovery.completed.is_set() and not recovery.in_recovery,
+            "catalog_loaded": self.catalog_ready.is_set(),
+        }
+        ready = all(checks.values())
+        m.READY.set(1 if ready else 0)
+        if ready:
+            return 200, {"status": "ready", "checks": checks}
+        failing = ", ".join(k for k, v in checks.items() if not v)
+        return 503, {
+            "status": "not_ready",
+            "error": "not_ready",
+            "detail": f"failing: {failing}",
+            "checks": checks,
+        }
+
+
+ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
+    # (path template, Api method, allowed query parameters)
+    ("/recommendations/{user_id}", "recommendations", ("k", "row")),
+    ("/users/{user_id}/features", "user_features", ()),
+    ("/titles/{title_id}", "title", ()),
+    ("/trending", "trending", ("country", "window", "k")),
+    ("/healthz", "healthz", ()),
+    ("/readyz", "readyz", ()),
+]
+
+
+async def run_handler(
+    handler: Handler, path: str, allowed: tuple[str, ...], query: Any, kwargs: dict[str, str]
+) -> tuple[int, Any]:
+    """Validate parameters, call, and turn every failure into a JSON status and body."""
+    try:
+        check_params(query, allowed)
+        return await handler(query, **kwargs)
+    except ApiError as exc:
+        return exc.status, {"error": exc.code, "detail": exc.detail}
+    except (RedisError, OSError, TimeoutError) as exc:
+        m.REDIS_ERRORS.labels(op="api_read").inc()
+        log.warning("%s: Redis unavailable: %s", path, exc)
+        return 503, {"error": "redis_unavailable", "detail": "the serving store did not answer"}
+    except Exception:
+        log.exception("%s: unexpected error", path)
+        return 500, {"error": "internal", "detail": "unexpected error; see the worker log"}
+
+
+def register(app: Any, api: Api) -> None:
+    """Add each route as a Faust page, wrapped with validation, errors and timing."""
+    for path, method_name, allowed in ROUTES:
+        handler = getattr(api, method_name)
+
+        def make(  # type: ignore[no-untyped-def]
+            handler: Handler = handler,
+            path: str = path,
+            allowed: tuple[str, ...] = allowed,
+            name: str = method_name,
+        ):
+            async def get(view, request, **kwargs):  # type: ignore[no-untyped-def]
+                started = time.perf_counter()
+                status, body = await run_handler(handler, path, allowed, request.query, kwargs)
+                resp = view.bytes(
+                    orjson.dumps(body), content_type="application/json", status=status
+                )
+                m.HTTP_SECONDS.labels(path, request.method, str(status)).observe(
+                    time.perf_counter() - started
+                )
+                return resp
+
+            get.__name__ = name
+            return get
+
+        app.page(path, name=method_name)(make())
+    _json_errors_for_unrouted(app)
+
+
+def _json_errors_for_unrouted(app: Any) -> None:
+    """aiohttp's own 404/405 for paths no view matches: JSON bodies, like ours."""
+    from aiohttp import web as aioweb
+
+    @aioweb.middleware
+    async def json_errors(request, handler):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except aioweb.HTTPException as exc:
+            if exc.status < 400 or request.match_info.route.resource is not None:
+                raise
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+            m.HTTP_SECONDS.labels("unmatched", request.method, str(exc.status)).observe(
+                time.perf_counter() - started
+            )
+            return aioweb.Response(
+                body=orjson.dumps({"error": code, "detail": exc.reason}),
+                status=exc.status,
+                content_type="application/json",
+            )
+
+    app.web.web_app.middlewares.append(json_errors)
