@@ -1,4 +1,5 @@
-"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo."""
+"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, and operations
+(tail-scores, rebuild-redis, loadtest)."""
 
 from __future__ import annotations
 
@@ -119,6 +120,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_tail_scores(args: argparse.Namespace) -> int:
+    from streams.tail_scores import run
+
+    run(
+        Settings.from_env(),
+        from_beginning=args.from_beginning,
+        max_messages=args.max,
+        top=args.top,
+        idle_timeout_s=args.idle_timeout,
+    )
+    return 0
+
+
+def cmd_rebuild_redis(args: argparse.Namespace) -> int:
+    from streams.rebuild import rebuild_redis
+
+    settings = Settings.from_env()
+    report = asyncio.run(rebuild_redis(settings))
+    print(f"{settings.scores_topic} -> {settings.redis_url.split('@')[-1]}: {report}")
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from streams.loadtest import run
+
+    report = run(Settings.from_env(), args.url, args.concurrency, args.seconds, args.cold_share)
+    print(f"GET /recommendations: {report}")
+    return 0 if report.requests and not report.errors else 1
+
+
+def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tail-scores", help="print score messages as they arrive (example consumer)")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    p.add_argument("--max", type=int, default=None, help="stop after N messages")
+    p.add_argument("--top", type=int, default=5, help="titles shown per user (default 5)")
+    p.add_argument("--idle-timeout", type=float, default=None, help="stop after S idle seconds")
+    p.set_defaults(func=cmd_tail_scores)
+
+    p = sub.add_parser("rebuild-redis", help="restore Redis recs keys from the score topic")
+    p.set_defaults(func=cmd_rebuild_redis)
+
+    p = sub.add_parser("loadtest", help="bounded load test of GET /recommendations (loopback)")
+    p.add_argument("--url", default=None, help="worker base URL (default 127.0.0.1:WEB_PORT)")
+    p.add_argument("--concurrency", type=int, default=200, help="concurrent clients (200)")
+    p.add_argument("--seconds", type=float, default=30.0, help="duration, at most 600 (30)")
+    p.add_argument("--cold-share", type=float, default=0.1, help="share of unknown users (0.1)")
+    p.set_defaults(func=cmd_loadtest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1500.0, help="events per second offered")
     _add_sim_args(p)
     p.set_defaults(func=cmd_demo)
+    _add_ops_commands(sub)
     return parser
 
 
