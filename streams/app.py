@@ -51,7 +51,7 @@ app = faust.App(
     topic_partitions=settings.partitions,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
-    web_host="127.0.0.1",
+    web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
     producer_linger_ms=5,
@@ -181,6 +181,6 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
 
 # The HTTP API (/recommendations, /users, /titles, /trending, /healthz, /readyz) and the
 # periodic lag and table-size gauges: streams/web.py, streams/monitor.py.
-api = web_api.Api(app, settings, engine, store, follower.ready, connect(settings.redis_url))
+api = web_api.Api(app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url))
 web_api.register(app, api)
 monitor.register(app, settings.events_topic, {"user-profiles": profiles_table})

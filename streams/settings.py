@@ -35,6 +35,8 @@ class Settings:
     score_ttl_s: int = 7 * 24 * 3600
     data_dir: str = "./data"
     web_port: int = 6066
+    # 127.0.0.1 on developer machines; 0.0.0.0 in containers so Prometheus can scrape.
+    web_host: str = "127.0.0.1"
     # Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"

@@ -45,6 +45,22 @@ WINDOWS = ("1h", "1d")
 ROWS = ("top_picks", "trending")
 
 
+def connect_api(url: str, max_connections: int = 64) -> Any:
+    """A Redis client for the API: requests queue for one of ``max_connections`` connections
+    (up to 2 s) instead of failing with "Too many connections" under bursts."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=2,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 class ApiError(Exception):
     """A client-visible failure: HTTP status, machine-readable code, human detail."""
 
