@@ -181,6 +181,8 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
 
 # The HTTP API (/recommendations, /users, /titles, /trending, /healthz, /readyz) and the
 # periodic lag and table-size gauges: streams/web.py, streams/monitor.py.
-api = web_api.Api(app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url))
+api = web_api.Api(
+    app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url)
+)
 web_api.register(app, api)
 monitor.register(app, settings.events_topic, {"user-profiles": profiles_table})
