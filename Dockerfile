@@ -1,0 +1,26 @@
+# reelstream worker image: `docker build -t reelstream .` (used by deploy/docker-compose.yml
+# and deploy/k8s/). Settings come from REELSTREAM_* environment variables.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    REELSTREAM_WEB_HOST=0.0.0.0 \
+    REELSTREAM_WEB_PORT=6066 \
+    REELSTREAM_DATA_DIR=/data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY streams ./streams
+COPY features ./features
+COPY online_models ./online_models
+RUN pip install . && useradd --uid 10001 --create-home reelstream \
+    && mkdir -p /data && chown reelstream /data
+
+USER 10001
+VOLUME ["/data"]
+EXPOSE 6066
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
+    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:6066/healthz', timeout=2)" || exit 1
+ENTRYPOINT ["reelstream"]
+CMD ["worker"]
