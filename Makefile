@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_SECONDS ?= 60
 DEMO_RATE ?= 1500
 
-.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean
+.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean test-tools
 
 help:
 	@echo "make demo    set up, start Kafka+Redis, run a worker on live synthetic traffic"
@@ -35,10 +35,14 @@ stack-status: venv
 demo: stack-up
 	$(BIN)/reelstream demo --seconds $(DEMO_SECONDS) --rate $(DEMO_RATE)
 
-test: stack-up
+# promtool (Debian's `prometheus` package) checks deploy/prometheus in the suite.
+test-tools:
+	@command -v promtool >/dev/null 2>&1 || deploy/install-test-tools.sh
+
+test: stack-up test-tools
 	$(BIN)/pytest
 
-unit: venv
+unit: venv test-tools
 	$(BIN)/pytest tests/unit
 
 integration: stack-up
