@@ -1,0 +1,228 @@
+"""deploy/ is checked, not run: promtool on the Prometheus files, and cross-checks of the
+dashboard, the rules, compose, Kubernetes and the Dockerfile against the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams import metrics
+from streams.settings import Settings
+from streams.web import ROUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+PROM = DEPLOY / "prometheus"
+SETTINGS_ENV = {f"REELSTREAM_{f.name.upper()}" for f in fields(Settings)}
+METRIC_RE = re.compile(r"\b(reelstream_[a-z0-9_]+)")
+RECORDED_RE = re.compile(r"\b(reelstream:[a-z0-9_:]+)")
+
+
+def exported_names() -> set[str]:
+    """Every series name the worker's registry can export (suffixes included)."""
+    names = set()
+    for family in metrics.REGISTRY.collect():
+        if family.type == "counter":
+            names |= {family.name + "_total", family.name + "_created"}
+        elif family.type == "histogram":
+            names |= {family.name + s for s in ("_bucket", "_count", "_sum", "_created")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail(
+            "promtool is not installed: run deploy/install-test-tools.sh (as root) or install "
+            "Debian's 'prometheus' package; `make test` does this for you"
+        )
+    return subprocess.run([exe, *args], cwd=PROM, capture_output=True, text=True, timeout=60)
+
+
+def rules() -> list[dict]:
+    doc = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+def dashboard() -> dict:
+    return json.loads((DEPLOY / "grafana" / "dashboards" / "reelstream.json").read_text())
+
+
+def dashboard_exprs() -> list[str]:
+    return [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+
+
+def test_promtool_accepts_the_scrape_config():
+    res = promtool("check", "config", "prometheus.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_promtool_accepts_the_rules_and_their_unit_tests_pass():
+    res = promtool("check", "rules", "alerts.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = promtool("test", "rules", "alerts_test.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_required_alerts_exist():
+    alerts = {r["alert"] for r in rules() if "alert" in r}
+    assert {
+        "ReelstreamWorkerDown",
+        "ReelstreamConsumerLagGrowing",
+        "ReelstreamFreshnessP99AboveObjective",
+        "ReelstreamDeadLetterRateHigh",
+        "ReelstreamRedisErrors",
+        "ReelstreamRankerAucDropping",
+    } <= alerts
+
+
+def test_rules_and_dashboard_query_only_metrics_the_worker_exports():
+    exported = exported_names()
+    recorded = {r["record"] for r in rules() if "record" in r}
+    exprs = [r["expr"] for r in rules()] + dashboard_exprs()
+    used = {name for e in exprs for name in METRIC_RE.findall(e)}
+    assert used, "no reelstream metric found in the queries"
+    assert used - exported == set()
+    used_recorded = {name for e in exprs for name in RECORDED_RE.findall(e)}
+    assert used_recorded <= recorded
+
+
+def test_metric_names_have_the_prefix_and_docs_list_every_one():
+    doc = (ROOT / "docs" / "metrics.md").read_text()
+    for family in metrics.REGISTRY.collect():
+        assert family.name.startswith("reelstream_")
+        shown = family.name + ("_total" if family.type == "counter" else "")
+        assert f"`{shown}`" in doc, f"docs/metrics.md does not list {shown}"
+
+
+def test_dashboard_covers_what_operators_watch_and_uses_the_provisioned_datasource():
+    dash = dashboard()
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    exprs = " ".join(dashboard_exprs())
+    for needle in (
+        "reelstream_events_consumed_total",
+        "reelstream_consumer_lag_records",
+        "reelstream_score_freshness_seconds_bucket",
+        "reelstream_events_rejected_total",
+        "reelstream_redis_errors_total",
+        "reelstream_score_refreshes_total",
+        "reelstream_refreshes_debounced_total",
+        "reelstream_model_ranker_auc_ratio",
+    ):
+        assert needle in exprs
+    ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]} == {uid}
+    prov = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/reelstream.yml").read_text())
+    assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_the_whole_system_with_consistent_names_and_ports():
+    doc = compose()
+    services = doc["services"]
+    assert {"kafka", "redis", "worker", "prometheus", "grafana"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:4")
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    env = services["worker"]["environment"]
+    assert set(env) <= SETTINGS_ENV, set(env) - SETTINGS_ENV
+    assert env["REELSTREAM_BROKER"].split(":")[0] == "kafka"
+    assert (
+        env["REELSTREAM_BROKER"].split(":")[1]
+        in services["kafka"]["environment"]["KAFKA_LISTENERS"]
+    )
+    assert "redis:6379" in env["REELSTREAM_REDIS_URL"]
+    assert env["REELSTREAM_WEB_HOST"] == "0.0.0.0"
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    prom = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    sd = prom["scrape_configs"][0]["dns_sd_configs"][0]
+    assert sd["names"] == ["worker"] and str(sd["port"]) == env["REELSTREAM_WEB_PORT"]
+    ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        for vol in svc.get("volumes", []):
+            src = str(vol).split(":")[0]
+            if src.startswith("."):
+                assert (DEPLOY / src).exists(), f"{name} mounts missing {src}"
+    for probe in (services["worker"]["healthcheck"]["test"][-1],):
+        assert any(path in probe for path in ("/readyz", "/healthz"))
+
+
+def k8s_docs() -> dict[str, dict]:
+    docs = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs[f"{doc['kind']}/{doc.get('metadata', {}).get('name', path.stem)}"] = doc
+    return docs
+
+
+def test_kubernetes_workers_have_probes_on_real_routes_resources_and_scrape_annotations():
+    docs = k8s_docs()
+    sts = docs["StatefulSet/reelstream-worker"]
+    pod = sts["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    paths = {path for path, _, _ in ROUTES}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in paths
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in paths
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] in port_names
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    ann = pod["metadata"]["annotations"]
+    config = docs["ConfigMap/reelstream-config"]["data"]
+    assert ann["prometheus.io/scrape"] == "true"
+    assert ann["prometheus.io/path"] == "/metrics"
+    web_port = int(config["REELSTREAM_WEB_PORT"])
+    assert int(ann["prometheus.io/port"]) == port_names["http"] == web_port
+    assert set(config) <= SETTINGS_ENV, set(config) - SETTINGS_ENV
+    env_names = {e["name"] for e in container["env"]}
+    assert env_names <= SETTINGS_ENV
+    secret = docs["Secret/reelstream-secrets"]["stringData"]
+    for e in container["env"]:
+        ref = e["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "reelstream-secrets" and ref["key"] in secret
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mount["data"] == config["REELSTREAM_DATA_DIR"]
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    selector = sts["spec"]["selector"]["matchLabels"]
+    for name in ("Service/reelstream-worker", "Service/reelstream-api"):
+        assert docs[name]["spec"]["selector"] == selector
+    kust = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    for res in kust["resources"]:
+        assert (DEPLOY / "k8s" / res).exists()
+
+
+def test_dockerfile_exposes_the_web_port_and_sets_only_known_settings():
+    text = (ROOT / "Dockerfile").read_text()
+    env_names = set(re.findall(r"\b(REELSTREAM_[A-Z_]+)=", text))
+    assert env_names and env_names <= SETTINGS_ENV
+    assert re.search(r"^EXPOSE 6066$", text, re.M)
+    assert "REELSTREAM_WEB_HOST=0.0.0.0" in text
+
+
+def test_openapi_documents_exactly_the_served_routes():
+    from tests.openapi_check import spec
+
+    doc = spec()
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {path for path, _, _ in ROUTES}
+    for path, _, allowed in ROUTES:
+        params = doc["paths"][path]["get"].get("parameters", [])
+        names = {p["name"] for p in params if "name" in p and p.get("in") == "query"}
+        assert names == set(allowed), path
