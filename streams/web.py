@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -482,7 +483,10 @@ def register(app: Any, api: Api) -> None:
             get.__name__ = name
             return get
 
-        app.page(path, name=method_name)(make())
+        # Path parameters match any segment (aiohttp's default refuses braces): the handler,
+        # not the router, decides what an invalid id is, and answers 400 with a JSON body.
+        pattern = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", path)
+        app.page(pattern, name=method_name)(make())
     _json_errors_for_unrouted(app)
 
 

@@ -1,0 +1,303 @@
+"""The operator surface on the real stack: the HTTP API against a running worker (checked
+against docs/openapi.yaml), /metrics after a burst of events, rebuild-redis, tail-scores."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import urllib.request
+
+import aiohttp
+import orjson
+import pytest
+import redis
+
+from features.title_popularity import TitlePopularity
+from streams.producer import EventProducer
+from streams.redis_keys import features_key, recs_key, trending_key
+from streams.synthetic import SimConfig, Simulation
+from tests.integration.conftest import settings_env, wait_for
+from tests.openapi_check import check_response
+from tests.unit.test_deploy import METRIC_RE, dashboard_exprs, rules
+
+pytestmark = pytest.mark.integration
+
+WARM_EVENTS = 3000
+REFRESH_TYPES = {"play", "complete", "stop", "thumbs", "click", "intro_skip"}
+
+
+def scrape_samples(port: int) -> tuple[dict[str, float], str]:
+    """(sample with labels -> value, raw text) of the worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples, text
+
+
+def delta(after: dict[str, float], before: dict[str, float], sample: str) -> float:
+    return after.get(sample, 0.0) - before.get(sample, 0.0)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Simulation:
+    return Simulation(SimConfig(users=80, titles=120, seed=11))
+
+
+@pytest.fixture(scope="module")
+async def served(run_settings, sim, start_worker):
+    """A ready worker that has processed a first batch of events."""
+    worker = start_worker()
+    events = list(sim.events(limit=WARM_EVENTS + 400))
+    warm, burst = events[:WARM_EVENTS], events[WARM_EVENTS:]
+    async with EventProducer(run_settings) as producer:
+        await producer.send_titles(sim.catalog)
+        for ev in warm:
+            await producer.send(ev)
+    base = f"http://127.0.0.1:{worker.port}"
+    async with aiohttp.ClientSession(base) as http:
+
+        async def ready() -> bool:
+            try:
+                async with http.get("/readyz") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                worker.metrics()  # raises with the log when the worker died
+                return False
+
+        await wait_for(ready, "the worker's /readyz to answer 200", timeout=180)
+    await wait_for(
+        lambda: worker.metrics().get("reelstream_records_consumed_total", 0) >= WARM_EVENTS,
+        "the worker to consume the warm-up events",
+        timeout=180,
+    )
+    return {"worker": worker, "base": base, "warm": warm, "burst": burst}
+
+
+async def get(served, path: str) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession(served["base"]) as http,
+        http.get(path) as resp,
+    ):
+        assert resp.content_type == "application/json", await resp.text()
+        return resp.status, await resp.json()
+
+
+async def test_readyz_reports_every_check_passing(served):
+    status, body = await get(served, "/readyz")
+    check_response("/readyz", status, body)
+    assert status == 200 and all(body["checks"].values())
+    status, body = await get(served, "/healthz")
+    check_response("/healthz", status, body)
+    assert body == {"status": "ok"}
+
+
+async def test_recommendations_come_from_redis_with_reasons_artwork_and_age(run_settings, served):
+    r = redis.Redis.from_url(run_settings.redis_url)
+    user = next(
+        e["user_id"]
+        for e in served["warm"]
+        if r.exists(recs_key(run_settings.key_prefix, e["user_id"]))
+    )
+    stored = orjson.loads(r.get(recs_key(run_settings.key_prefix, user)))
+    status, body = await get(served, f"/recommendations/{user}?k=3")
+    check_response("/recommendations/{user_id}", status, body)
+    assert status == 200 and body["source"] == "scores"
+    assert [i["title_id"] for i in body["items"]] == [i["title_id"] for i in stored["items"][:3]]
+    assert all(i["reasons"] and "artwork_id" in i for i in body["items"])
+    assert body["generated_at"] == stored["generated_at"]
+    assert body["age_ms"] >= int(time.time() * 1000) - stored["generated_at"] - 1000
+
+
+async def test_unknown_user_gets_the_cold_start_list_from_the_engine_popularity(served):
+    pop = TitlePopularity()
+    for ev in served["warm"]:
+        pop.observe(ev)
+    expected = [t for t, _ in pop.top(3, pop.ref_ts)]
+    status, body = await get(served, "/recommendations/brand-new-user?k=3")
+    check_response("/recommendations/{user_id}", status, body)
+    assert (status, body["source"], body["fallback"]) == (200, "cold_start", "popularity:ALL")
+    assert [i["title_id"] for i in body["items"]] == expected
+
+
+async def test_trending_blob_in_redis_serves_trending_and_country_cold_start(
+    run_settings, sim, served
+):
+    r = redis.Redis.from_url(run_settings.redis_url)
+    picks = [t["title_id"] for t in sim.catalog[5:9]]
+    blob = orjson.dumps(
+        {
+            "generated_at": int(time.time() * 1000),
+            "items": [{"title_id": t, "score": 1.0} for t in picks],
+        }
+    )
+    r.set(trending_key(run_settings.key_prefix, "FR", "1h"), blob)
+    r.set(trending_key(run_settings.key_prefix, "FR", "1d"), blob)
+    r.hset(features_key(run_settings.key_prefix, "newcomer-fr"), mapping={"country": "FR"})
+    status, body = await get(served, "/trending?country=fr&window=1h&k=3")
+    check_response("/trending", status, body)
+    assert (body["source"], body["country"]) == ("redis", "FR")
+    assert [i["title_id"] for i in body["items"]] == picks[:3]
+    assert body["items"][0]["name"] == sim.catalog[5]["name"]
+    status, body = await get(served, "/recommendations/newcomer-fr")
+    check_response("/recommendations/{user_id}", status, body)
+    assert (body["source"], body["fallback"]) == ("cold_start", "trending:FR:1d")
+    assert [i["title_id"] for i in body["items"]] == picks
+    status, body = await get(served, "/trending?country=DE")
+    check_response("/trending", status, body)
+    assert body["source"] == "engine_popularity" and body["items"]
+
+
+async def test_features_and_titles(sim, served):
+    user = served["warm"][0]["user_id"]
+    status, body = await get(served, f"/users/{user}/features")
+    check_response("/users/{user_id}/features", status, body)
+    assert body["profile"]["events"] == sum(1 for e in served["warm"] if e["user_id"] == user)
+    title = sim.catalog[0]
+    status, body = await get(served, f"/titles/{title['title_id']}")
+    check_response("/titles/{title_id}", status, body)
+    assert body["catalog"]["name"] == title["name"]
+
+
+@pytest.mark.parametrize(
+    ("path", "route", "status", "code"),
+    [
+        ("/recommendations/u1?k=0", "/recommendations/{user_id}", 400, "invalid_k"),
+        ("/recommendations/u1?k=101", "/recommendations/{user_id}", 400, "invalid_k"),
+        ("/recommendations/u1?k=abc", "/recommendations/{user_id}", 400, "invalid_k"),
+        ("/recommendations/u1?limit=5", "/recommendations/{user_id}", 400, "unknown_parameter"),
+        ("/recommendations/u1?k=2&k=3", "/recommendations/{user_id}", 400, "repeated_parameter"),
+        ("/recommendations/u1?row=hero", "/recommendations/{user_id}", 400, "invalid_row"),
+        ("/recommendations/-bad", "/recommendations/{user_id}", 400, "invalid_user_id"),
+        ("/recommendations/u%7Bx%7D", "/recommendations/{user_id}", 400, "invalid_user_id"),
+        ("/users/u%20x/features", "/users/{user_id}/features", 400, "invalid_user_id"),
+        ("/users/nobody-here/features", "/users/{user_id}/features", 404, "unknown_user"),
+        ("/titles/no-such-title", "/titles/{title_id}", 404, "unknown_title"),
+        ("/titles/t%3Cscript%3E", "/titles/{title_id}", 400, "invalid_title_id"),
+        ("/trending?country=France", "/trending", 400, "invalid_country"),
+        ("/trending?window=1w", "/trending", 400, "invalid_window"),
+        ("/trending?k=1000", "/trending", 400, "invalid_k"),
+        ("/healthz?verbose=1", "/healthz", 400, "unknown_parameter"),
+    ],
+)
+async def test_bad_input_gets_a_json_4xx(served, path, route, status, code):
+    got, body = await get(served, path)
+    assert (got, body["error"]) == (status, code), body
+    if route != "/healthz":
+        check_response(route, got, body)
+    assert "Traceback" not in orjson.dumps(body).decode()
+
+
+async def test_metrics_move_by_the_burst(run_settings, served):
+    worker = served["worker"]
+    burst = served["burst"]
+    malformed = [b"{not json", b'{"event_id": "x"}', b"[]"]
+    before, _ = scrape_samples(worker.port)
+    async with EventProducer(run_settings) as producer:
+        for ev in burst:
+            await producer.send(ev)
+        for raw in malformed:
+            await producer.send_raw(run_settings.events_topic, b"u1", raw)
+    target = before["reelstream_records_consumed_total"] + len(burst) + len(malformed)
+    await wait_for(
+        lambda: worker.metrics().get("reelstream_records_consumed_total", 0) >= target,
+        "the worker to consume the burst",
+        timeout=120,
+    )
+    after, text = scrape_samples(worker.port)
+    assert delta(after, before, "reelstream_records_consumed_total") == len(burst) + 3
+    types = {e["event_type"] for e in burst}
+    for t in types:
+        want = sum(1 for e in burst if e["event_type"] == t)
+        assert delta(after, before, f'reelstream_events_consumed_total{{event_type="{t}"}}') == want
+    assert delta(after, before, 'reelstream_events_rejected_total{reason="invalid_json"}') == 1
+    assert delta(after, before, 'reelstream_events_rejected_total{reason="missing_field"}') == 1
+    assert delta(after, before, 'reelstream_events_rejected_total{reason="not_an_object"}') == 1
+    refresh_events = sum(1 for e in burst if e["event_type"] in REFRESH_TYPES)
+    refreshes = delta(after, before, "reelstream_score_refreshes_total")
+    debounced = delta(after, before, "reelstream_refreshes_debounced_total")
+    assert refreshes >= 1 and refreshes + debounced == refresh_events
+    assert delta(after, before, "reelstream_score_freshness_seconds_count") == refreshes
+    assert delta(after, before, "reelstream_event_processing_seconds_count") >= 1
+    # Lag and table gauges appear once the 5 s monitor timer has run.
+    await wait_for(
+        lambda: "reelstream_consumer_lag_records{" in scrape_samples(worker.port)[1],
+        "the consumer lag gauge",
+        timeout=30,
+    )
+    samples, text = scrape_samples(worker.port)
+    lag = {k: v for k, v in samples.items() if k.startswith("reelstream_consumer_lag_records")}
+    assert len(lag) == run_settings.partitions
+    assert samples['reelstream_table_keys{table="user-profiles"}'] > 0
+    # Every metric the dashboard and the alert rules query is on the live endpoint.
+    used = {
+        n for e in [r["expr"] for r in rules()] + dashboard_exprs() for n in METRIC_RE.findall(e)
+    }
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    live = set(samples) | families
+    live_names = {s.split("{")[0] for s in live}
+    missing = {
+        n for n in used if n not in live_names and not any(n.startswith(f) for f in families)
+    }
+    assert missing == set()
+
+
+async def test_http_requests_are_counted_by_route_template_and_status(served):
+    port = served["worker"].port
+    sample_ok = (
+        "reelstream_http_request_duration_seconds_count"
+        '{method="GET",route="/titles/{title_id}",status="404"}'
+    )
+    before, _ = scrape_samples(port)
+    for i in range(5):
+        await get(served, f"/titles/missing-{i}")
+    after, _ = scrape_samples(port)
+    assert delta(after, before, sample_ok) == 5
+    assert not any("missing-" in k for k in after)
+
+
+def _cli(run_settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **settings_env(run_settings)}
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def test_rebuild_redis_restores_the_serving_copy_after_a_flush(run_settings, served):
+    r = redis.Redis.from_url(run_settings.redis_url)
+    keys = sorted(r.scan_iter(f"{run_settings.key_prefix}:recs:*", count=1000))
+    assert len(keys) > 10
+    snapshot = dict(zip(keys, r.mget(keys), strict=True))
+    r.delete(*keys)
+    assert not list(r.scan_iter(f"{run_settings.key_prefix}:recs:*"))
+    res = await asyncio.to_thread(_cli, run_settings, "rebuild-redis")
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {len(keys):,}" in res.stdout
+    restored = sorted(r.scan_iter(f"{run_settings.key_prefix}:recs:*", count=1000))
+    assert restored == keys
+    assert dict(zip(keys, r.mget(keys), strict=True)) == snapshot
+    assert all(0 < r.ttl(k) <= run_settings.score_ttl_s for k in keys[:20])
+
+
+async def test_tail_scores_prints_users_top_items_and_freshness(run_settings, served):
+    res = await asyncio.to_thread(
+        _cli, run_settings, "tail-scores", "--from-beginning", "--max", "5", "--top", "3"
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 5
+    users = {e["user_id"] for e in served["warm"]}
+    for line in lines:
+        user, rest = line.split("  ", 1)
+        assert user in users and "fresh" in rest and rest.count("(") == 3
