@@ -71,9 +71,7 @@ class ImplicitMF:
             self.user_n[user_id] = 0
         return p
 
-    def learn(
-        self, user_id: str, idx: int, weight: float, popularity: np.ndarray | None
-    ) -> None:
+    def learn(self, user_id: str, idx: int, weight: float, popularity: np.ndarray | None) -> None:
         """One positive (target 1, scaled by ``weight``) and sampled negatives (target 0)."""
         p = self.user_vector(user_id)
         if popularity is not None and popularity.sum() > 0:
@@ -97,7 +95,7 @@ class ImplicitMF:
         self.user_n[user_id] = self.user_n.get(user_id, 0) + 1
 
     def scores(self, user_id: str) -> np.ndarray:
-        """Logit-scale affinity of the user to every title (biases excluded: they are popularity)."""
+        """Logit-scale affinity of the user to every title (biases left out: popularity)."""
         p = self.users.get(user_id)
         if p is None:
             return np.zeros(self.n, dtype=np.float32)

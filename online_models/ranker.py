@@ -88,10 +88,13 @@ class PrequentialStats:
 
 
 class Ranker:
-    def __init__(self, features: list[str], lr: float = 0.05, warmup: int = 200) -> None:
+    def __init__(
+        self, features: list[str], lr: float = 0.05, watch_lr: float = 0.1, warmup: int = 200
+    ) -> None:
         self.features = list(features)
+        rates = {"click": lr, "watch": watch_lr}
         self.models = {
-            name: linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=1e-5)
+            name: linear_model.LogisticRegression(optimizer=optim.SGD(rates[name]), l2=1e-5)
             for name in MODELS
         }
         self.stats = {name: PrequentialStats() for name in MODELS}

@@ -39,6 +39,9 @@ SOURCES = ("content", "mf", "cowatch", "next_ep", "trend", "pop")
 DEVICES = ("tv", "mobile", "web", "tablet")
 FEATURES = [
     *SOURCES,
+    "liked",
+    "disliked",
+    "seen",
     "is_episode",
     "long_runtime",
     "completion_rate",
@@ -78,6 +81,9 @@ class UserState:
     impression_ts: int = 0
     playing: dict[int, np.ndarray] = field(default_factory=dict)
     last_pos: dict[int, float] = field(default_factory=dict)
+    seen: dict[int, int] = field(default_factory=dict)  # title index -> last play ts
+    liked: dict[str, float] = field(default_factory=dict)  # tag -> positive viewings
+    disliked: dict[str, float] = field(default_factory=dict)  # tag -> early abandons
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,17 @@ class Recommender:
                 content = ix.tag_matrix @ (vec / norm)
                 content *= min(1.0, profile.events / 20)
         x[:, _F["content"]] = content
+        for name, tags, total in (
+            ("liked", st.liked, st.completes),
+            ("disliked", st.disliked, st.abandons),
+        ):
+            if tags and len(ix.tags):
+                vec = np.zeros(len(ix.tags), dtype=np.float32)
+                for tag, w in tags.items():
+                    j = ix.tag_index.get(tag)
+                    if j is not None:
+                        vec[j] = w
+                x[:, _F[name]] = ix.tag_matrix @ (vec / (total + 1.0))
         mf = self.mf.scores(user_id)
         x[:, _F["mf"]] = np.tanh(mf) * self.mf.confidence(user_id)
         cw, anchors = self.cowatch.scores(st.recent)
@@ -170,6 +187,8 @@ class Recommender:
         pop = np.log1p(self.popular.raw(None))
         top = float(pop.max()) if n else 0.0
         x[:, _F["pop"]] = pop / top if top > 0 else 0.0
+        if st.seen:
+            x[np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)), _F["seen"]] = 1.0
         x[:, _F["is_episode"]] = ix.is_episode
         x[:, _F["long_runtime"]] = ix.long_runtime
         plays = max(1, st.plays)
@@ -230,6 +249,10 @@ class Recommender:
                 st.playing[idx] = x[idx].copy()
                 if len(st.playing) > 20:
                     st.playing.pop(next(iter(st.playing)))
+            st.seen.pop(idx, None)
+            st.seen[idx] = ts
+            if len(st.seen) > POSITIVES_MAX:
+                del st.seen[next(iter(st.seen))]
             return
         if etype == "pause":
             st.pauses += 1
@@ -245,6 +268,7 @@ class Recommender:
             self._positive(uid, st, idx, ts, watched_ratio(ev, title) or 1.0)
         elif out == "abandon" and idx not in st.positives:
             st.abandons += 1
+            self._credit(st.disliked, title)
             row = st.playing.pop(idx, None)
             if row is not None:
                 self._learn_vec("watch", row, False)
@@ -257,6 +281,7 @@ class Recommender:
 
     def _positive(self, uid: str, st: UserState, idx: int, ts: int, ratio: float) -> None:
         st.completes += 1
+        self._credit(st.liked, self.titles.titles[idx])
         row = st.playing.pop(idx, None)
         if row is not None:
             self._learn_vec("watch", row, True)
@@ -270,6 +295,13 @@ class Recommender:
             st.recent.remove(idx)
         st.recent.insert(0, idx)
         del st.recent[RECENT_MAX:]
+
+    @staticmethod
+    def _credit(tags: dict[str, float], title: Any) -> None:
+        if title is None:
+            return
+        for tag in title.tag_keys:
+            tags[tag] = tags.get(tag, 0.0) + 1.0
 
     def _learn_vec(self, model: str, row: np.ndarray, y: bool, evaluate: bool = True) -> None:
         self.ranker.learn(
@@ -329,9 +361,7 @@ class Recommender:
             b = 0.0
         return x @ w + b, x * w
 
-    def recommend(
-        self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10
-    ) -> Rows:
+    def recommend(self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10) -> Rows:
         ctx = self.context(user_id, profile, now_ts)
         x = ctx["x"]
         ix = self.titles

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 
@@ -90,7 +91,7 @@ class TitleIndex:
         self.next_episode = {}
         for eps in series.values():
             eps.sort()
-            for (_, a), (_, b) in zip(eps, eps[1:], strict=False):
+            for (_, a), (_, b) in itertools.pairwise(eps):
                 self.next_episode[a] = b
         self.tag_matrix = m
         self._regions = {}
