@@ -369,26 +369,36 @@ class Recommender:
             return Rows([], [])
         allowed = self.allowed(user_id, profile)
         cand = self.candidates(x, allowed)
-        if len(cand) < k:  # tiny or cold catalogs: anything allowed
-            cand = np.flatnonzero(allowed)
-        scores, contrib = self.score(x[cand])
-        order = np.argsort(-scores, kind="stable")
         items: list[RecItem] = []
         per_genre: dict[str, int] = {}
-        overflow: list[int] = []
-        for o in order.tolist():
-            i = int(cand[o])
-            g = ix.primary_genre[i]
-            if g and per_genre.get(g, 0) >= self.max_per_genre:
-                overflow.append(o)
-                continue
-            per_genre[g] = per_genre.get(g, 0) + 1
-            items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile))
+        overflow: list[tuple[int, float, np.ndarray]] = []
+        chosen: set[int] = set()
+        # Candidates first; if genre caps leave the row short, widen to every allowed title.
+        for pool in (cand, np.flatnonzero(allowed)):
             if len(items) >= k:
                 break
-        for o in overflow[: k - len(items)]:  # not enough genres: fill in score order
-            i = int(cand[o])
-            items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile))
+            pool = np.array([i for i in pool.tolist() if i not in chosen], dtype=np.int64)
+            if len(pool) == 0:
+                continue
+            scores, contrib = self.score(x[pool])
+            for o in np.argsort(-scores, kind="stable").tolist():
+                i = int(pool[o])
+                g = ix.primary_genre[i]
+                if g and per_genre.get(g, 0) >= self.max_per_genre:
+                    overflow.append((i, float(scores[o]), contrib[o]))
+                    continue
+                per_genre[g] = per_genre.get(g, 0) + 1
+                chosen.add(i)
+                items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile))
+                if len(items) >= k:
+                    break
+        overflow.sort(key=lambda t: -t[1])
+        for i, sc, co in overflow:  # not enough genres: fill in score order
+            if len(items) >= k:
+                break
+            if i not in chosen:
+                chosen.add(i)
+                items.append(self._item(i, sc, co, ctx, profile))
         return Rows(items, self.continue_row(profile, k))
 
     def allowed(self, user_id: str, profile: UserProfile) -> np.ndarray:
