@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from features.catalog import Catalog, parse_title
+from features.catalog import parse_title
 from online_models.cowatch import CoWatch
 from online_models.engine import Engine
 from online_models.labels import outcome
