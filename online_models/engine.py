@@ -6,12 +6,15 @@ tests and replay, a Faust-table-backed store in the worker).
 >>> from features.catalog import parse_title
 >>> eng = Engine()
 >>> eng.catalog.upsert(parse_title({"title_id": "t1", "name": "A", "genres": ["drama"]}))
+>>> eng.catalog.upsert(parse_title({"title_id": "t2", "name": "B", "genres": ["drama"]}))
 >>> eng.apply({"event_type": "play", "user_id": "u1", "title_id": "t1", "ts": 1000,
 ...            "position_s": 0})
 True
 >>> msg = eng.score_message("u1", event_ts=1000, now_ms=1005)
 >>> [i["title_id"] for i in msg["items"]], msg["model_version"]
-(['t1'], 'hybrid-lr-1')
+(['t2'], 'hybrid-lr-1')
+>>> msg["continue_watching"]  # t1 started: out of the main row, continue row from 2 %
+[]
 """
 
 from __future__ import annotations

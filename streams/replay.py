@@ -115,10 +115,12 @@ def run(
     json_out: str | None = None,
     min_history: int = 5,
     k: int = 10,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
+    out = out or sys.stdout
+    err = err or sys.stderr
     t0 = time.perf_counter()
     catalog, bad_titles = load_catalog(catalog_path)
     events, bad = load_events(events_path)
