@@ -57,7 +57,7 @@ FEATURES = [
 ]
 _F = {f: i for i, f in enumerate(FEATURES)}
 # Used before the ranker has seen ``warmup`` examples of each kind.
-PRIOR = {"content": 3.0, "mf": 0.5, "cowatch": 2.0, "next_ep": 3.0, "trend": 0.5, "pop": 1.5}
+PRIOR = {"content": 5.0, "mf": 0.5, "cowatch": 2.0, "next_ep": 3.0, "trend": 0.25, "pop": 0.25}
 RECENT_MAX = 20
 POSITIVES_MAX = 1000
 IMPRESSION_TTL_MS = 3 * 3_600_000
@@ -126,6 +126,9 @@ class Recommender:
         for model in (self.cowatch, self.mf, self.trending, self.popular):
             self.titles.listeners.append(model.resize)
         self._ctx: tuple[str, int, int, dict[str, Any]] | None = None
+        self._prior = np.zeros(len(FEATURES), dtype=np.float32)
+        for f, v in PRIOR.items():
+            self._prior[_F[f]] = v
         self.learn_steps = 0
 
     def user(self, user_id: str) -> UserState:
@@ -328,8 +331,13 @@ class Recommender:
             st.impressions.clear()
         # Not picked from a shown row: what the user chose from the whole catalog.
         self._learn_vec("click", x[idx], True)
-        n = self.titles.n
-        for j in self.rng.integers(0, n, size=self.random_negatives).tolist():
+        # Negatives: titles the recommender itself would have proposed (hard negatives,
+        # the distribution it ranks at serving time), topped up with uniform ones.
+        cand = self.candidates(x, self.titles.active)
+        cand = cand[cand != idx]
+        hard = self.rng.choice(cand, size=min(len(cand), self.random_negatives), replace=False)
+        easy = self.rng.integers(0, self.titles.n, size=1)
+        for j in [*hard.tolist(), *easy.tolist()]:
             if j != idx:
                 self._learn_vec("click", x[j], False, evaluate=False)
 
@@ -351,14 +359,17 @@ class Recommender:
         return np.unique(np.concatenate(picks))
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, per-feature contributions) for rows of ``x``."""
+        """(scores, per-feature contributions) for rows of ``x``.
+
+        score = ranker logits (once warmed up) + the fixed ``PRIOR`` blend of source scores.
+        The prior keeps the learned correction anchored: on the synthetic replay the sum
+        beats both the ranker alone and the prior alone (docs/models.md).
+        """
+        w = self._prior.copy()
+        b = 0.0
         if self.ranker.ready:
-            w, b = self.ranker.weights()
-        else:
-            w = np.zeros(len(FEATURES), dtype=np.float32)
-            for f, v in PRIOR.items():
-                w[_F[f]] = v
-            b = 0.0
+            rw, b = self.ranker.weights()
+            w += rw
         return x @ w + b, x * w
 
     def recommend(self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10) -> Rows:
