@@ -6,12 +6,15 @@ tests and replay, a Faust-table-backed store in the worker).
 >>> from features.catalog import parse_title
 >>> eng = Engine()
 >>> eng.catalog.upsert(parse_title({"title_id": "t1", "name": "A", "genres": ["drama"]}))
+>>> eng.catalog.upsert(parse_title({"title_id": "t2", "name": "B", "genres": ["drama"]}))
 >>> eng.apply({"event_type": "play", "user_id": "u1", "title_id": "t1", "ts": 1000,
 ...            "position_s": 0})
 True
 >>> msg = eng.score_message("u1", event_ts=1000, now_ms=1005)
 >>> [i["title_id"] for i in msg["items"]], msg["model_version"]
-(['t1'], 'pop-affinity-1')
+(['t2'], 'hybrid-lr-1')
+>>> msg["continue_watching"]  # t1 started: out of the main row, continue row from 2 %
+[]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from features.catalog import Catalog
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
+from online_models.recommender import Recommender, Rows
 from online_models.scorer import PopularityAffinityScorer
 
 SCORE_CONTRACT_VERSION = 1
@@ -39,6 +43,7 @@ class Engine:
         self.popularity = TitlePopularity()
         self.scorer = PopularityAffinityScorer(self.catalog, self.popularity)
         self.top_k = top_k
+        self.models = Recommender(self.catalog)
 
     def profile(self, user_id: str) -> UserProfile:
         p = self.profiles.get(user_id)
@@ -50,16 +55,28 @@ class Engine:
         """Update state from one validated event; True when the user's top-K should refresh."""
         self.popularity.observe(ev)
         profile = self.profile(ev["user_id"])
+        self.models.observe(ev, profile)  # before the profile folds the event in
         changed = profile.update(ev, self.catalog.get(ev["title_id"]))
         self.profiles[ev["user_id"]] = profile  # marks it dirty in write-back stores
         return changed
 
+    def rows(self, user_id: str, event_ts: int, k: int | None = None) -> Rows:
+        """The user's main row and continue-watching row as of ``event_ts``."""
+        profile = self.profile(user_id)
+        return self.models.recommend(
+            user_id, profile, max(event_ts, profile.last_ts), k or self.top_k
+        )
+
     def score_message(
         self, user_id: str, event_ts: int, now_ms: int, k: int | None = None
     ) -> dict[str, Any]:
-        """The score contract v1 (docs/score-contract.md) for one user."""
-        profile = self.profile(user_id)
-        items = self.scorer.top_k(profile, max(event_ts, profile.last_ts), k or self.top_k)
+        """The score contract v1 (docs/score-contract.md) for one user.
+
+        ``items`` is the ranked main row; ``continue_watching`` (additive) holds the
+        user's in-progress titles, most recent first.
+        """
+        rows = self.rows(user_id, event_ts, k or self.top_k)
+        items = rows.items
         return {
             "v": SCORE_CONTRACT_VERSION,
             "user_id": user_id,
@@ -73,7 +90,17 @@ class Engine:
                 }
                 for r, it in enumerate(items)
             ],
-            "model_version": self.scorer.model_version,
+            "continue_watching": [
+                {
+                    "title_id": it.title_id,
+                    "progress": it.score,
+                    "rank": r + 1,
+                    "reasons": list(it.reasons),
+                    "artwork_id": it.artwork_id,
+                }
+                for r, it in enumerate(rows.continue_watching)
+            ],
+            "model_version": self.models.model_version,
             "experiment_arm": None,
             "generated_at": now_ms,
             "event_ts": event_ts,

@@ -1,5 +1,5 @@
-"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, and operations
-(tail-scores, rebuild-redis, loadtest)."""
+"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, replay, and
+operations (tail-scores, rebuild-redis, loadtest)."""
 
 from __future__ import annotations
 
@@ -120,6 +120,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import run
+
+    run(
+        args.events,
+        args.catalog,
+        json_out=args.json,
+        min_history=args.min_history,
+        k=args.k,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 def cmd_tail_scores(args: argparse.Namespace) -> int:
     from streams.tail_scores import run
 
@@ -212,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(p)
     p.set_defaults(func=cmd_demo)
     _add_ops_commands(sub)
+
+    p = sub.add_parser(
+        "replay", help="prequential replay of an event log: Recall/NDCG@k vs popularity, AUC"
+    )
+    p.add_argument("--events", required=True, help="JSON-lines event log (contract v1)")
+    p.add_argument("--catalog", required=True, help="JSON-lines catalog (contract v1)")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument(
+        "--min-history", type=int, default=5, help="previous positives for the history segment"
+    )
+    p.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 

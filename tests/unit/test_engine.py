@@ -27,7 +27,10 @@ def test_top10_leans_to_planted_taste_more_than_popularity():
         for u in active
     ]
     pop = [favourite_overlap(sim, u, popular) for u in active]
-    assert sum(ours) / len(ours) > 1.5 * sum(pop) / len(pop)
+    # The hybrid ranker also weighs popularity (the simulated viewers pick among popular
+    # titles), so its lists share fewer planted tags than pure tag matching did; whether it
+    # predicts what users watch is asserted by tests/unit/test_replay.py.
+    assert sum(ours) / len(ours) > 1.3 * sum(pop) / len(pop)
 
 
 def test_finished_and_unavailable_titles_are_never_recommended():

@@ -1,0 +1,177 @@
+"""Model checkpoints: a safe binary codec and the source offsets a checkpoint covers.
+
+A checkpoint is one JSON document (orjson) whose numpy arrays are stored as
+``{"__nd__": [dtype, shape, base64 bytes]}`` with the dtype from a short allow
+list. Decoding never executes anything: no pickle, no ``eval``, no object
+arrays; ``np.frombuffer`` with an explicit dtype, and the byte length must equal
+the product of the shape times the item size. Anything else is a
+:class:`CheckpointError`.
+
+>>> blob = encode({"w": np.arange(3, dtype=np.float32), "n": 2}, offsets={"ev:0": 10})
+>>> ck = decode(blob)
+>>> ck.state["w"].tolist(), ck.state["n"], ck.offsets
+([0.0, 1.0, 2.0], 2, {'ev:0': 10})
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+FORMAT = "reelstream-model-checkpoint"
+VERSION = 1
+DTYPES = frozenset({"float32", "float64", "int64", "int32", "bool"})
+MAX_BYTES = 512 * 1024 * 1024
+MAX_DEPTH = 32
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not in the expected, safe format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    state: dict[str, Any]
+    offsets: dict[str, int]  # "topic:partition" -> next offset to process
+    model_version: str
+    created_ts: int
+
+
+def _enc(obj: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise CheckpointError("state nested too deeply")
+    if isinstance(obj, np.ndarray):
+        dtype = obj.dtype.name
+        if dtype not in DTYPES:
+            raise CheckpointError(f"dtype {dtype} is not allowed in checkpoints")
+        data = np.ascontiguousarray(obj).tobytes()
+        return {"__nd__": [dtype, list(obj.shape), base64.b64encode(data).decode()]}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str) or k == "__nd__":
+                raise CheckpointError(f"keys must be strings (not {type(k).__name__})")
+            out[k] = _enc(v, depth + 1)
+        return out
+    if isinstance(obj, list | tuple):
+        return [_enc(v, depth + 1) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise CheckpointError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def _dec(obj: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise CheckpointError("state nested too deeply")
+    if isinstance(obj, dict):
+        if "__nd__" in obj:
+            spec = obj["__nd__"]
+            if len(obj) != 1 or not isinstance(spec, list) or len(spec) != 3:
+                raise CheckpointError("malformed array")
+            dtype, shape, data = spec
+            if dtype not in DTYPES:
+                raise CheckpointError(f"dtype {dtype!r} is not allowed")
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
+                raise CheckpointError("array shape must be a list of non-negative integers")
+            if not isinstance(data, str):
+                raise CheckpointError("array data must be base64 text")
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except ValueError as exc:
+                raise CheckpointError(f"array data is not base64: {exc}") from None
+            dt = np.dtype(dtype)
+            if len(raw) != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+                raise CheckpointError("array byte length does not match its shape and dtype")
+            return np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+        return {k: _dec(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_dec(v, depth + 1) for v in obj]
+    return obj
+
+
+def encode(
+    state: dict[str, Any],
+    offsets: dict[str, int],
+    model_version: str = "",
+    created_ts: int = 0,
+) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "v": VERSION,
+        "model_version": model_version,
+        "created_ts": created_ts,
+        "offsets": {str(k): int(v) for k, v in offsets.items()},
+        "state": _enc(state),
+    }
+    return orjson.dumps(doc)
+
+
+def decode(raw: bytes) -> Checkpoint:
+    if not isinstance(raw, bytes | bytearray | memoryview) or len(raw) > MAX_BYTES:
+        raise CheckpointError("checkpoint must be bytes below the size limit")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CheckpointError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError("not a reelstream model checkpoint")
+    if doc.get("v") != VERSION:
+        raise CheckpointError(f"unsupported checkpoint version {doc.get('v')!r}")
+    offsets = doc.get("offsets")
+    if not isinstance(offsets, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in offsets.values()
+    ):
+        raise CheckpointError("offsets must map 'topic:partition' to non-negative integers")
+    state = doc.get("state")
+    if not isinstance(state, dict):
+        raise CheckpointError("state must be an object")
+    return Checkpoint(
+        state=_dec(state),
+        offsets=dict(offsets),
+        model_version=str(doc.get("model_version", "")),
+        created_ts=int(doc.get("created_ts") or 0),
+    )
+
+
+class OffsetLedger:
+    """The next source offset per ``topic:partition`` that the models have learned up to.
+
+    After a restore the ledger holds the checkpoint's offsets: the worker seeks its
+    partitions there, and :meth:`take` answers False for any record below them (a record
+    delivered again because the consumer's committed offset was older), so every event is
+    learned exactly once.
+
+    >>> led = OffsetLedger({"ev:0": 5})
+    >>> led.take("ev", 0, 4), led.take("ev", 0, 5), led.take("ev", 0, 5), led.offsets
+    (False, True, False, {'ev:0': 6})
+    """
+
+    def __init__(self, offsets: dict[str, int] | None = None) -> None:
+        self.offsets: dict[str, int] = dict(offsets or {})
+
+    @staticmethod
+    def key(topic: str, partition: int) -> str:
+        return f"{topic}:{partition}"
+
+    def take(self, topic: str, partition: int, offset: int) -> bool:
+        """True if the record at ``offset`` is new to the models (and mark it learned)."""
+        k = self.key(topic, partition)
+        if offset < self.offsets.get(k, 0):
+            return False
+        self.offsets[k] = offset + 1
+        return True
+
+    def seek_positions(self) -> dict[tuple[str, int], int]:
+        out = {}
+        for k, v in self.offsets.items():
+            topic, _, part = k.rpartition(":")
+            out[(topic, int(part))] = v
+        return out

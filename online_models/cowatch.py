@@ -1,0 +1,123 @@
+"""Item-to-item co-watch similarity, maintained incrementally with decay.
+
+When a user positively watches title ``t``, every title ``s`` among the user's
+recent positive watches gets ``C[s, t] += w`` and ``C[t, s] += w`` (``w`` decays in
+event time with ``half_life_ms`` and falls off with how far back ``s`` is). The
+similarity is the cosine-normalised count ``C[s, t] / sqrt(n[s] * n[t])``. A user
+is scored by summing the similarity rows of their recent watches; the strongest
+anchor of each title gives the reason "because you watched X".
+
+Rows are pruned to their ``max_neighbors`` strongest entries, so memory is bounded
+by ``titles * max_neighbors``.
+
+>>> cw = CoWatch()
+>>> cw.resize(3)
+>>> cw.observe(0, [], 0); cw.observe(1, [0], 0)
+>>> scores, anchors = cw.scores([0])
+>>> int(scores.argmax()), int(anchors[1])
+(1, 0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from online_models.decay import DecayClock
+from online_models.titles import grow
+
+
+class CoWatch:
+    def __init__(
+        self,
+        half_life_ms: float = 30 * 86_400_000,
+        max_neighbors: int = 200,
+        window: int = 10,
+        position_decay: float = 0.85,
+    ) -> None:
+        self.clock = DecayClock(half_life_ms)
+        self.rows: dict[int, dict[int, float]] = {}
+        self.counts = np.zeros(0, dtype=np.float64)
+        self.max_neighbors = max_neighbors
+        self.window = window
+        self.position_decay = position_decay
+        self.n = 0
+
+    def resize(self, n: int) -> None:
+        self.n = n
+        self.counts = grow(self.counts, n)
+
+    def observe(self, idx: int, recent: list[int], ts: int) -> None:
+        """Learn that ``idx`` was watched after ``recent`` (most recent first)."""
+        factor = self.clock.needs_rebase(ts)
+        if factor is not None:
+            self.counts *= factor
+            for row in self.rows.values():
+                for k in row:
+                    row[k] *= factor
+        w = self.clock.weight(ts)
+        self.counts[idx] += w
+        pw = w
+        for s in recent[: self.window]:
+            if s == idx:
+                continue
+            for a, b in ((s, idx), (idx, s)):
+                row = self.rows.setdefault(a, {})
+                row[b] = row.get(b, 0.0) + pw
+                if len(row) > self.max_neighbors * 3 // 2:
+                    keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
+                    self.rows[a] = dict(keep)
+            pw *= self.position_decay
+
+    def similar(self, anchor: int) -> tuple[np.ndarray, np.ndarray]:
+        """(neighbour indexes, cosine similarities) of one title."""
+        row = self.rows.get(anchor)
+        if not row or self.counts[anchor] <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+        c = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+        return idx, c / np.sqrt(self.counts[anchor] * np.maximum(self.counts[idx], 1e-12))
+
+    def scores(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-title score for a user whose recent positive watches are ``recent``,
+        and the anchor (index into the catalog, -1 if none) that contributed most."""
+        total = np.zeros(self.n, dtype=np.float32)
+        best = np.zeros(self.n, dtype=np.float32)
+        anchors = np.full(self.n, -1, dtype=np.int64)
+        rw = 1.0
+        for a in recent[: self.window]:
+            idx, sim = self.similar(a)
+            if len(idx):
+                contrib = (rw * sim).astype(np.float32)
+                total[idx] += contrib
+                better = contrib > best[idx]
+                best[idx[better]] = contrib[better]
+                anchors[idx[better]] = a
+            rw *= self.position_decay
+        return total, anchors
+
+    def state(self) -> dict:
+        keys = sorted(self.rows)
+        lens = [len(self.rows[k]) for k in keys]
+        cols = [c for k in keys for c in self.rows[k]]
+        vals = [v for k in keys for v in self.rows[k].values()]
+        return {
+            "ref_ts": self.clock.ref_ts,
+            "counts": self.counts,
+            "row_keys": np.asarray(keys, dtype=np.int64),
+            "row_lens": np.asarray(lens, dtype=np.int64),
+            "cols": np.asarray(cols, dtype=np.int64),
+            "vals": np.asarray(vals, dtype=np.float64),
+        }
+
+    def load(self, st: dict) -> None:
+        self.clock.ref_ts = st["ref_ts"]
+        self.counts = np.asarray(st["counts"], dtype=np.float64)
+        self.rows = {}
+        pos = 0
+        for k, n in zip(st["row_keys"].tolist(), st["row_lens"].tolist(), strict=True):
+            cols = st["cols"][pos : pos + n].tolist()
+            vals = st["vals"][pos : pos + n].tolist()
+            self.rows[int(k)] = dict(zip(cols, vals, strict=True))
+            pos += n
+        self.n = max(self.n, len(self.counts))
+        self.counts = grow(self.counts, self.n)

@@ -1,0 +1,48 @@
+"""Exponential decay in event time with O(1) updates (the "log-scale units" trick).
+
+A value added at time ``ts`` is stored as ``w * exp((ts - ref) / tau)``; reading at
+``now`` multiplies by ``exp(-(now - ref) / tau)``. Ratios of stored values need no
+scaling at all. When exponents grow large the clock is rebased.
+
+>>> c = DecayClock(half_life_ms=1000)
+>>> round(c.weight(0), 3), round(c.weight(1000) * c.scale(1000), 3)
+(1.0, 1.0)
+>>> round(c.weight(0) * c.scale(1000), 3)
+0.5
+"""
+
+from __future__ import annotations
+
+import math
+
+REBASE_AT = 40.0
+
+
+class DecayClock:
+    __slots__ = ("inv_tau", "ref_ts")
+
+    def __init__(self, half_life_ms: float) -> None:
+        self.inv_tau = math.log(2) / half_life_ms
+        self.ref_ts: int | None = None
+
+    def weight(self, ts: int) -> float:
+        """The stored weight of a unit added at ``ts`` (call :meth:`needs_rebase` first)."""
+        if self.ref_ts is None:
+            self.ref_ts = ts
+        return math.exp(min((ts - self.ref_ts) * self.inv_tau, 700.0))
+
+    def needs_rebase(self, ts: int) -> float | None:
+        """If ``ts`` is far ahead of the reference, move it there; returns the factor to apply."""
+        if self.ref_ts is None:
+            self.ref_ts = ts
+            return None
+        x = (ts - self.ref_ts) * self.inv_tau
+        if x <= REBASE_AT:
+            return None
+        self.ref_ts = ts
+        return math.exp(-x)
+
+    def scale(self, now_ts: int) -> float:
+        if self.ref_ts is None:
+            return 0.0
+        return math.exp(max(-700.0, -(now_ts - self.ref_ts) * self.inv_tau))

@@ -1,0 +1,141 @@
+"""Incremental implicit matrix factorisation: positive-only feedback, sampled negatives.
+
+Each positive ``(user, title, weight)`` -- weight is the watched ratio -- takes one
+logistic SGD step towards 1 for the watched title and towards 0 for
+``negatives`` titles sampled in proportion to popularity (so popular titles are
+not mistaken for personal taste). Prediction is ``p_u . q_i + b_i``.
+
+Numpy, not River: River's FunkMF/BiasedMF cost 10-18 us per learn and have no
+implicit-feedback sampling; this update is a handful of small vector operations.
+
+Initial factors are seeded from the ids (CRC32), so every worker starts a title
+from the same vector; that keeps peers' title factors in one coordinate system
+when they are blended (see :func:`blend_title_factors` and docs/models.md).
+
+>>> mf = ImplicitMF(k=4, negatives=1, seed=1)
+>>> mf.resize(5)
+>>> for _ in range(200):
+...     mf.learn("u", 2, 1.0, popularity=None)
+>>> int(mf.scores("u").argmax())
+2
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from online_models.titles import grow, stable_seed
+
+
+class ImplicitMF:
+    def __init__(
+        self,
+        k: int = 16,
+        lr: float = 0.05,
+        reg: float = 0.005,
+        negatives: int = 4,
+        init_scale: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        self.k = k
+        self.lr = lr
+        self.reg = reg
+        self.negatives = negatives
+        self.init_scale = init_scale
+        self.q = np.zeros((0, k), dtype=np.float32)
+        self.bias = np.zeros(0, dtype=np.float32)
+        self.updates = np.zeros(0, dtype=np.float64)  # title updates since the last publish
+        self.users: dict[str, np.ndarray] = {}
+        self.user_n: dict[str, int] = {}
+        self.rng = np.random.default_rng(seed)
+        self.n = 0
+
+    def resize(self, n: int) -> None:
+        old = self.q.shape[0]
+        if n <= old:
+            return
+        extra = np.stack([self._init_vec(f"title:{i}") for i in range(old, n)])
+        self.q = np.concatenate([self.q, extra])
+        self.bias = grow(self.bias, n)
+        self.updates = grow(self.updates, n)
+        self.n = n
+
+    def _init_vec(self, key: str) -> np.ndarray:
+        r = np.random.default_rng(stable_seed(key))
+        return (r.standard_normal(self.k) * self.init_scale).astype(np.float32)
+
+    def user_vector(self, user_id: str) -> np.ndarray:
+        p = self.users.get(user_id)
+        if p is None:
+            p = self.users[user_id] = self._init_vec(f"user:{user_id}")
+            self.user_n[user_id] = 0
+        return p
+
+    def learn(self, user_id: str, idx: int, weight: float, popularity: np.ndarray | None) -> None:
+        """One positive (target 1, scaled by ``weight``) and sampled negatives (target 0)."""
+        p = self.user_vector(user_id)
+        if popularity is not None and popularity.sum() > 0:
+            prob = popularity / popularity.sum()
+            negs = self.rng.choice(self.n, size=self.negatives, p=prob)
+        else:
+            negs = self.rng.integers(0, self.n, size=self.negatives)
+        items = np.concatenate([[idx], negs[negs != idx]])
+        targets = np.zeros(len(items), dtype=np.float32)
+        targets[0] = 1.0
+        weights = np.ones(len(items), dtype=np.float32)
+        weights[0] = max(0.05, min(1.0, weight))
+        q = self.q[items]
+        pred = 1.0 / (1.0 + np.exp(-(q @ p + self.bias[items])))
+        g = (pred - targets) * weights  # d loss / d logit
+        grad_p = g @ q + self.reg * p
+        self.q[items] -= self.lr * (g[:, None] * p[None, :] + self.reg * q)
+        self.bias[items] -= self.lr * g
+        p -= self.lr * grad_p
+        self.updates[items] += 1
+        self.user_n[user_id] = self.user_n.get(user_id, 0) + 1
+
+    def scores(self, user_id: str) -> np.ndarray:
+        """Logit-scale affinity of the user to every title (biases left out: popularity)."""
+        p = self.users.get(user_id)
+        if p is None:
+            return np.zeros(self.n, dtype=np.float32)
+        return self.q @ p
+
+    def confidence(self, user_id: str, full_at: int = 10) -> float:
+        return min(1.0, self.user_n.get(user_id, 0) / full_at)
+
+    def title_state(self) -> dict:
+        return {"q": self.q, "bias": self.bias, "updates": self.updates}
+
+    def load_title_state(self, st: dict) -> None:
+        q = np.asarray(st["q"], dtype=np.float32)
+        self.resize(q.shape[0])
+        self.q[: q.shape[0]] = q
+        self.bias[: q.shape[0]] = np.asarray(st["bias"], dtype=np.float32)
+        self.updates[: q.shape[0]] = np.asarray(st["updates"], dtype=np.float64)
+
+
+def blend_title_factors(
+    mine: np.ndarray,
+    my_updates: np.ndarray,
+    peers: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Federated averaging of title factors: each title's rows weighted by how many updates
+    each worker made to it since the last exchange (a worker that never saw a title does
+    not drag it towards its initial vector).
+
+    >>> a = np.array([[1.0, 0.0], [0.0, 0.0]]); b = np.array([[0.0, 0.0], [0.0, 1.0]])
+    >>> blend_title_factors(a, np.array([3.0, 0.0]), [(b, np.array([1.0, 1.0]))]).tolist()
+    [[0.75, 0.0], [0.0, 1.0]]
+    """
+    n = mine.shape[0]
+    total = my_updates[:n].astype(np.float64).copy()
+    acc = mine.astype(np.float64) * total[:, None]
+    for q, upd in peers:
+        m = min(n, q.shape[0])
+        acc[:m] += q[:m].astype(np.float64) * upd[:m, None]
+        total[:m] += upd[:m]
+    out = mine.astype(np.float64).copy()
+    seen = total > 0
+    out[seen] = acc[seen] / total[seen, None]
+    return out.astype(mine.dtype)

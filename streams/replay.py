@@ -1,0 +1,173 @@
+"""``reelstream replay``: file input, validation, ordering, progress and the report table.
+
+The evaluation itself is pure and lives in :mod:`online_models.evaluation`.
+Events are JSON lines in the event contract v1 (docs/event-contract.md); each
+line is validated with the worker's own validator, invalid lines are counted by
+reason and skipped. The whole log is loaded and sorted by event time (``ts``,
+ties in file order), so out-of-order logs replay in event-time order.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from features.catalog import Catalog, CatalogError, parse_title
+from online_models.evaluation import replay
+from streams.contract import ContractError, validate_event
+
+
+def load_catalog(path: str | Path) -> tuple[Catalog, Counter[str]]:
+    catalog = Catalog()
+    bad: Counter[str] = Counter()
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                catalog.upsert(parse_title(orjson.loads(line)))
+            except orjson.JSONDecodeError:
+                bad["invalid_json"] += 1
+            except CatalogError:
+                bad["bad_title"] += 1
+    return catalog, bad
+
+
+def load_events(path: str | Path) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Valid events of a JSON-lines log in event-time order, and invalid lines by reason."""
+    events: list[dict[str, Any]] = []
+    bad: Counter[str] = Counter()
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(validate_event(orjson.loads(line)))
+            except orjson.JSONDecodeError:
+                bad["invalid_json"] += 1
+            except ContractError as exc:
+                bad[exc.reason] += 1
+    events.sort(key=lambda ev: ev["ts"])  # stable: ties keep file order
+    return events, bad
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def format_table(rep: dict[str, Any]) -> str:
+    k = rep["k"]
+    m, b = rep["model"], rep["baseline"]
+    lines = [
+        f"events {rep['events']:,} (invalid skipped: {rep.get('invalid_events', 0):,}), "
+        f"users {rep['users']:,}, titles {rep['catalog_titles']:,}, "
+        f"top-{k} requests {rep['requests']:,}",
+        f"{rep['seconds']:.1f} s, {rep['events_per_s']:,.0f} events/s",
+        "",
+        f"{'':44}{'model':>12}{'baseline':>12}{'ratio':>8}",
+        f"{'':44}{m['version']:>12}{'popular':>12}",
+    ]
+    for seg, label in (
+        ("all", "all positives"),
+        ("history", f"users with >= {rep['min_history']} previous positives"),
+    ):
+        lines.append(f"{label} (n={m[seg]['positives']:,})")
+        for metric in (f"recall@{k}", f"ndcg@{k}"):
+            a, c = m[seg][metric], b[seg][metric]
+            lines.append(f"  {metric:42}{_fmt(a):>12}{_fmt(c):>12}{_ratio(a, c):>8}")
+    lines.append(f"  {'catalog coverage':42}{_fmt(m['coverage']):>12}{_fmt(b['coverage']):>12}")
+    lines.append("")
+    lines.append(
+        f"{'ranker (prequential)':28}{'examples':>10}{'positives':>10}{'AUC':>8}{'logloss':>9}"
+    )
+    for head, label in (
+        ("click", "impression -> play"),
+        ("watch", "play -> completion"),
+        ("all", "both heads pooled"),
+    ):
+        r = rep["ranker"][head]
+        lines.append(
+            f"  {label:26}{r['examples']:>10,}{r['positives']:>10,}"
+            f"{_fmt(r['auc']):>8}{_fmt(r['log_loss']):>9}"
+        )
+    return "\n".join(lines)
+
+
+def run(
+    events_path: str,
+    catalog_path: str,
+    json_out: str | None = None,
+    min_history: int = 5,
+    k: int = 10,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    t0 = time.perf_counter()
+    catalog, bad_titles = load_catalog(catalog_path)
+    events, bad = load_events(events_path)
+    if bad_titles:
+        print(
+            f"catalog: skipped {sum(bad_titles.values())} invalid titles {dict(bad_titles)}",
+            file=err,
+        )
+    if bad:
+        print(f"events: skipped {sum(bad.values())} invalid lines {dict(bad)}", file=err)
+    print(
+        f"loaded {len(events):,} events and {len(catalog):,} titles "
+        f"in {time.perf_counter() - t0:.1f} s",
+        file=err,
+    )
+    total = len(events)
+    report: Callable[[int, float], None] | None = None
+    last = [-1.0]
+    if progress:
+
+        def report(n: int, seconds: float) -> None:
+            if seconds - last[0] < 1.0 and n < total:
+                return  # at most one progress line a second
+            last[0] = seconds
+            print(
+                f"\rreplayed {n:,}/{total:,} events ({100 * n / max(1, total):.0f}%, "
+                f"{n / max(seconds, 1e-9):,.0f}/s)",
+                end="",
+                file=err,
+                flush=True,
+            )
+
+    rep = replay(
+        events,
+        catalog,
+        k=k,
+        min_history=min_history,
+        progress=report,
+        progress_every=max(1000, total // 100),
+    )
+    if progress:
+        print(file=err)
+    rep["invalid_events"] = sum(bad.values())
+    rep["invalid_by_reason"] = dict(bad)
+    rep["invalid_titles"] = sum(bad_titles.values())
+    print(format_table(rep), file=out)
+    if json_out:
+        Path(json_out).write_bytes(orjson.dumps(rep, option=orjson.OPT_INDENT_2))
+        print(f"wrote {json_out}", file=err)
+    return rep
