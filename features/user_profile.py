@@ -5,6 +5,8 @@ and the live worker compute the same values. The state round-trips through
 ``to_dict``/``from_dict`` for Faust tables and Redis.
 
 >>> from features.catalog import Title
+from features.event_gate import EventGate
+from features.user_features import UserFeatures
 >>> t = Title("t1", "X", tag_keys=("genre:drama", "tone:dark"), runtime_s=1000)
 >>> p = UserProfile()
 >>> p.update({"event_type": "play", "title_id": "t1", "ts": 0, "position_s": 0}, t)
@@ -42,7 +44,9 @@ class UserProfile:
         "country",
         "device",
         "events",
+        "features",
         "finished",
+        "gate",
         "in_progress",
         "last_ts",
         "recent",
@@ -58,6 +62,11 @@ class UserProfile:
         # title_id -> [position_s, duration_s, ts]
         self.in_progress: dict[str, list[float]] = {}
         self.finished: dict[str, int] = {}  # title_id -> ts finished
+        # Behavioural features and per-title state (features/user_features.py), and the
+        # dedupe/lateness gate (features/event_gate.py): in the same row, so one read and
+        # one write per user per batch, and they survive restarts together.
+        self.features = UserFeatures()
+        self.gate = EventGate()
 
     def _decay_to(self, ts: int) -> None:
         if ts > self.last_ts and self.affinity:
@@ -144,6 +153,8 @@ class UserProfile:
             "recent": self.recent,
             "in_progress": self.in_progress,
             "finished": self.finished,
+            "features": self.features.to_dict(),
+            "gate": self.gate.to_list(),
         }
 
     @classmethod
@@ -157,4 +168,6 @@ class UserProfile:
         p.recent = list(d.get("recent", []))
         p.in_progress = {k: list(v) for k, v in d.get("in_progress", {}).items()}
         p.finished = dict(d.get("finished", {}))
+        p.features = UserFeatures.from_dict(d.get("features"))
+        p.gate = EventGate.from_list(d.get("gate"))
         return p

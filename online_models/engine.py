@@ -20,9 +20,11 @@ True
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from features.catalog import Catalog
+from features.event_gate import OK
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
 from online_models.recommender import Recommender, Rows
@@ -31,16 +33,33 @@ from online_models.scorer import PopularityAffinityScorer
 SCORE_CONTRACT_VERSION = 1
 
 
+@dataclass(slots=True)
+class Ingested:
+    """What :meth:`Engine.ingest` did with one event.
+
+    ``status`` is ``ok``, ``duplicate``, ``too_late`` or ``from_future``
+    (features/event_gate.py); ``title_record`` is the compact record the title
+    owner must receive (features/user_features.py), or None.
+    """
+
+    status: str
+    refresh: bool = False
+    title_record: dict[str, Any] | None = None
+
+
 class Engine:
     def __init__(
         self,
         profiles: MutableMapping[str, UserProfile] | None = None,
         catalog: Catalog | None = None,
         top_k: int = 20,
+        popularity: TitlePopularity | None = None,
     ) -> None:
         self.catalog = catalog or Catalog()
         self.profiles: MutableMapping[str, UserProfile] = profiles if profiles is not None else {}
-        self.popularity = TitlePopularity()
+        # The worker passes the global view fed by the title owners
+        # (features/title_view.py); replay and tests count locally.
+        self.popularity = popularity if popularity is not None else TitlePopularity()
         self.scorer = PopularityAffinityScorer(self.catalog, self.popularity)
         self.top_k = top_k
         self.models = Recommender(self.catalog)
@@ -66,6 +85,25 @@ class Engine:
         return self.models.recommend(
             user_id, profile, max(event_ts, profile.last_ts), k or self.top_k
         )
+
+    def ingest(self, ev: dict[str, Any], now_ms: int | None = None) -> Ingested:
+        """Admit (dedupe, lateness, future guard), then fold in profile, features, popularity.
+
+        ``now_ms`` is the wall clock in the worker; a replay passes None (no
+        future guard) so it judges events by event time only.
+        """
+        uid = ev["user_id"]
+        profile = self.profile(uid)
+        status = profile.gate.check(ev["event_id"], ev["ts"], now_ms)
+        if status != OK:
+            return Ingested(status)
+        self.popularity.observe(ev)
+        self.models.observe(ev, profile)  # before the profile folds the event in
+        title = self.catalog.get(ev["title_id"])
+        refresh = profile.update(ev, title)
+        rec = profile.features.update(ev, title.runtime_s if title else None)
+        self.profiles[uid] = profile  # marks it dirty in write-back stores
+        return Ingested(OK, refresh, rec)
 
     def score_message(
         self, user_id: str, event_ts: int, now_ms: int, k: int | None = None
