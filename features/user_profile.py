@@ -5,8 +5,6 @@ and the live worker compute the same values. The state round-trips through
 ``to_dict``/``from_dict`` for Faust tables and Redis.
 
 >>> from features.catalog import Title
-from features.event_gate import EventGate
-from features.user_features import UserFeatures
 >>> t = Title("t1", "X", tag_keys=("genre:drama", "tone:dark"), runtime_s=1000)
 >>> p = UserProfile()
 >>> p.update({"event_type": "play", "title_id": "t1", "ts": 0, "position_s": 0}, t)
@@ -24,6 +22,8 @@ import math
 from typing import Any
 
 from features.catalog import Title
+from features.event_gate import EventGate
+from features.user_features import UserFeatures
 
 AFFINITY_HALF_LIFE_MS = 14 * 86_400_000
 _DECAY_PER_MS = math.log(2) / AFFINITY_HALF_LIFE_MS
