@@ -13,15 +13,21 @@ import faust
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from features.event_gate import DUPLICATE, OK
+from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from streams import metrics as m
 from streams import monitor
 from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
-from streams.contract import dead_letter, decode_record
+from streams.contract import Rejection, dead_letter, decode_record
+from streams.feature_sink import FeatureSink
+from streams.kafka_admin import ensure_topics_async
 from streams.profile_store import TableProfileStore
 from streams.redis_sink import ScoreSink, connect
 from streams.settings import Settings
+from streams.title_store import TableTitleStore
+from streams.title_view_follower import TitleViewFollower
 
 settings = Settings.from_env()
 log = logging.getLogger("reelstream.worker")
@@ -81,10 +87,33 @@ profiles_table = app.Table(
     partitions=settings.partitions,
 )
 
+# Title side (docs/architecture.md, "Title-side state across workers"): compact records
+# keyed by title, one owner per title, snapshots of changed titles to every worker.
+title_events_topic = app.topic(
+    settings.title_events_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    internal=True,
+)
+titles_table = app.Table(
+    "title-stats",
+    schema=faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    ),
+    partitions=settings.partitions,
+)
+
 store = TableProfileStore(profiles_table)
-engine = Engine(profiles=store, top_k=settings.top_k)
+title_store = TableTitleStore(titles_table)
+title_view = GlobalTitleView()
+engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
 follower = CatalogFollower(settings, engine.catalog)
+view_follower = TitleViewFollower(settings, title_view)
 _sink: ScoreSink | None = None
+_features: FeatureSink | None = None
 
 
 async def _send(topic: str, key: bytes | None, value: bytes) -> None:
@@ -107,15 +136,23 @@ async def follow_catalog() -> None:
     await follower.run()
 
 
+@app.task
+async def follow_title_view() -> None:
+    await ensure_topics_async(settings)
+    await view_follower.run()
+
+
 @app.on_partitions_revoked.connect
 async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
     store.forget()
+    title_store.forget()
 
 
 @app.agent(events_topic)
 async def process_events(stream: faust.StreamT) -> None:
-    global _sink
+    global _sink, _features
     _sink = ScoreSink(connect(settings.redis_url), settings.key_prefix, settings.score_ttl_s)
+    _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         await handle_batch(batch)
@@ -126,8 +163,10 @@ async def handle_batch(batch: list) -> None:
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
     refresh: dict[str, int] = {}
+    touched: set[str] = set()
     n_events = 0
     debounced = 0
+    feature_s = 0.0
     for event in batch:
         msg = event.message
         m.RECORDS_CONSUMED.inc()
@@ -147,11 +186,28 @@ async def handle_batch(batch: list) -> None:
                 ),
             )
         store.bind(event)
-        for ev in events:
+        for idx, ev in enumerate(events):
             n_events += 1
             m.EVENTS_CONSUMED.labels(event_type=ev["event_type"]).inc()
-            if engine.apply(ev):
-                uid = ev["user_id"]
+            t0 = time.perf_counter()
+            res = engine.ingest(ev, now_ms)
+            feature_s += time.perf_counter() - t0
+            if res.status != OK:
+                await _refuse(event, ev, res.status, now_ms)
+                continue
+            m.FEATURE_UPDATES.labels(event_type=ev["event_type"]).inc()
+            uid = ev["user_id"]
+            touched.add(uid)
+            if res.title_record is not None:
+                # The source position makes the title side idempotent under replays.
+                res.title_record["src"] = (msg.partition, msg.offset, idx)
+                await _send(
+                    settings.title_events_topic,
+                    ev["title_id"].encode(),
+                    orjson.dumps(res.title_record),
+                )
+                m.TITLE_RECORDS_FORWARDED.inc()
+            if res.refresh:
                 if uid in refresh:
                     debounced += 1
                 refresh[uid] = max(ev["ts"], refresh.get(uid, 0))
@@ -164,14 +220,87 @@ async def handle_batch(batch: list) -> None:
     for uid, blob in blobs:
         await _send(settings.scores_topic, uid.encode(), blob)
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - refresh[uid]) / 1000))
+    if _features is not None and touched:
+        await _features.write_users((u, store[u].features.serving_fields()) for u in touched)
+    # Title records must be on the broker before the profiles that remember their event ids
+    # are written: a crash in between replays them, and the title side skips the replay.
+    await app.producer.flush()
     store.flush()
     m.SCORE_REFRESHES.inc(len(blobs))
     m.REFRESHES_DEBOUNCED.inc(debounced)
     m.PROFILES_CACHED.set(len(store.cache))
+    m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
+    if n_events:
+        m.FEATURE_UPDATE_SECONDS.observe(feature_s / n_events)
     elapsed = time.perf_counter() - started
     m.BATCH_SECONDS.observe(elapsed)
     if n_events:
         m.EVENT_SECONDS.observe(elapsed / n_events)
+
+
+async def _refuse(event: faust.EventT, ev: dict, status: str, now_ms: int) -> None:
+    """A duplicate is counted and dropped; too_late / from_future are dead letters."""
+    if status == DUPLICATE:
+        m.DUPLICATES_DROPPED.inc()
+        return
+    m.EVENT_TIME_REJECTS.labels(reason=status).inc()
+    m.EVENTS_REJECTED.labels(reason=status).inc()
+    msg = event.message
+    detail = f"event_id={ev['event_id']} ts={ev['ts']} (allowed lateness 1 h, future 5 min)"
+    await _send(
+        settings.dlq_topic,
+        msg.key,
+        dead_letter(
+            orjson.dumps(ev),
+            Rejection(status, detail),
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            now_ms=now_ms,
+        ),
+    )
+
+
+@app.agent(title_events_topic)
+async def process_title_events(stream: faust.StreamT) -> None:
+    """The title owner: fold compact records into the ``title-stats`` table, exactly once."""
+    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        applied = replayed = 0
+        for event in batch:
+            title_store.bind(event)
+            rec = orjson.loads(event.value)
+            src = rec.pop("src", None)
+            stats = title_store.get(rec["t"], event)
+            if stats.update(rec, tuple(src) if src else None):
+                applied += 1
+            else:
+                replayed += 1
+        title_store.flush()
+        m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
+        m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)
+        m.TABLE_ENTRIES.labels(table="title-stats").set(len(title_store.cache))
+
+
+@app.timer(settings.title_publish_interval_s)
+async def publish_titles() -> None:
+    """Snapshots of changed titles to the compacted topic and Redis; trending from one worker."""
+    changed = title_store.take_changed()
+    for title_id, stats in changed:
+        snap = orjson.dumps(stats.snapshot())
+        await _send(settings.title_snapshots_topic, title_id.encode(), snap)
+    if _features is None:
+        return
+    if changed:
+        await _features.write_titles((t, s.serving_fields()) for t, s in changed)
+        m.TITLE_SNAPSHOTS_PUBLISHED.inc(len(changed))
+    tp0 = faust.types.TP(settings.title_events_topic, 0)
+    if tp0 in app.consumer.assignment() and title_view.snapshots:
+        as_of = title_view.high_water
+        await _features.write_trending(
+            (c, w, as_of, title_view.trending(c, w, 20))
+            for c in sorted(title_view.countries())
+            for w in ("1h", "1d")
+        )
 
 
 @app.page("/metrics")

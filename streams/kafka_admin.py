@@ -20,6 +20,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.dlq_topic: (1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         settings.scores_topic: (n, {"cleanup.policy": "compact"}),
         settings.catalog_topic: (1, {"cleanup.policy": "compact"}),
+        # Title side (docs/architecture.md): same partition count as the events topic.
+        settings.title_events_topic: (n, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        settings.title_snapshots_topic: (n, {"cleanup.policy": "compact"}),
     }
 
 

@@ -120,3 +120,55 @@ KAFKA_ERRORS = Counter(
 # NaN until the models report, so an alert on "AUC below x" cannot fire on a missing model.
 for _g in (RANKER_AUC, RANKER_LOG_LOSS, PREQUENTIAL_HIT_RATE):
     _g.set(float("nan"))
+
+# --- online features (issue 3; docs/features.md) ---------------------------------------
+FEATURE_UPDATES = Counter(
+    "reelstream_feature_updates_total",
+    "Events folded into the online features, by event type.",
+    ["event_type"],
+    registry=REGISTRY,
+)
+FEATURE_UPDATE_SECONDS = Histogram(
+    "reelstream_feature_update_seconds",
+    "Time to admit and fold one event into the features (batch mean per event).",
+    buckets=(2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3),
+    registry=REGISTRY,
+)
+DUPLICATES_DROPPED = Counter(
+    "reelstream_duplicates_dropped_total",
+    "Events dropped because their event_id was already applied for the user (not dead letters).",
+    registry=REGISTRY,
+)
+EVENT_TIME_REJECTS = Counter(
+    "reelstream_event_time_rejects_total",
+    "Events dead-lettered for their event time: too_late or from_future.",
+    ["reason"],
+    registry=REGISTRY,
+)
+TABLE_ENTRIES = Gauge(
+    "reelstream_table_entries",
+    "Entries of a state table held in this worker's memory (user-profiles, title-stats).",
+    ["table"],
+    registry=REGISTRY,
+)
+TITLE_RECORDS_FORWARDED = Counter(
+    "reelstream_title_records_forwarded_total",
+    "Compact title-side records sent to the title-keyed repartition topic.",
+    registry=REGISTRY,
+)
+TITLE_RECORDS_APPLIED = Counter(
+    "reelstream_title_records_applied_total",
+    "Title-side records folded into the title-stats table, by outcome (applied, replayed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TITLE_SNAPSHOTS_PUBLISHED = Counter(
+    "reelstream_title_snapshots_published_total",
+    "Changed titles' snapshots published to the snapshot topic and Redis.",
+    registry=REGISTRY,
+)
+TITLE_VIEW_TITLES = Gauge(
+    "reelstream_title_view_titles",
+    "Titles in this worker's global title view (from the snapshot topic).",
+    registry=REGISTRY,
+)

@@ -49,6 +49,9 @@ class Settings:
     batch_max: int = 1000
     batch_within_s: float = 0.05
     log_level: str = "WARNING"
+    # Online features: TTL of an inactive user's Redis features hash; snapshot period.
+    feature_ttl_s: int = 30 * 24 * 3600
+    title_publish_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):
@@ -76,6 +79,16 @@ class Settings:
                 values[f.name] = raw
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def title_events_topic(self) -> str:
+        """Title-keyed repartition topic of compact title-side records (docs/architecture.md)."""
+        return f"{self.app_id}-title-events"
+
+    @property
+    def title_snapshots_topic(self) -> str:
+        """Compacted topic of each title's latest statistics snapshot, read by every worker."""
+        return f"{self.app_id}-title-snapshots"
 
     @property
     def data_path(self) -> Path:

@@ -1,0 +1,74 @@
+"""The Redis serving copy of the online features: one pipelined round trip per call.
+
+* user features: HASH ``features_key(prefix, user)``, refreshed for every user
+  touched in a batch, expiring after ``feature_ttl_s`` without activity;
+* title statistics: HASH ``title_key(prefix, title)``, written by the title's owner
+  when it publishes a snapshot;
+* trending lists: JSON blob ``trending_key(prefix, country, window)``, written by
+  one worker (the owner of partition 0 of the title topic) from its global view.
+
+Redis is rebuildable from the tables; errors are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from streams.metrics import REDIS_ERRORS
+from streams.redis_keys import features_key, title_key, trending_key
+
+
+class FeatureSink:
+    def __init__(self, client: aioredis.Redis, prefix: str, feature_ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = feature_ttl_s
+
+    async def _run(self, pipe: aioredis.client.Pipeline, op: str) -> bool:
+        try:
+            await pipe.execute()
+        except RedisError:
+            REDIS_ERRORS.labels(op=op).inc()
+            return False
+        return True
+
+    async def write_users(self, rows: Iterable[tuple[str, Mapping[str, object]]]) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for user_id, fields in rows:
+            key = features_key(self.prefix, user_id)
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(key, self.ttl_s)
+            n += 1
+        return await self._run(pipe, "write_features") if n else True
+
+    async def write_titles(self, rows: Iterable[tuple[str, Mapping[str, object]]]) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for title_id, fields in rows:
+            pipe.hset(title_key(self.prefix, title_id), mapping=fields)  # type: ignore[arg-type]
+            n += 1
+        return await self._run(pipe, "write_titles") if n else True
+
+    async def write_trending(
+        self, lists: Iterable[tuple[str, str, int, list[tuple[str, int]]]]
+    ) -> bool:
+        """(country, window, as_of event time, [(title, plays)]) per list."""
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for country, window, as_of, items in lists:
+            blob = orjson.dumps(
+                {
+                    "country": country,
+                    "window": window,
+                    "as_of": as_of,
+                    "items": [{"title_id": t, "plays": c} for t, c in items],
+                }
+            )
+            pipe.set(trending_key(self.prefix, country, window), blob)
+            n += 1
+        return await self._run(pipe, "write_trending") if n else True

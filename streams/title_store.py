@@ -1,0 +1,58 @@
+"""Title statistics in the ``title-stats`` Faust table, behind a write-back cache.
+
+The title agent consumes the title-keyed repartition topic, so every title has
+exactly one owner at a time and this cache holds only titles of the owner's
+partitions (it is dropped on every rebalance). Like the profile store, a title
+touched many times in a batch is decoded once and written (RocksDB + changelog)
+once, to the partition of the record that last touched it. ``changed`` collects
+the titles written since the last snapshot, for the publisher.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from faust.streams import _current_event  # the partition Faust's stores write to
+
+from features.title_stats import TitleStats
+
+
+class TableTitleStore:
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.cache: dict[str, TitleStats] = {}
+        self.dirty: dict[str, Any] = {}  # title_id -> the Faust event that last touched it
+        self.changed: set[str] = set()
+
+    @staticmethod
+    def bind(event: Any) -> None:
+        _current_event.set(weakref.ref(event))
+
+    def get(self, title_id: str, event: Any) -> TitleStats:
+        """The title's stats (new if unseen), marked dirty under ``event``'s partition."""
+        s = self.cache.get(title_id)
+        if s is None:
+            raw = self.table.get(title_id)
+            s = self.cache[title_id] = TitleStats.from_dict(raw)
+        self.dirty[title_id] = event
+        return s
+
+    def flush(self) -> int:
+        n = len(self.dirty)
+        for title_id, event in self.dirty.items():
+            _current_event.set(weakref.ref(event))
+            self.table[title_id] = self.cache[title_id].to_dict()
+        self.changed.update(self.dirty)
+        self.dirty.clear()
+        return n
+
+    def take_changed(self) -> list[tuple[str, TitleStats]]:
+        out = [(t, self.cache[t]) for t in self.changed if t in self.cache]
+        self.changed.clear()
+        return out
+
+    def forget(self) -> None:
+        self.cache.clear()
+        self.dirty.clear()
+        self.changed.clear()
