@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.catalog import Catalog
-from features.event_gate import OK
+from features.event_gate import DUPLICATE, OK
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
 from online_models.recommender import Recommender, Rows
@@ -96,6 +96,10 @@ class Engine:
         profile = self.profile(uid)
         status = profile.gate.check(ev["event_id"], ev["ts"], now_ms)
         if status != OK:
+            if status == DUPLICATE:
+                # Re-write the row: after a crash the local store can be ahead of the
+                # changelog, and a replayed duplicate is the chance to re-send it.
+                self.profiles[uid] = profile
             return Ingested(status)
         self.popularity.observe(ev)
         self.models.observe(ev, profile)  # before the profile folds the event in

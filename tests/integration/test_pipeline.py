@@ -47,10 +47,12 @@ async def sent(run_settings, sim, start_worker):
     worker = start_worker()
     events = list(sim.events(limit=N_EVENTS))
     envelope_user = events[0]["user_id"]
+    # The user's latest event: an envelope older than the allowed lateness would be too_late.
+    last = [e for e in events if e["user_id"] == envelope_user][-1]
     envelope = [
-        {**events[0], "event_id": "env-ok-1", "event_type": "click"},
-        {**events[0], "event_id": "env-bad", "ts": 12},
-        {**events[0], "event_id": "env-ok-2", "event_type": "click"},
+        {**last, "event_id": "env-ok-1", "event_type": "click"},
+        {**last, "event_id": "env-bad", "ts": 12},
+        {**last, "event_id": "env-ok-2", "event_type": "click"},
     ]
     async with EventProducer(run_settings) as producer:
         await producer.send_titles(sim.catalog)
