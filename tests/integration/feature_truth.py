@@ -1,0 +1,86 @@
+"""Exact expected features for integration tests: the pure core run once, uninterrupted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from features.catalog import parse_title
+from features.event_gate import ALLOWED_LATENESS_MS, MAX_FUTURE_MS
+from features.title_stats import TitleStats
+from features.title_view import GlobalTitleView
+from online_models.engine import Engine
+from streams.redis_keys import features_key, title_key, trending_key
+from streams.settings import Settings
+from streams.synthetic import Simulation
+
+
+def stream_with_faults(sim: Simulation, n: int) -> tuple[list[dict[str, Any]], dict[str, set]]:
+    """Synthetic events with duplicates, too-late and from-future events mixed in."""
+    now = int(time.time() * 1000)
+    out: list[dict[str, Any]] = []
+    high: dict[str, int] = {}
+    faults: dict[str, set] = {"duplicate": set(), "too_late": set(), "from_future": set()}
+    for i, ev in enumerate(sim.events(limit=n)):
+        out.append(ev)
+        uid = ev["user_id"]
+        high[uid] = max(high.get(uid, 0), ev["ts"])
+        if i % 53 == 7:
+            out.append(dict(ev))  # the same event_id again
+            faults["duplicate"].add(ev["event_id"])
+        if i % 401 == 100:
+            late = {**ev, "event_id": f"late-{i}", "event_type": "play", "position_s": 0}
+            late["ts"] = high[uid] - ALLOWED_LATENESS_MS - 60_000
+            out.append(late)
+            faults["too_late"].add(late["event_id"])
+        if i % 401 == 200:
+            fut = {**ev, "event_id": f"future-{i}", "event_type": "play", "position_s": 0}
+            fut["ts"] = now + MAX_FUTURE_MS + 3_600_000
+            out.append(fut)
+            faults["from_future"].add(fut["event_id"])
+    return out, faults
+
+
+def _fields(d: dict[str, Any]) -> dict[str, str]:
+    """What redis-py stores for a mapping: repr for floats, str for the rest."""
+    return {k: repr(v) if isinstance(v, float) else str(v) for k, v in d.items()}
+
+
+def expected(sim: Simulation, sent: list[dict[str, Any]]) -> dict[str, Any]:
+    eng = Engine()
+    for rec in sim.catalog:
+        eng.catalog.upsert(parse_title(rec))
+    titles: dict[str, TitleStats] = {}
+    now = int(time.time() * 1000)
+    for ev in sent:
+        res = eng.ingest(ev, now)
+        if res.title_record is not None:
+            titles.setdefault(ev["title_id"], TitleStats()).update(res.title_record)
+    view = GlobalTitleView()
+    for tid, s in titles.items():
+        view.apply(tid, s.snapshot())
+    return {
+        "users": {u: _fields(p.features.serving_fields()) for u, p in eng.profiles.items()},
+        "titles": {t: _fields(s.serving_fields()) for t, s in titles.items()},
+        "trending_all_1d": [[t, c] for t, c in view.trending("ALL", "1d", 20)],
+        "as_of": view.high_water,
+    }
+
+
+def read_redis(settings: Settings, truth: dict[str, Any]) -> dict[str, Any]:
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    p = settings.key_prefix
+    pipe = r.pipeline(transaction=False)
+    for t in truth["titles"]:
+        pipe.hgetall(title_key(p, t))
+    titles = dict(zip(truth["titles"], pipe.execute(), strict=True))
+    for u in truth["users"]:
+        pipe.hgetall(features_key(p, u))
+    users = dict(zip(truth["users"], pipe.execute(), strict=True))
+    return {"titles": titles, "users": users, "trending": r.get(trending_key(p, "ALL", "1d"))}
+
+
+def plays_total(state: dict[str, Any]) -> int:
+    return sum(int(h.get("plays", 0)) for h in state["titles"].values())
