@@ -32,8 +32,10 @@ async def run(run_settings, sim, start_worker):
         for ev in events[:half]:
             await producer.send(ev)
     await wait_for(
-        lambda: first.metrics().get("reelstream_title_records_applied_total", 0) > 0
-        and first.metrics().get("reelstream_records_consumed_total", 0) >= half // 2,
+        lambda: (
+            first.metrics().get("reelstream_title_records_applied_total", 0) > 0
+            and first.metrics().get("reelstream_records_consumed_total", 0) >= half // 2
+        ),
         "the first worker to be half-way through the first half",
     )
     first.proc.kill()  # SIGKILL: no clean shutdown, offsets may lag the tables
@@ -43,11 +45,17 @@ async def run(run_settings, sim, start_worker):
         for ev in events[half:]:
             await producer.send(ev)
     want = plays_total(truth)
-    await wait_for(
-        lambda: plays_total(read_redis(run_settings, truth)) >= want
-        and read_redis(run_settings, truth)["users"] == truth["users"],
-        f"{want} plays and every user's features in Redis",
-    )
+
+    def caught_up() -> bool:
+        got = read_redis(run_settings, truth)
+        return plays_total(got) >= want and got["users"] == truth["users"]
+
+    try:
+        await wait_for(caught_up, f"{want} plays and every user's features in Redis")
+    except AssertionError:
+        got = read_redis(run_settings, truth)
+        bad = {u: (f, truth["users"][u]) for u, f in got["users"].items() if f != truth["users"][u]}
+        raise AssertionError(f"plays {plays_total(got)}/{want}; users differing: {bad}") from None
     return {"truth": truth, "faults": faults, "second": second, "events": events}
 
 

@@ -1,0 +1,37 @@
+"""Two workers share four user partitions: title counts still equal the exact totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.producer import EventProducer
+from streams.synthetic import SimConfig, Simulation
+from tests.integration.conftest import free_port, wait_for
+from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+
+pytestmark = pytest.mark.integration
+
+N_EVENTS = 5000
+
+
+async def test_two_workers_title_counts_equal_exact_totals(run_settings, start_worker):
+    sim = Simulation(SimConfig(users=80, titles=60, seed=37))
+    events, _ = stream_with_faults(sim, N_EVENTS)
+    truth = expected(sim, events)
+    assert run_settings.partitions >= 4
+    a = start_worker()
+    b = start_worker(REELSTREAM_WEB_PORT=str(free_port()))
+    async with EventProducer(run_settings, validate=False) as producer:
+        await producer.send_titles(sim.catalog)
+        for ev in events:
+            await producer.send(ev)
+    want = plays_total(truth)
+    await wait_for(
+        lambda: plays_total(read_redis(run_settings, truth)) >= want,
+        f"{want} plays in the title hashes",
+    )
+    got = read_redis(run_settings, truth)
+    assert got["titles"] == truth["titles"]
+    # Both workers did user-side work, so titles really were fed from several workers.
+    assert a.metrics().get("reelstream_title_records_forwarded_total", 0) > 0
+    assert b.metrics().get("reelstream_title_records_forwarded_total", 0) > 0
