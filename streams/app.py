@@ -148,6 +148,13 @@ async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
     title_store.forget()
 
 
+@app.on_partitions_assigned.connect
+async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
+    # A title whose last update was flushed but not yet published (by a worker that
+    # crashed or lost the partition) must still reach the snapshot topic and Redis.
+    title_store.republish_all = True
+
+
 @app.agent(events_topic)
 async def process_events(stream: faust.StreamT) -> None:
     global _sink, _features
@@ -284,6 +291,9 @@ async def process_title_events(stream: faust.StreamT) -> None:
 @app.timer(settings.title_publish_interval_s)
 async def publish_titles() -> None:
     """Snapshots of changed titles to the compacted topic and Redis; trending from one worker."""
+    if title_store.republish_all:
+        title_store.republish_all = False
+        title_store.changed.update(titles_table.keys())
     changed = title_store.take_changed()
     for title_id, stats in changed:
         snap = orjson.dumps(stats.snapshot())

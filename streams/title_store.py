@@ -24,6 +24,7 @@ class TableTitleStore:
         self.cache: dict[str, TitleStats] = {}
         self.dirty: dict[str, Any] = {}  # title_id -> the Faust event that last touched it
         self.changed: set[str] = set()
+        self.republish_all = False  # set after a rebalance: publish every owned title once
 
     @staticmethod
     def bind(event: Any) -> None:
@@ -48,7 +49,15 @@ class TableTitleStore:
         return n
 
     def take_changed(self) -> list[tuple[str, TitleStats]]:
-        out = [(t, self.cache[t]) for t in self.changed if t in self.cache]
+        out = []
+        for t in self.changed:
+            s = self.cache.get(t)
+            if s is None:
+                raw = self.table.get(t)
+                if raw is None:
+                    continue
+                s = self.cache[t] = TitleStats.from_dict(raw)
+            out.append((t, s))
         self.changed.clear()
         return out
 

@@ -21,9 +21,20 @@ async def test_two_workers_title_counts_equal_exact_totals(run_settings, start_w
     assert run_settings.partitions >= 4
     a = start_worker()
     b = start_worker(REELSTREAM_WEB_PORT=str(free_port()))
+    await wait_for(lambda: a.metrics() and b.metrics(), "both workers' /metrics")
+    half = len(events) // 2
+
+    def consumed() -> float:
+        return sum(w.metrics().get("reelstream_records_consumed_total", 0) for w in (a, b))
+
     async with EventProducer(run_settings, validate=False) as producer:
         await producer.send_titles(sim.catalog)
-        for ev in events:
+        for ev in events[:half]:
+            await producer.send(ev)
+    # By now the group has rebalanced over both workers; the second half is split.
+    await wait_for(lambda: consumed() >= half, "the first half to be consumed")
+    async with EventProducer(run_settings, validate=False) as producer:
+        for ev in events[half:]:
             await producer.send(ev)
     want = plays_total(truth)
     await wait_for(
@@ -33,5 +44,5 @@ async def test_two_workers_title_counts_equal_exact_totals(run_settings, start_w
     got = read_redis(run_settings, truth)
     assert got["titles"] == truth["titles"]
     # Both workers did user-side work, so titles really were fed from several workers.
-    assert a.metrics().get("reelstream_title_records_forwarded_total", 0) > 0
-    assert b.metrics().get("reelstream_title_records_forwarded_total", 0) > 0
+    forwarded = [w.metrics().get("reelstream_title_records_forwarded_total", 0) for w in (a, b)]
+    assert all(n > 0 for n in forwarded), forwarded
