@@ -22,6 +22,12 @@ async def test_two_workers_title_counts_equal_exact_totals(run_settings, start_w
     a = start_worker()
     b = start_worker(REELSTREAM_WEB_PORT=str(free_port()))
     await wait_for(lambda: a.metrics() and b.metrics(), "both workers' /metrics")
+    await wait_for(
+        # The lag gauge has samples only for partitions assigned to the worker.
+        lambda: all("reelstream_consumer_lag_records" in w.metrics() for w in (a, b)),
+        "both workers to hold partitions",
+        timeout=90,
+    )
     half = len(events) // 2
 
     def consumed() -> float:

@@ -119,7 +119,15 @@ async def test_unknown_user_gets_the_cold_start_list_from_the_engine_popularity(
     for ev in served["warm"]:
         pop.observe(ev)
     expected = [t for t, _ in pop.top(3, pop.ref_ts)]
-    status, body = await get(served, "/recommendations/brand-new-user?k=3")
+
+    # Popularity is global and asynchronous (title owners publish snapshots about every
+    # second, docs/architecture.md): wait until the view has caught up.
+    async def cold_start():
+        status, body = await get(served, "/recommendations/brand-new-user?k=3")
+        got = [i["title_id"] for i in body.get("items", [])]
+        return (status, body) if got == expected else None
+
+    status, body = await wait_for(cold_start, "the cold-start list to follow global popularity")
     check_response("/recommendations/{user_id}", status, body)
     assert (status, body["source"], body["fallback"]) == (200, "cold_start", "popularity:ALL")
     assert [i["title_id"] for i in body["items"]] == expected
