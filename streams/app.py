@@ -176,7 +176,6 @@ async def handle_batch(batch: list) -> None:
     feature_s = 0.0
     for event in batch:
         msg = event.message
-        m.RECORDS_CONSUMED.inc()
         events, rejects = decode_record(event.value)
         for rej in rejects:
             m.EVENTS_REJECTED.labels(reason=rej.reason).inc()
@@ -235,7 +234,8 @@ async def handle_batch(batch: list) -> None:
     store.flush()
     m.SCORE_REFRESHES.inc(len(blobs))
     m.REFRESHES_DEBOUNCED.inc(debounced)
-    m.PROFILES_CACHED.set(len(store.cache))
+    # Counted last, so a reader that sees N records consumed sees all their effects too.
+    m.RECORDS_CONSUMED.inc(len(batch))
     m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
     if n_events:
         m.FEATURE_UPDATE_SECONDS.observe(feature_s / n_events)
@@ -324,4 +324,6 @@ api = web_api.Api(
     app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url)
 )
 web_api.register(app, api)
-monitor.register(app, settings.events_topic, {"user-profiles": profiles_table})
+monitor.register(
+    app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
+)

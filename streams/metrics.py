@@ -23,7 +23,7 @@ EVENTS_REJECTED = Counter(
 )
 RECORDS_CONSUMED = Counter(
     "reelstream_records_consumed_total",
-    "Kafka records read from the events topic.",
+    "Kafka records of the events topic fully processed (counted after their batch).",
     registry=REGISTRY,
 )
 SCORE_REFRESHES = Counter(
@@ -63,11 +63,6 @@ KAFKA_SEND_ERRORS = Counter(
 )
 CATALOG_TITLES = Gauge(
     "reelstream_catalog_titles", "Titles in this worker's catalog view.", registry=REGISTRY
-)
-PROFILES_CACHED = Gauge(
-    "reelstream_user_profiles_cached",
-    "User profiles held in this worker's memory.",
-    registry=REGISTRY,
 )
 
 # --- Operations (issue 5): lag, tables, HTTP, model health. Label values stay bounded. ---
@@ -147,7 +142,7 @@ EVENT_TIME_REJECTS = Counter(
 )
 TABLE_ENTRIES = Gauge(
     "reelstream_table_entries",
-    "Entries of a state table held in this worker's memory (user-profiles, title-stats).",
+    "Entries of a state table held in this worker's write-back cache (memory).",
     ["table"],
     registry=REGISTRY,
 )

@@ -88,6 +88,19 @@ def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     asyncio.run(delete_topics_async(settings, names))
 
 
+async def delete_run_topics(settings: Settings) -> None:
+    """Every topic of this run: ours, and Faust's changelog and repartition topics."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(settings.app_id)]
+    finally:
+        await admin.close()
+    await delete_topics_async(settings, names)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     keys = [
         "app_id",
