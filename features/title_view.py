@@ -2,11 +2,11 @@
 
 Why: a title's statistics have one owner (:mod:`features.title_stats`), but every
 worker scores every title. The owners publish changed titles' snapshots about
-once a second; each worker folds them in here, so its scorer sees global
+once a second; each worker folds them in here, so its API sees global
 popularity a second or two late instead of the popularity of its own users only.
 
 It is a :class:`~features.title_popularity.TitlePopularity` (``counts`` and
-``scale(now)``, what the scorer reads) whose counts are *set* from snapshots;
+``scale(now)``, what popularity readers use) whose counts are *set* from snapshots;
 ``observe`` does nothing, since the owners do the counting.
 
 >>> from features.title_stats import TitleStats

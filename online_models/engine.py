@@ -7,8 +7,8 @@ tests and replay, a Faust-table-backed store in the worker).
 >>> eng = Engine()
 >>> eng.catalog.upsert(parse_title({"title_id": "t1", "name": "A", "genres": ["drama"]}))
 >>> eng.catalog.upsert(parse_title({"title_id": "t2", "name": "B", "genres": ["drama"]}))
->>> eng.apply({"event_type": "play", "user_id": "u1", "title_id": "t1", "ts": 1000,
-...            "position_s": 0})
+>>> eng.ingest({"event_id": "e1", "event_type": "play", "user_id": "u1", "title_id": "t1",
+...             "ts": 1000, "position_s": 0}).refresh
 True
 >>> msg = eng.score_message("u1", event_ts=1000, now_ms=1005)
 >>> [i["title_id"] for i in msg["items"]], msg["model_version"]
@@ -28,7 +28,6 @@ from features.event_gate import DUPLICATE, OK
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
 from online_models.recommender import Recommender, Rows
-from online_models.scorer import PopularityAffinityScorer
 
 SCORE_CONTRACT_VERSION = 1
 
@@ -60,7 +59,6 @@ class Engine:
         # The worker passes the global view fed by the title owners
         # (features/title_view.py); replay and tests count locally.
         self.popularity = popularity if popularity is not None else TitlePopularity()
-        self.scorer = PopularityAffinityScorer(self.catalog, self.popularity)
         self.top_k = top_k
         self.models = Recommender(self.catalog)
 
@@ -69,15 +67,6 @@ class Engine:
         if p is None:
             p = self.profiles[user_id] = UserProfile()
         return p
-
-    def apply(self, ev: dict[str, Any]) -> bool:
-        """Update state from one validated event; True when the user's top-K should refresh."""
-        self.popularity.observe(ev)
-        profile = self.profile(ev["user_id"])
-        self.models.observe(ev, profile)  # before the profile folds the event in
-        changed = profile.update(ev, self.catalog.get(ev["title_id"]))
-        self.profiles[ev["user_id"]] = profile  # marks it dirty in write-back stores
-        return changed
 
     def rows(self, user_id: str, event_ts: int, k: int | None = None) -> Rows:
         """The user's main row and continue-watching row as of ``event_ts``."""

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from features.catalog import Catalog
+from features.event_gate import OK
 from online_models.engine import Engine
 from online_models.labels import outcome
 
@@ -128,7 +129,8 @@ def replay(
                 pop.shown.update(rec_base)
                 pending[key] = (rec, rec_base, history.get(uid, 0))
                 requests += 1
-        engine.apply(ev)
+        if engine.ingest(ev).status != OK:  # duplicates and late events teach nothing
+            continue
         out = outcome(ev, catalog.get(tid)) if etype in ("progress", "stop", "complete") else None
         if out == "positive" and key not in counted:
             counted.add(key)

@@ -15,7 +15,7 @@ def test_top10_leans_to_planted_taste_more_than_popularity():
         eng.catalog.upsert(parse_title(rec))
     events = list(sim.events(limit=40_000))
     for ev in events:
-        eng.apply(ev)
+        eng.ingest(ev)
     now = events[-1]["ts"]
     popular = [t for t, _ in eng.popularity.top(10, now)]
     active = [u for u, p in eng.profiles.items() if p.events >= 50][:100]
@@ -40,8 +40,9 @@ def test_finished_and_unavailable_titles_are_never_recommended():
         parse_title({"title_id": "t2", "name": "B", "genres": ["drama"], "regions": ["JP"]})
     )
     eng.catalog.upsert(parse_title({"title_id": "t3", "name": "C", "genres": ["comedy"]}))
-    eng.apply(
+    eng.ingest(
         {
+            "event_id": "e1",
             "event_type": "play",
             "user_id": "u1",
             "title_id": "t1",
@@ -50,8 +51,9 @@ def test_finished_and_unavailable_titles_are_never_recommended():
             "country": "FR",
         }
     )
-    eng.apply(
+    eng.ingest(
         {
+            "event_id": "e2",
             "event_type": "complete",
             "user_id": "u1",
             "title_id": "t1",
@@ -67,7 +69,9 @@ def test_finished_and_unavailable_titles_are_never_recommended():
 def test_score_message_carries_contract_fields():
     eng = Engine()
     eng.catalog.upsert(parse_title({"title_id": "t1", "name": "A", "artwork": ["t1-a0"]}))
-    eng.apply({"event_type": "click", "user_id": "u1", "title_id": "t1", "ts": 50})
+    eng.ingest(
+        {"event_id": "e1", "event_type": "click", "user_id": "u1", "title_id": "t1", "ts": 50}
+    )
     msg = eng.score_message("u1", event_ts=50, now_ms=60)
     assert msg["user_id"] == "u1"
     assert msg["event_ts"] == 50 and msg["generated_at"] == 60

@@ -1,5 +1,7 @@
 """Unit tests of the candidate sources, the ranker and the rows the recommender builds."""
 
+import itertools
+
 import numpy as np
 
 from features.catalog import parse_title
@@ -100,8 +102,18 @@ def _engine(titles):
     return eng
 
 
+_ids = itertools.count()
+
+
 def _ev(kind, tid, ts, **kw):
-    return {"event_type": kind, "user_id": "u1", "title_id": tid, "ts": ts, **kw}
+    return {
+        "event_id": f"e{next(_ids)}",
+        "event_type": kind,
+        "user_id": "u1",
+        "title_id": tid,
+        "ts": ts,
+        **kw,
+    }
 
 
 def test_rows_drop_finished_keep_in_progress_apart_and_give_reasons():
@@ -117,10 +129,10 @@ def test_rows_drop_finished_keep_in_progress_apart_and_give_reasons():
     ]
     titles.append({"title_id": "jp", "name": "JP", "genres": ["crime"], "regions": ["JP"]})
     eng = _engine(titles)
-    eng.apply(_ev("play", "t0", T0, position_s=0, duration_s=1000, country="FR"))
-    eng.apply(_ev("complete", "t0", T0 + 1000, position_s=1000, duration_s=1000))
-    eng.apply(_ev("play", "t1", T0 + 2000, position_s=0, duration_s=1000))
-    eng.apply(_ev("progress", "t1", T0 + 3000, position_s=300, duration_s=1000))
+    eng.ingest(_ev("play", "t0", T0, position_s=0, duration_s=1000, country="FR"))
+    eng.ingest(_ev("complete", "t0", T0 + 1000, position_s=1000, duration_s=1000))
+    eng.ingest(_ev("play", "t1", T0 + 2000, position_s=0, duration_s=1000))
+    eng.ingest(_ev("progress", "t1", T0 + 3000, position_s=300, duration_s=1000))
     msg = eng.score_message("u1", T0 + 3000, T0 + 3005)
     ids = [i["title_id"] for i in msg["items"]]
     assert "t0" not in ids  # finished
@@ -141,8 +153,8 @@ def test_genre_diversity_caps_a_genre_in_the_top_10():
         for i in range(12)
     ]
     eng = _engine(titles)
-    eng.apply(_ev("play", "c0", T0, position_s=0, duration_s=1000))
-    eng.apply(_ev("complete", "c0", T0 + 1, position_s=1000, duration_s=1000))
+    eng.ingest(_ev("play", "c0", T0, position_s=0, duration_s=1000))
+    eng.ingest(_ev("complete", "c0", T0 + 1, position_s=1000, duration_s=1000))
     items = eng.score_message("u1", T0 + 1, T0 + 2, k=10)["items"]
     genres = [eng.catalog.get(i["title_id"]).genres[0] for i in items]
     assert len(items) == 10
@@ -154,17 +166,17 @@ def test_cold_start_is_country_trending_and_new_titles_enter_by_content():
     titles.append({"title_id": "sci", "name": "S", "genres": ["scifi"]})
     eng = _engine(titles)
     for k in range(3):  # other users in FR play t3; in US t4
-        eng.apply({**_ev("play", "t3", T0 + k, country="FR"), "user_id": f"fr{k}"})
-        eng.apply({**_ev("play", "t4", T0 + k, country="US"), "user_id": f"us{k}"})
-    eng.apply({**_ev("impression", "t0", T0 + 20, country="FR"), "user_id": "cold"})
+        eng.ingest({**_ev("play", "t3", T0 + k, country="FR"), "user_id": f"fr{k}"})
+        eng.ingest({**_ev("play", "t4", T0 + k, country="US"), "user_id": f"us{k}"})
+    eng.ingest({**_ev("impression", "t0", T0 + 20, country="FR"), "user_id": "cold"})
     cold = eng.score_message("cold", T0 + 20, T0 + 20)["items"]
     assert cold[0]["title_id"] == "t3"
     assert "trending in FR" in cold[0]["reasons"]
     # a scifi fan: the brand-new scifi title (no plays at all) comes first
     for k in range(20):  # some browsing, so the profile is trusted
-        eng.apply(_ev("impression", "t0", T0 + 21 + k))
-    eng.apply(_ev("play", "sci", T0 + 30, position_s=0, duration_s=1000))
-    eng.apply(_ev("complete", "sci", T0 + 40, position_s=1000, duration_s=1000))
+        eng.ingest(_ev("impression", "t0", T0 + 21 + k))
+    eng.ingest(_ev("play", "sci", T0 + 30, position_s=0, duration_s=1000))
+    eng.ingest(_ev("complete", "sci", T0 + 40, position_s=1000, duration_s=1000))
     eng.catalog.upsert(parse_title({"title_id": "sci2", "name": "S2", "genres": ["scifi"]}))
     items = eng.score_message("u1", T0 + 50, T0 + 50)["items"]
     assert items[0]["title_id"] == "sci2"
@@ -185,8 +197,8 @@ def test_next_episode_is_recommended_with_its_reason():
         for i in (1, 2, 3)
     ] + [{"title_id": f"m{i}", "name": f"M{i}", "genres": ["drama"]} for i in range(5)]
     eng = _engine(titles)
-    eng.apply(_ev("play", "e1", T0, position_s=0, duration_s=1000))
-    eng.apply(_ev("complete", "e1", T0 + 1, position_s=1000, duration_s=1000))
+    eng.ingest(_ev("play", "e1", T0, position_s=0, duration_s=1000))
+    eng.ingest(_ev("complete", "e1", T0 + 1, position_s=1000, duration_s=1000))
     items = eng.score_message("u1", T0 + 1, T0 + 2)["items"]
     assert items[0]["title_id"] == "e2"
     assert "next episode after Show E1" in items[0]["reasons"]

@@ -79,7 +79,7 @@ def test_score_messages_match_the_score_schema(sim):
         eng.catalog.upsert(parse_title(rec))
     events = list(sim.events(limit=2000))
     for ev in events:
-        eng.apply(ev)
+        eng.ingest(ev)
     v = schema("score-v1.json")
     for user in list(eng.profiles)[:20]:
         v.validate(eng.score_message(user, events[-1]["ts"], events[-1]["ts"] + 5))
