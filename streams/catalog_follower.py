@@ -1,40 +1,34 @@
 """Every worker reads the whole compacted ``catalog`` topic: titles are needed on all of them.
 
-A plain aiokafka consumer outside the consumer group, assigned every partition
-from the beginning; ``ready`` is set once it has caught up with the end offsets
-seen at start, so the events agent never scores against an empty catalog.
+``ready`` (see :mod:`streams.topic_follower`) is set once it has caught up, so
+the events agent never scores against an empty catalog.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from features.catalog import Catalog, CatalogError, parse_title
 from streams.contract import Rejection, dead_letter
-from streams.kafka_admin import assign_all
 from streams.metrics import CATALOG_TITLES, EVENTS_REJECTED
 from streams.settings import Settings
+from streams.topic_follower import CompactedTopicFollower
 
-log = logging.getLogger(__name__)
 
-
-class CatalogFollower:
+class CatalogFollower(CompactedTopicFollower):
     def __init__(
         self,
         settings: Settings,
         catalog: Catalog,
         reject: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.catalog_topic)
         self.catalog = catalog
         self.reject = reject
-        self.ready = asyncio.Event()
 
     def apply(
         self, key: bytes | None, value: bytes | None, *, partition: int, offset: int
@@ -59,36 +53,10 @@ class CatalogFollower:
                 now_ms=int(time.time() * 1000),
             )
 
-    async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(),
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            tps = await assign_all(consumer, self.settings.catalog_topic)
-            end = await consumer.end_offsets(tps)
-            if all(end[tp] == 0 for tp in tps):
-                self.ready.set()
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batches.items():
-                    for r in records:
-                        dlq = self.apply(r.key, r.value, partition=tp.partition, offset=r.offset)
-                        if dlq is not None and self.reject is not None:
-                            await self.reject(dlq)
-                CATALOG_TITLES.set(len(self.catalog))
-                if not self.ready.is_set() and await _caught_up(consumer, end):
-                    log.info("catalog loaded: %d titles", len(self.catalog))
-                    self.ready.set()
-        finally:
-            await consumer.stop()
+    async def on_record(self, record: ConsumerRecord) -> None:
+        dlq = self.apply(record.key, record.value, partition=record.partition, offset=record.offset)
+        if dlq is not None and self.reject is not None:
+            await self.reject(dlq)
 
-
-async def _caught_up(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
-    for tp, offset in end.items():
-        if await consumer.position(tp) < offset:
-            return False
-    return True
+    def after_batch(self) -> None:
+        CATALOG_TITLES.set(len(self.catalog))

@@ -1,8 +1,7 @@
 """Every worker follows the compacted title-snapshot topic into its :class:`GlobalTitleView`.
 
-Same shape as the catalog follower: a group-less aiokafka consumer assigned every
-partition from the beginning, so a (re)started worker rebuilds the global view
-from the latest snapshot of each title, then keeps following.
+A (re)started worker rebuilds the global view from the latest snapshot of each
+title, then keeps following (:mod:`streams.topic_follower`).
 """
 
 from __future__ import annotations
@@ -10,19 +9,19 @@ from __future__ import annotations
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from features.title_view import GlobalTitleView
-from streams.kafka_admin import assign_all
 from streams.metrics import TITLE_VIEW_TITLES
 from streams.settings import Settings
+from streams.topic_follower import CompactedTopicFollower
 
 log = logging.getLogger(__name__)
 
 
-class TitleViewFollower:
+class TitleViewFollower(CompactedTopicFollower):
     def __init__(self, settings: Settings, view: GlobalTitleView) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.title_snapshots_topic)
         self.view = view
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
@@ -33,21 +32,8 @@ class TitleViewFollower:
         except (orjson.JSONDecodeError, TypeError, ValueError):
             log.warning("unreadable title snapshot for %r", key[:64])
 
-    async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(),
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            await assign_all(consumer, self.settings.title_snapshots_topic)
-            while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for records in batches.values():
-                    for r in records:
-                        self.apply(r.key, r.value)
-                TITLE_VIEW_TITLES.set(len(self.view.snapshots))
-        finally:
-            await consumer.stop()
+    async def on_record(self, record: ConsumerRecord) -> None:
+        self.apply(record.key, record.value)
+
+    def after_batch(self) -> None:
+        TITLE_VIEW_TITLES.set(len(self.view.snapshots))
