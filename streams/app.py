@@ -16,10 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from features.event_gate import DUPLICATE, OK
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
+from online_models.health import ModelHealth
 from streams import metrics as m
 from streams import monitor
 from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
+from streams.checkpoints import ModelDurability
 from streams.contract import Rejection, dead_letter, decode_record
 from streams.feature_sink import FeatureSink
 from streams.kafka_admin import ensure_topics_async
@@ -112,8 +114,19 @@ title_view = GlobalTitleView()
 engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
 follower = CatalogFollower(settings, engine.catalog)
 view_follower = TitleViewFollower(settings, title_view)
+health = ModelHealth()
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
+
+
+async def _commit_offsets(offsets: dict[int, int]) -> None:
+    await app.consumer._commit(
+        {faust.types.TP(settings.events_topic, p): off for p, off in offsets.items()}
+    )
+
+
+# Durable learning (docs/models.md, "Durability"): checkpoints, restore, replay rules.
+durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: app.producer.flush())
 
 
 async def _send(topic: str, key: bytes | None, value: bytes) -> None:
@@ -144,6 +157,7 @@ async def follow_title_view() -> None:
 
 @app.on_partitions_revoked.connect
 async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+    await durable.on_revoked()
     store.forget()
     title_store.forget()
 
@@ -155,6 +169,32 @@ async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
     title_store.republish_all = True
 
 
+@app.on_partitions_assigned.connect
+async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
+    durable.on_assigned({tp.partition for tp in assigned if tp.topic == settings.events_topic})
+
+
+@app.on_rebalance_complete.connect
+async def _on_rebalance_complete(app: faust.App, **kwargs: object) -> None:
+    # Sent after table recovery and before Faust seeks to the committed offsets:
+    # restoring here (which commits each checkpoint's offset) makes that seek land
+    # exactly where the models' checkpoint ends.
+    await durable.restore()
+
+
+@app.timer(1.0)
+async def checkpoint_idle() -> None:
+    await durable.tick()
+
+
+@app.timer(10.0)
+async def model_health() -> None:
+    auc, loss = health.ranker(engine.models.ranker)
+    m.RANKER_AUC.set(auc)
+    m.RANKER_LOG_LOSS.set(loss)
+    m.PREQUENTIAL_HIT_RATE.set(health.hit_rate())
+
+
 @app.agent(events_topic)
 async def process_events(stream: faust.StreamT) -> None:
     global _sink, _features
@@ -162,7 +202,9 @@ async def process_events(stream: faust.StreamT) -> None:
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-        await handle_batch(batch)
+        async with durable.lock:  # checkpoints happen between batches only
+            await handle_batch(batch)
+            await durable.after_batch()
 
 
 async def handle_batch(batch: list) -> None:
@@ -176,6 +218,8 @@ async def handle_batch(batch: list) -> None:
     feature_s = 0.0
     for event in batch:
         msg = event.message
+        if not durable.admit(msg):  # already in the restored models: skip it entirely
+            continue
         events, rejects = decode_record(event.value)
         for rej in rejects:
             m.EVENTS_REJECTED.labels(reason=rej.reason).inc()
@@ -195,6 +239,9 @@ async def handle_batch(batch: list) -> None:
         for idx, ev in enumerate(events):
             n_events += 1
             m.EVENTS_CONSUMED.labels(event_type=ev["event_type"]).inc()
+            durable.before_event(msg, ev["user_id"])
+            if ev["event_type"] == "play":
+                health.play(ev["user_id"], ev["title_id"])
             t0 = time.perf_counter()
             res = engine.ingest(ev, now_ms)
             feature_s += time.perf_counter() - t0
@@ -219,7 +266,9 @@ async def handle_batch(batch: list) -> None:
                 refresh[uid] = max(ev["ts"], refresh.get(uid, 0))
     blobs = []
     for uid, ev_ts in refresh.items():
-        blobs.append((uid, orjson.dumps(engine.score_message(uid, ev_ts, now_ms))))
+        scored = engine.score_message(uid, ev_ts, now_ms)
+        health.served(uid, [it["title_id"] for it in scored["items"][:10]])
+        blobs.append((uid, orjson.dumps(scored)))
     if _sink is not None:
         await _sink.write(blobs)
     written_ms = time.time() * 1000

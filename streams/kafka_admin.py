@@ -23,6 +23,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Title side (docs/architecture.md): same partition count as the events topic.
         settings.title_events_topic: (n, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         settings.title_snapshots_topic: (n, {"cleanup.policy": "compact"}),
+        # Model checkpoints: partition p holds events partition p's checkpoints (chunks of
+        # up to 0.9 MB); compaction keeps the latest record per key (docs/models.md).
+        settings.checkpoint_topic: (n, {"cleanup.policy": "compact", "segment.ms": "600000"}),
     }
 
 

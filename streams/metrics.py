@@ -112,6 +112,45 @@ KAFKA_ERRORS = Counter(
     ["op"],
     registry=REGISTRY,
 )
+# --- Durable learning (docs/models.md, "Durability") ---
+CHECKPOINTS_WRITTEN = Counter(
+    "reelstream_checkpoints_written_total",
+    "Model checkpoint rounds written (shared state and every owned partition).",
+    registry=REGISTRY,
+)
+CHECKPOINTS_RESTORED = Counter(
+    "reelstream_checkpoints_restored_total",
+    "Partition checkpoints restored on assignment.",
+    registry=REGISTRY,
+)
+CHECKPOINTS_REJECTED = Counter(
+    "reelstream_checkpoints_rejected_total",
+    "Checkpoints refused on load (format, version, sizes, hash, missing chunks).",
+    registry=REGISTRY,
+)
+CHECKPOINT_BYTES = Gauge(
+    "reelstream_checkpoint_bytes",
+    "Size of the last checkpoint round this worker wrote.",
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "reelstream_checkpoint_duration_seconds",
+    "Time to write a checkpoint round or restore checkpoints, by operation.",
+    ["op"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+REPLAY_RECORDS_SKIPPED = Counter(
+    "reelstream_replay_records_skipped_total",
+    "Records delivered again that the restored models already hold (not learned twice).",
+    registry=REGISTRY,
+)
+PROFILES_REWOUND = Counter(
+    "reelstream_profiles_rewound_total",
+    "User profiles put back to their checkpointed state before a replay.",
+    registry=REGISTRY,
+)
+
 # NaN until the models report, so an alert on "AUC below x" cannot fire on a missing model.
 for _g in (RANKER_AUC, RANKER_LOG_LOSS, PREQUENTIAL_HIT_RATE):
     _g.set(float("nan"))

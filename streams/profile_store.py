@@ -4,6 +4,10 @@ The agent processes records in batches; a profile touched several times in a
 batch is decoded once and written (RocksDB + changelog) once, at the end of the
 batch, to the partition of the record that last touched it. Events are keyed by
 user, so that is the user's partition and the changelog stays co-partitioned.
+
+Each row also records ``_src``, the source offset of the record that last wrote it,
+so a replay after a crash can tell a profile that is already past a replayed record
+(see ``online_models/durable.py``, ``ReplayGuard``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.cache: dict[str, UserProfile] = {}
         self.dirty: dict[str, Any] = {}  # user_id -> the Faust event that last touched it
         self.current_event: Any = None
+        self.src: dict[str, int] = {}  # user_id -> offset of the record that last wrote the row
 
     def bind(self, event: Any) -> None:
         """Make ``event`` current: reads and writes go to its partition's store."""
@@ -38,7 +43,21 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             if raw is None:
                 raise KeyError(user_id)
             p = self.cache[user_id] = UserProfile.from_dict(raw)
+            src = raw.get("_src") if isinstance(raw, dict) else None
+            if isinstance(src, int):
+                self.src[user_id] = src
         return p
+
+    def stored_src(self, user_id: str) -> int | None:
+        """Offset of the source record that last wrote the user's row (None if unknown)."""
+        if user_id not in self.cache and self.get(user_id) is None:
+            return None
+        return self.src.get(user_id)
+
+    def replace(self, user_id: str, profile: UserProfile) -> None:
+        """Put a profile back (a rewind after a restore); the row is rewritten at flush."""
+        self[user_id] = profile
+        self.src[user_id] = -1
 
     def __setitem__(self, user_id: str, profile: UserProfile) -> None:
         self.cache[user_id] = profile
@@ -59,13 +78,18 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         n = len(self.dirty)
         for user_id, event in self.dirty.items():
             _current_event.set(weakref.ref(event))
-            self.table[user_id] = self.cache[user_id].to_dict()
+            row = self.cache[user_id].to_dict()
+            if event is not None:
+                row["_src"] = self.src[user_id] = event.message.offset
+            self.table[user_id] = row
         self.dirty.clear()
         if len(self.cache) > CACHE_MAX:
             self.cache.clear()
+            self.src.clear()
         return n
 
     def forget(self) -> None:
         """Drop cached profiles (after a rebalance the partitions may belong to others)."""
         self.cache.clear()
         self.dirty.clear()
+        self.src.clear()

@@ -52,6 +52,12 @@ class Settings:
     # Online features: TTL of an inactive user's Redis features hash; snapshot period.
     feature_ttl_s: int = 30 * 24 * 3600
     title_publish_interval_s: float = 1.0
+    # Model checkpoints (docs/models.md, "Durability"): every this many seconds or
+    # learned records, whichever comes first; the worker id names its shared state
+    # (default: host name and web port, stable for a StatefulSet pod).
+    checkpoint_interval_s: float = 30.0
+    checkpoint_events: int = 50_000
+    worker_id: str = ""
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):
@@ -89,6 +95,19 @@ class Settings:
     def title_snapshots_topic(self) -> str:
         """Compacted topic of each title's latest statistics snapshot, read by every worker."""
         return f"{self.app_id}-title-snapshots"
+
+    @property
+    def resolved_worker_id(self) -> str:
+        if self.worker_id:
+            return self.worker_id
+        import socket
+
+        return f"{socket.gethostname()}-{self.web_port}"
+
+    @property
+    def checkpoint_topic(self) -> str:
+        """Compacted topic of model checkpoints (streams/checkpoints.py)."""
+        return f"{self.app_id}-model-checkpoints"
 
     @property
     def data_path(self) -> Path:

@@ -84,6 +84,7 @@ def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         settings.catalog_topic,
         settings.scores_topic,
         settings.dlq_topic,
+        settings.checkpoint_topic,
     ]
     asyncio.run(delete_topics_async(settings, names))
 

@@ -1,0 +1,461 @@
+"""Model checkpoints on Kafka: the ``<app_id>-model-checkpoints`` compacted topic.
+
+Layout (docs/models.md, "Durability"). The topic has as many partitions as the
+events topic; everything about events partition ``p`` lives in checkpoint
+partition ``p``, a worker's shared state in partition ``crc32(worker) % n``.
+Two slots per owner, written alternately, so a crash half-way through a write
+leaves the previous checkpoint intact:
+
+* ``p/<p>/<slot>/<i>`` chunks and ``p/<p>/<slot>/m`` manifest: the users of events
+  partition ``p`` (model state + profile), the offset the checkpoint covers
+  (``"<events topic>:<p>" -> next offset``), and a reference to the shared state
+  written in the same round.
+* ``s/<worker>/<slot>/<i>`` and ``s/<worker>/<slot>/m``: the worker's shared state.
+
+Chunks are written before their manifest; a manifest is trusted only if its chunks
+reassemble to its size and SHA-256. Bad checkpoints are logged, counted in
+``reelstream_checkpoints_rejected_total`` and skipped for the other slot, else empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from features.user_profile import UserProfile
+from online_models import checkpoint as codec
+from online_models.checkpoint import CheckpointError, OffsetLedger
+from online_models.durable import (
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    CheckpointPolicy,
+    ReplayGuard,
+    RestoredPartition,
+    assemble,
+    export_shared,
+    forget_users,
+    import_shared,
+    import_user,
+    parse_chunk,
+    profile_rows,
+    split_blob,
+    validate_manifest,
+)
+from online_models.engine import Engine
+from streams import metrics as m
+from streams.settings import Settings
+
+log = logging.getLogger("reelstream.checkpoints")
+
+
+def shared_partition(worker: str, partitions: int) -> int:
+    return zlib.crc32(worker.encode()) % partitions
+
+
+class CheckpointIO:
+    """Reads and writes checkpoint records (its own producer and group-less consumer)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.checkpoint_topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(
+                **self.settings.kafka_client_kwargs(),
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=2 * 1024 * 1024,
+                linger_ms=5,
+            )
+            await self._producer.start()
+        return self._producer
+
+    async def write(self, partition: int, prefix: str, gen: int, blob: bytes, meta: dict) -> int:
+        """Chunks then manifest of one blob under ``prefix`` (e.g. ``p/3/0``); returns bytes."""
+        man, chunks = split_blob(blob, gen)
+        prod = await self.producer()
+        futs = [
+            await prod.send(self.topic, c, key=f"{prefix}/{i}".encode(), partition=partition)
+            for i, c in enumerate(chunks)
+        ]
+        await asyncio.gather(*futs)  # every chunk on the broker before the manifest
+        doc = {"format": MANIFEST_FORMAT, "v": MANIFEST_VERSION, **man, **meta}
+        await prod.send_and_wait(
+            self.topic, orjson.dumps(doc), key=f"{prefix}/m".encode(), partition=partition
+        )
+        return len(blob)
+
+    async def read(self, partitions: set[int]) -> dict[str, bytes]:
+        """Latest value per key in the given checkpoint partitions (tombstones removed)."""
+        if not partitions:
+            return {}
+        consumer = AIOKafkaConsumer(
+            **self.settings.kafka_client_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            latest: dict[str, bytes] = {}
+            while True:
+                pending = [tp for tp in tps if await consumer.position(tp) < end[tp]]
+                if not pending:
+                    return latest
+                batch = await consumer.getmany(*pending, timeout_ms=1000)
+                for records in batch.values():
+                    for r in records:
+                        k = r.key.decode("utf-8", "replace") if r.key else ""
+                        if r.value is None:
+                            latest.pop(k, None)
+                        else:
+                            latest[k] = r.value
+        finally:
+            await consumer.stop()
+
+    async def end_offsets(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        if not partitions:  # aiokafka waits forever on an empty request
+            return {}
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in partitions]
+            end = await consumer.end_offsets(tps)
+            return {tp.partition: off for tp, off in end.items()}
+        finally:
+            await consumer.stop()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+def candidates(records: dict[str, bytes], prefix: str) -> list[tuple[int, dict, bytes]]:
+    """(slot, manifest, blob) for each slot of ``prefix`` that reassembles, newest first.
+
+    Slots that do not (missing chunks, bad hash, bad manifest) are rejected, logged and
+    counted; the caller falls back to the next one.
+    """
+    out = []
+    for slot in (0, 1):
+        raw = records.get(f"{prefix}/{slot}/m")
+        if raw is None:
+            continue
+        try:
+            man = validate_manifest(orjson.loads(raw))
+            chunks = []
+            for i in range(man["chunks"]):
+                c = records.get(f"{prefix}/{slot}/{i}")
+                if c is not None:
+                    chunks.append(parse_chunk(c))
+            blob = assemble(man, chunks)
+        except (CheckpointError, orjson.JSONDecodeError) as exc:
+            reject(f"{prefix}/{slot}", exc)
+            continue
+        out.append((slot, man, blob))
+    out.sort(key=lambda t: -t[1]["gen"])
+    return out
+
+
+def reject(where: str, exc: Exception) -> None:
+    m.CHECKPOINTS_REJECTED.inc()
+    log.error("model checkpoint %s rejected, falling back: %s", where, exc)
+
+
+class ModelDurability:
+    """The worker's checkpoint/restore logic around the shared :class:`Engine`.
+
+    Hooks: :meth:`admit` per record, :meth:`before_event` per event, :meth:`after_batch`
+    after each batch, :meth:`on_assigned`, :meth:`restore` (on rebalance complete, before
+    Faust seeks to committed offsets) and :meth:`on_revoked`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: Any,
+        commit: Callable[[dict[int, int]], Awaitable[Any]],
+        flush: Callable[[], Awaitable[Any]],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.commit = commit
+        self.flush = flush
+        self.io = CheckpointIO(settings)
+        self.guard = ReplayGuard()
+        self.policy = CheckpointPolicy(settings.checkpoint_interval_s, settings.checkpoint_events)
+        self.worker = settings.resolved_worker_id
+        self.owned: set[int] = set()
+        self.pending: set[int] = set()
+        self.learned_any = False
+        self.shared_checked = False
+        self.next_slot: dict[str, int] = {}
+        # Held for each batch (and its checkpoint): checkpoints see batch boundaries only.
+        self.lock = asyncio.Lock()
+        self.last_gen = 0
+        self.to_import: list[tuple[Any, dict[int, codec.Checkpoint]]] = []
+
+    # --- per record / event ------------------------------------------------------------
+
+    def admit(self, msg: Any) -> bool:
+        """False when the models already hold this record (it is then skipped entirely)."""
+        if self.to_import:
+            self._import()
+        if self.guard.admit(msg.topic, msg.partition, msg.offset):
+            self.guard.events_since += 1
+            self.learned_any = True
+            return True
+        m.REPLAY_RECORDS_SKIPPED.inc()
+        return False
+
+    def before_event(self, msg: Any, uid: str) -> None:
+        """At a user's first event after a restore, rewind the profile (ReplayGuard.rewind)."""
+        self.guard.note_user(msg.partition, uid)
+        if msg.partition in self.guard.restored:
+            prof = self.guard.rewind(
+                msg.partition, uid, msg.offset, lambda: self.store.stored_src(uid)
+            )
+            if prof is not None:
+                self.store.replace(uid, UserProfile.from_dict(prof))
+                m.PROFILES_REWOUND.inc()
+
+    async def after_batch(self) -> None:
+        """Call with :attr:`lock` held, after a batch."""
+        if self.policy.due(self.guard.events_since):
+            await self.checkpoint()
+
+    async def tick(self) -> None:
+        """Periodic: checkpoint an idle worker whose interval has passed."""
+        if self.policy.due(self.guard.events_since) and not self.lock.locked():
+            async with self.lock:
+                await self.checkpoint()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _slot(self, prefix: str) -> int:
+        slot = self.next_slot.get(prefix, 0)
+        self.next_slot[prefix] = 1 - slot
+        return slot
+
+    async def checkpoint(self, partitions: set[int] | None = None) -> int:
+        """Write the shared state and every owned partition's users; returns bytes written."""
+        parts = sorted(self.owned if partitions is None else partitions)
+        topic = self.settings.events_topic
+        parts = [p for p in parts if OffsetLedger.key(topic, p) in self.guard.ledger.offsets]
+        if not parts:
+            return 0
+        started = time.perf_counter()
+        # Profile rows and their changelog (and everything sent so far) reach the broker
+        # before a checkpoint claims the offsets they cover.
+        await self.flush()
+        gen = max(int(time.time() * 1000), self.last_gen + 1)
+        self.last_gen = gen
+        rec = self.engine.models
+        # Everything below is exported synchronously: one consistent instant.
+        shared = codec.encode(export_shared(rec), {}, rec.model_version, gen)
+        blobs = []
+        for p in parts:
+            key = OffsetLedger.key(topic, p)
+            users = profile_rows(rec, self.engine.profiles, self.guard.users.get(p, set()))
+            blobs.append(
+                (
+                    p,
+                    codec.encode({"users": users}, {key: self.guard.ledger.offsets[key]}, "", gen),
+                )
+            )
+        n = self.settings.partitions
+        sprefix = f"s/{self.worker}"
+        sslot = self._slot(sprefix)
+        meta = {"created_ms": gen, "worker": self.worker, "model_version": rec.model_version}
+        total = await self.io.write(
+            shared_partition(self.worker, n), f"{sprefix}/{sslot}", gen, shared, meta
+        )
+        ref = {"worker": self.worker, "slot": sslot, "gen": gen}
+        for p, blob in blobs:
+            prefix = f"p/{p}"
+            total += await self.io.write(
+                p % n, f"{prefix}/{self._slot(prefix)}", gen, blob, {**meta, "shared": ref}
+            )
+        elapsed = time.perf_counter() - started
+        self.guard.events_since = 0
+        self.policy.last = time.monotonic()
+        m.CHECKPOINTS_WRITTEN.inc()
+        m.CHECKPOINT_BYTES.set(total)
+        m.CHECKPOINT_SECONDS.labels(op="write").observe(elapsed)
+        log.info(
+            "model checkpoint %d: %d partitions, %d bytes, %.3f s", gen, len(parts), total, elapsed
+        )
+        return total
+
+    # --- rebalance ---------------------------------------------------------------------
+
+    def on_assigned(self, assigned: set[int]) -> None:
+        """Track ownership; forget users of partitions that went elsewhere."""
+        lost = self.owned - assigned
+        for p in lost:
+            users = self.guard.drop_partition(self.settings.events_topic, p)
+            forget_users(self.engine.models, users)
+        self.pending |= assigned - self.owned
+        self.pending &= assigned
+        self.owned = set(assigned)
+
+    async def on_revoked(self) -> None:
+        """Checkpoint at the batch boundary so the next owner replays nothing."""
+        try:
+            async with asyncio.timeout(10):
+                async with self.lock:
+                    if self.guard.events_since:
+                        await self.checkpoint()
+        except Exception:  # a failed final checkpoint only means a longer replay
+            log.exception("checkpoint on revoke failed")
+
+    async def restore(self) -> dict[int, int]:
+        """Read the checkpoints of newly assigned partitions and commit their offsets, so
+        Faust's seek to committed offsets starts each partition where its checkpoint ends.
+
+        Runs inside Faust's rebalance, where the catalog may still be loading: the states
+        are imported (title ids mapped to rows) at the first record, see :meth:`admit`.
+        """
+        parts = set(self.pending)
+        self.pending.clear()
+        if not parts:
+            return {}
+        started = time.perf_counter()
+        n = self.settings.partitions
+        records = await self.io.read({p % n for p in parts})
+        topic = self.settings.events_topic
+        chosen: dict[int, tuple[dict, codec.Checkpoint]] = {}
+        for p in parts:
+            for slot, man, blob in candidates(records, f"p/{p}"):
+                try:
+                    ck = codec.decode(blob)
+                    key = OffsetLedger.key(topic, p)
+                    if set(ck.offsets) != {key} or not isinstance(ck.state.get("users"), dict):
+                        raise CheckpointError(f"not a checkpoint of {key}")
+                except CheckpointError as exc:
+                    reject(f"p/{p}/{slot}", exc)
+                    continue
+                self.next_slot[f"p/{p}"] = 1 - slot
+                chosen[p] = (man, ck)
+                break
+        shared = None
+        if not self.shared_checked and not self.learned_any:
+            shared = await self._read_shared(chosen, records)
+        self.shared_checked = True
+        end = await self.io.end_offsets(topic, set(chosen))
+        commits: dict[int, int] = {}
+        size = 0
+        for p, (man, ck) in chosen.items():
+            key = OffsetLedger.key(topic, p)
+            offset = ck.offsets[key]
+            self.guard.ledger.offsets[key] = offset
+            self.guard.restored[p] = RestoredPartition(offset, end.get(p, offset))
+            commits[p] = offset
+            size += man["size"]
+        self.to_import.append((shared, {p: ck for p, (_, ck) in chosen.items()}))
+        if commits:
+            await self.commit(commits)
+        elapsed = time.perf_counter() - started
+        m.CHECKPOINT_SECONDS.labels(op="restore").observe(elapsed)
+        m.CHECKPOINTS_RESTORED.inc(len(commits))
+        log.warning(
+            "read model checkpoints of partitions %s (%d bytes) in %.3f s; resuming at %s",
+            sorted(commits),
+            size,
+            elapsed,
+            commits,
+        )
+        return commits
+
+    def _import(self) -> None:
+        """Load read checkpoints into the models (at the first record: catalog loaded)."""
+        started = time.perf_counter()
+        rec = self.engine.models
+        rec.titles.sync()
+        todo, self.to_import = self.to_import, []
+        for shared, parts in todo:
+            if shared is not None:
+                try:
+                    import_shared(rec, shared.state)
+                except CheckpointError as exc:
+                    reject("shared state", exc)
+            for p, ck in parts.items():
+                profiles: dict[str, dict | None] = {}
+                try:
+                    for uid, d in ck.state["users"].items():
+                        profiles[uid] = import_user(rec, uid, d)
+                except CheckpointError as exc:
+                    # Offsets are committed already: these users restart from empty state.
+                    reject(f"p/{p} users", exc)
+                    forget_users(rec, set(profiles))
+                    profiles = {}
+                self.guard.users.setdefault(p, set()).update(profiles)
+                r = self.guard.restored.get(p)
+                if r is not None:
+                    r.profiles = profiles
+        log.warning("imported model checkpoints in %.3f s", time.perf_counter() - started)
+
+    async def _read_shared(self, chosen: dict, records: dict[str, bytes]) -> Any:
+        """At start only: the shared state the newest restored partition was written with."""
+        refs = sorted(
+            {
+                (r["gen"], r["worker"], r["slot"])
+                for man, _ in chosen.values()
+                if (r := man.get("shared"))
+            },
+            reverse=True,
+        )
+        n = self.settings.partitions
+        for gen, worker, slot in refs:
+            sp = shared_partition(worker, n)
+            more = await self.io.read({sp}) if sp not in {p % n for p in chosen} else records
+            for s_slot, man, blob in candidates(more, f"s/{worker}"):
+                if s_slot != slot or man["gen"] != gen:
+                    continue
+                try:
+                    ck = codec.decode(blob)
+                except CheckpointError as exc:
+                    reject(f"s/{worker}/{slot}", exc)
+                    continue
+                if worker == self.worker:
+                    self.next_slot[f"s/{worker}"] = 1 - slot
+                return ck
+            reject(f"s/{worker}/{slot}", CheckpointError(f"shared state gen {gen} not found"))
+        return None
+
+
+async def read_latest(settings: Settings) -> dict[int, codec.Checkpoint]:
+    """The newest valid checkpoint of every events partition, plus shared state under -1
+    (the one the newest partition checkpoint references). For operators and tests."""
+    io = CheckpointIO(settings)
+    records = await io.read(set(range(settings.partitions)))
+    out: dict[int, codec.Checkpoint] = {}
+    ref = None
+    for p in range(settings.partitions):
+        for _, man, blob in candidates(records, f"p/{p}"):
+            out[p] = codec.decode(blob)
+            if man.get("shared") and (ref is None or man["shared"]["gen"] > ref["gen"]):
+                ref = man["shared"]
+            break
+    if ref is not None:
+        for slot, man, blob in candidates(records, f"s/{ref['worker']}"):
+            if slot == ref["slot"] and man["gen"] == ref["gen"]:
+                out[-1] = codec.decode(blob)
+    return out
