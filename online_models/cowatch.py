@@ -41,6 +41,10 @@ class CoWatch:
         self.window = window
         self.position_decay = position_decay
         self.n = 0
+        # Local observations not yet handed to the exchange (online_models/federation.py),
+        # in this clock's units; None when the worker exchanges nothing.
+        self.outbox: dict[int, dict[int, float]] | None = None
+        self.outbox_counts: dict[int, float] = {}
 
     def resize(self, n: int) -> None:
         self.n = n
@@ -50,23 +54,64 @@ class CoWatch:
         """Learn that ``idx`` was watched after ``recent`` (most recent first)."""
         factor = self.clock.needs_rebase(ts)
         if factor is not None:
-            self.counts *= factor
-            for row in self.rows.values():
-                for k in row:
-                    row[k] *= factor
+            self._scale(factor)
         w = self.clock.weight(ts)
         self.counts[idx] += w
+        out = self.outbox
+        if out is not None:
+            self.outbox_counts[idx] = self.outbox_counts.get(idx, 0.0) + w
         pw = w
         for s in recent[: self.window]:
             if s == idx:
                 continue
             for a, b in ((s, idx), (idx, s)):
-                row = self.rows.setdefault(a, {})
-                row[b] = row.get(b, 0.0) + pw
-                if len(row) > self.max_neighbors * 3 // 2:
-                    keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
-                    self.rows[a] = dict(keep)
+                self._bump(a, b, pw)
+                if out is not None:
+                    orow = out.setdefault(a, {})
+                    orow[b] = orow.get(b, 0.0) + pw
             pw *= self.position_decay
+
+    def _bump(self, a: int, b: int, w: float) -> None:
+        row = self.rows.setdefault(a, {})
+        row[b] = row.get(b, 0.0) + w
+        if len(row) > self.max_neighbors * 3 // 2:
+            keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
+            self.rows[a] = dict(keep)
+
+    def _scale(self, factor: float) -> None:
+        self.counts *= factor
+        for rows in (self.rows, self.outbox or {}):
+            for row in rows.values():
+                for k in row:
+                    row[k] *= factor
+        for k in self.outbox_counts:
+            self.outbox_counts[k] *= factor
+
+    # --- exchange between workers (online_models/federation.py) -----------------------
+
+    def track(self) -> None:
+        """Start keeping local observations in :attr:`outbox` for the exchange."""
+        if self.outbox is None:
+            self.outbox = {}
+            self.outbox_counts = {}
+
+    def take_outbox(self) -> tuple[int | None, dict[int, float], dict[int, dict[int, float]]]:
+        """(clock reference, title mass, pair mass) observed locally since the last take."""
+        counts, rows = self.outbox_counts, self.outbox or {}
+        self.outbox_counts = {}
+        if self.outbox is not None:
+            self.outbox = {}
+        return self.clock.ref_ts, counts, rows
+
+    def add(
+        self, ref_ts: int, counts: dict[int, float], pairs: dict[tuple[int, int], float]
+    ) -> None:
+        """Add mass learned elsewhere, stored relative to ``ref_ts`` (not put in the outbox)."""
+        f = self.clock.adopt(ref_ts, self._scale)
+        for i, v in counts.items():
+            self.counts[i] += v * f
+        for (a, b), v in pairs.items():
+            self._bump(a, b, v * f)
 
     def similar(self, anchor: int) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour indexes, cosine similarities) of one title."""

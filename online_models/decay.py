@@ -14,6 +14,7 @@ scaling at all. When exponents grow large the clock is rebased.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 REBASE_AT = 40.0
 
@@ -41,6 +42,25 @@ class DecayClock:
             return None
         self.ref_ts = ts
         return math.exp(-x)
+
+    def adopt(self, ref_ts: int, rescale: Callable[[float], None]) -> float:
+        """The factor turning values stored relative to ``ref_ts`` into this clock's units.
+
+        A clock that has no reference yet takes ``ref_ts``; one that is far behind it is
+        rebased there first (``rescale`` applies the factor to the owner's stored values),
+        so the factor never overflows.
+
+        >>> c = DecayClock(half_life_ms=1000); c.adopt(5000, lambda f: None), c.ref_ts
+        (1.0, 5000)
+        >>> round(c.adopt(4000, lambda f: None), 3)  # a unit stored at ref 4000 is half as big
+        0.5
+        """
+        if self.ref_ts is None:
+            self.ref_ts = ref_ts
+        elif (ref_ts - self.ref_ts) * self.inv_tau > REBASE_AT:
+            rescale(math.exp(-(ref_ts - self.ref_ts) * self.inv_tau))
+            self.ref_ts = ref_ts
+        return math.exp(max(-700.0, (ref_ts - self.ref_ts) * self.inv_tau))
 
     def scale(self, now_ts: int) -> float:
         if self.ref_ts is None:

@@ -296,6 +296,9 @@ def export_shared(rec: Recommender) -> dict:
         "ranker": r.state(),
         "ranker_stats": stats,
         "learn_steps": rec.learn_steps,
+        # The title-side exchange's bookkeeping (online_models/federation.py): this
+        # worker's contribution and the peers' contributions the models include.
+        "exchange": rec.exchange.state() if rec.exchange is not None else None,
     }
 
 
@@ -352,6 +355,11 @@ def import_shared(rec: Recommender, st: dict) -> None:
             ps.preds = [float(v) for v in s["preds"].tolist()]
             ps.labels = [bool(v) for v in s["labels"].tolist()]
         rec.learn_steps = int(st["learn_steps"])
+        if rec.exchange is not None:
+            if st.get("exchange") is not None:
+                rec.exchange.load(st["exchange"])
+            else:  # a checkpoint from before the exchange: all of it is this worker's own
+                rec.exchange.adopt_all()
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"bad shared model state ({exc!r})") from None
     rec._ctx = None

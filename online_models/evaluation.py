@@ -32,8 +32,9 @@ import numpy as np
 
 from features.catalog import Catalog
 from features.event_gate import OK
-from online_models.engine import Engine
+from online_models.federation import Federation
 from online_models.labels import outcome
+from online_models.ranker import MODELS, PrequentialStats
 
 
 @dataclass
@@ -91,6 +92,27 @@ class PopularityBaseline:
         return [ids[i] for i in top.tolist() if np.isfinite(scores[i])]
 
 
+def pooled_ranker_metrics(rankers: list[Any]) -> dict[str, Any]:
+    """The rankers' prequential metrics over all their predictions (one per worker)."""
+    out: dict[str, Any] = {}
+    pooled = PrequentialStats()
+    for name in MODELS:
+        st = PrequentialStats()
+        for r in rankers:
+            s = r.stats[name]
+            st.preds += s.preds
+            st.labels += s.labels
+            st.loss += s.loss
+            st.n += s.n
+        out[name] = st.summary()
+        pooled.preds += st.preds
+        pooled.labels += st.labels
+        pooled.loss += st.loss
+        pooled.n += st.n
+    out["all"] = pooled.summary()
+    return out
+
+
 def replay(
     events: Iterable[dict[str, Any]],
     catalog: Catalog,
@@ -98,13 +120,34 @@ def replay(
     min_history: int = 5,
     progress: Callable[[int, float], None] | None = None,
     progress_every: int = 10_000,
+    workers: int = 1,
+    partitions: int = 4,
+    partition_of: Callable[[str, int], int] | None = None,
+    exchange_every: int | None = None,
+    factors: str = "sum",
+    ranker: str = "sum",
 ) -> dict[str, Any]:
-    """Run events (already validated, in event-time order) through a fresh engine.
+    """Run events (already validated, in event-time order) through fresh engines.
+
+    With ``workers`` > 1 the events of each user go to the engine of the worker that owns
+    the user's partition (:class:`online_models.federation.Federation`; ``partition_of``
+    is the producer's partitioner), which exchange title-side state every
+    ``exchange_every`` events (never when None). Metrics are pooled over all workers;
+    the popularity baseline counts every event, as one process would.
 
     Returns the report: model and baseline ranking metrics, ranker metrics, counts, speed.
     """
-    engine = Engine(catalog=catalog)
-    models = engine.models
+    if workers > 1 and partition_of is None:
+        raise ValueError("several workers need the producer's partitioner (partition_of)")
+    fed = Federation(
+        catalog,
+        workers,
+        partitions if workers > 1 else 1,
+        partition_of or (lambda _u, _n: 0),
+        exchange_every,
+        factors=factors,
+        ranker=ranker,
+    )
     base = PopularityBaseline()
     ours = RankingMetrics(k, min_history)
     pop = RankingMetrics(k, min_history)
@@ -117,6 +160,8 @@ def replay(
     for ev in events:
         n += 1
         uid, tid, etype = ev["user_id"], ev["title_id"], ev["event_type"]
+        engine = fed.engine_for(uid)
+        models = engine.models
         key = (uid, tid)
         if etype == "play" and key not in counted and key not in pending and tid in catalog:
             profile = engine.profile(uid)
@@ -129,7 +174,9 @@ def replay(
                 pop.shown.update(rec_base)
                 pending[key] = (rec, rec_base, history.get(uid, 0))
                 requests += 1
-        if engine.ingest(ev).status != OK:  # duplicates and late events teach nothing
+        ok = engine.ingest(ev).status == OK
+        fed.tick()
+        if not ok:  # duplicates and late events teach nothing
             continue
         out = outcome(ev, catalog.get(tid)) if etype in ("progress", "stop", "complete") else None
         if out == "positive" and key not in counted:
@@ -147,17 +194,28 @@ def replay(
         if progress is not None and n % progress_every == 0:
             progress(n, time.perf_counter() - started)
     elapsed = time.perf_counter() - started
+    models = fed.engines[0].models
+    models.titles.sync()
     size = int(models.titles.active.sum()) if models.titles.n else len(catalog)
     return {
         "k": k,
         "min_history": min_history,
         "events": n,
-        "users": len(engine.profiles),
+        "users": sum(len(e.profiles) for e in fed.engines),
         "catalog_titles": size,
         "requests": requests,
         "seconds": elapsed,
         "events_per_s": n / elapsed if elapsed > 0 else None,
+        "workers": workers,
+        "partitions": fed.partitions,
+        "exchange": {
+            "every_events": exchange_every if fed.exchanges else None,
+            "factors": factors,
+            "ranker": ranker,
+            "rounds": fed.rounds,
+            "max_record_bytes": fed.record_bytes,
+        },
         "model": {"version": models.model_version, **ours.summary(size)},
         "baseline": {"version": "most-popular-so-far", **pop.summary(size)},
-        "ranker": models.ranker.metrics(),
+        "ranker": pooled_ranker_metrics([e.models.ranker for e in fed.engines]),
     }

@@ -130,6 +130,8 @@ class Recommender:
         for f, v in PRIOR.items():
             self._prior[_F[f]] = v
         self.learn_steps = 0
+        # The worker's title-side exchange (online_models/federation.py), when it has one.
+        self.exchange: Any = None
 
     def user(self, user_id: str) -> UserState:
         st = self.users.get(user_id)

@@ -26,23 +26,61 @@ class CountryTrending:
         self.clock = DecayClock(half_life_ms)
         self.counts: dict[str, np.ndarray] = {}
         self.n = 0
+        # Local observations not yet handed to the exchange (online_models/federation.py).
+        self.outbox: dict[str, np.ndarray] | None = None
 
     def resize(self, n: int) -> None:
         self.n = n
         for c, arr in self.counts.items():
             self.counts[c] = grow(arr, n)
+        if self.outbox is not None:
+            for c, arr in self.outbox.items():
+                self.outbox[c] = grow(arr, n)
 
     def observe(self, idx: int, country: str | None, ts: int, weight: float = 1.0) -> None:
         factor = self.clock.needs_rebase(ts)
         if factor is not None:
-            for arr in self.counts.values():
-                arr *= factor
+            self._scale(factor)
         w = weight * self.clock.weight(ts)
         for key in (GLOBAL, country) if country else (GLOBAL,):
             arr = self.counts.get(key)
             if arr is None:
                 arr = self.counts[key] = np.zeros(self.n, dtype=np.float64)
             arr[idx] += w
+            if self.outbox is not None:
+                ob = self.outbox.get(key)
+                if ob is None:
+                    ob = self.outbox[key] = np.zeros(self.n, dtype=np.float64)
+                ob[idx] += w
+
+    def _scale(self, factor: float) -> None:
+        for counts in (self.counts, self.outbox or {}):
+            for arr in counts.values():
+                arr *= factor
+
+    # --- exchange between workers (online_models/federation.py) -----------------------
+
+    def track(self) -> None:
+        """Start keeping local observations in :attr:`outbox` for the exchange."""
+        if self.outbox is None:
+            self.outbox = {}
+
+    def take_outbox(self) -> tuple[int | None, dict[str, np.ndarray]]:
+        """(clock reference, per-country mass) observed locally since the last take."""
+        out = self.outbox or {}
+        if self.outbox is not None:
+            self.outbox = {}
+        return self.clock.ref_ts, out
+
+    def add(self, ref_ts: int, counts: dict[str, np.ndarray]) -> None:
+        """Add mass learned elsewhere (rows aligned with this index), relative to ``ref_ts``."""
+        f = self.clock.adopt(ref_ts, self._scale)
+        for key, v in counts.items():
+            arr = self.counts.get(key)
+            if arr is None:
+                arr = self.counts[key] = np.zeros(self.n, dtype=np.float64)
+            m = min(len(arr), len(v))
+            arr[:m] += v[:m] * f
 
     def raw(self, country: str | None) -> np.ndarray:
         arr = self.counts.get(country or GLOBAL)

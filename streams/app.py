@@ -28,6 +28,7 @@ from streams.kafka_admin import ensure_topics_async
 from streams.profile_store import TableProfileStore
 from streams.redis_sink import ScoreSink, connect
 from streams.settings import Settings
+from streams.title_exchange import TitleFactorExchange
 from streams.title_store import TableTitleStore
 from streams.title_view_follower import TitleViewFollower
 
@@ -142,6 +143,29 @@ async def _reject_catalog(record: bytes) -> None:
 
 
 follower.reject = _reject_catalog
+
+# Title-side state across workers (docs/models.md, "Title factors across workers"): each
+# worker's contribution on a compacted topic, merged by every peer between batches.
+title_exchange = (
+    TitleFactorExchange(settings, engine, _send) if settings.exchange_interval_s > 0 else None
+)
+
+
+@app.task
+async def follow_title_factors() -> None:
+    if title_exchange is not None:
+        await ensure_topics_async(settings)
+        await title_exchange.follower.run()
+
+
+@app.timer(max(settings.exchange_interval_s, 0.1))
+async def exchange_title_state() -> None:
+    # After the catalog and any restored checkpoint are loaded (durable imports them at
+    # the first record), so a contribution is never published from empty models.
+    if title_exchange is None or not follower.ready.is_set() or durable.to_import:
+        return
+    async with durable.lock:
+        await title_exchange.tick()
 
 
 @app.task

@@ -130,6 +130,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         min_history=args.min_history,
         k=args.k,
         progress=not args.quiet,
+        workers=args.workers,
+        exchange_every=args.exchange_every,
+        partitions=args.partitions,
+        factors=args.factors,
+        ranker=args.ranker_merge,
     )
     return 0
 
@@ -238,6 +243,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="simulate N workers (users to partitions by the producer's murmur2, partitions "
+        "round-robin); also replays 1 worker and N without exchange to compare",
+    )
+    p.add_argument(
+        "--exchange-every",
+        type=int,
+        default=None,
+        help="with --workers: exchange title-side state every E events (all workers)",
+    )
+    p.add_argument(
+        "--partitions", type=int, default=None, help="events partitions (default: settings)"
+    )
+    p.add_argument(
+        "--factors",
+        choices=["sum", "blend"],
+        default="blend",
+        help="merge rule for MF title factors (docs/models.md)",
+    )
+    p.add_argument(
+        "--ranker-merge",
+        choices=["sum", "blend", "local"],
+        default="blend",
+        help="merge rule for the ranker's weights",
+    )
     p.set_defaults(func=cmd_replay)
     return parser
 

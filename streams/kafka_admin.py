@@ -8,8 +8,20 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from streams.settings import Settings
+
+
+def kafka_partition(key: str, partitions: int) -> int:
+    """The partition the producers' default partitioner gives ``key`` (aiokafka's
+    ``DefaultPartitioner``, like the Java client's: murmur2 of the key bytes, positive,
+    modulo the partition count). The replay's multi-worker simulation routes users with it.
+
+    >>> kafka_partition("u1", 4) == kafka_partition("u1", 4), 0 <= kafka_partition("u9", 3) < 3
+    (True, True)
+    """
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
@@ -26,6 +38,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Model checkpoints: partition p holds events partition p's checkpoints (chunks of
         # up to 0.9 MB); compaction keeps the latest record per key (docs/models.md).
         settings.checkpoint_topic: (n, {"cleanup.policy": "compact", "segment.ms": "600000"}),
+        # Each worker's cumulative title-side contribution (chunks + manifest keyed by worker),
+        # read whole by every worker. One partition keeps a worker's chunks before its manifest.
+        settings.title_factors_topic: (1, {"cleanup.policy": "compact", "segment.ms": "600000"}),
     }
 
 

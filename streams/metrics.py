@@ -150,6 +150,28 @@ PROFILES_REWOUND = Counter(
     "User profiles put back to their checkpointed state before a replay.",
     registry=REGISTRY,
 )
+# --- title-side exchange between workers (docs/models.md, "Title factors across workers")
+TITLE_EXCHANGE_PUBLISHED = Counter(
+    "reelstream_title_exchange_published_total",
+    "Contribution records this worker published to the title-factors topic.",
+    registry=REGISTRY,
+)
+TITLE_EXCHANGE_MERGED = Counter(
+    "reelstream_title_exchange_merged_total",
+    "Peers' contribution records merged into this worker's title-side models, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TITLE_EXCHANGE_BYTES = Gauge(
+    "reelstream_title_exchange_bytes",
+    "Size of this worker's last contribution record.",
+    registry=REGISTRY,
+)
+TITLE_EXCHANGE_PEERS = Gauge(
+    "reelstream_title_exchange_peers",
+    "Peers whose contributions this worker's title-side models include.",
+    registry=REGISTRY,
+)
 
 # NaN until the models report, so an alert on "AUC below x" cannot fire on a missing model.
 for _g in (RANKER_AUC, RANKER_LOG_LOSS, PREQUENTIAL_HIT_RATE):

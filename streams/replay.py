@@ -21,6 +21,8 @@ import orjson
 from features.catalog import Catalog, CatalogError, parse_title
 from online_models.evaluation import replay
 from streams.contract import ContractError, validate_event
+from streams.kafka_admin import kafka_partition
+from streams.settings import Settings
 
 
 def load_catalog(path: str | Path) -> tuple[Catalog, Counter[str]]:
@@ -109,6 +111,43 @@ def format_table(rep: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _label(rep: dict[str, Any]) -> str:
+    w = rep.get("workers", 1)
+    if w == 1:
+        return "1 worker"
+    x = rep["exchange"]
+    if not x["every_events"]:
+        return f"{w} workers, no exchange"
+    return f"{w} workers, exchange every {x['every_events']:,} ({x['factors']}/{x['ranker']})"
+
+
+def format_workers(runs: list[dict[str, Any]]) -> str:
+    """Quality with several simulated workers beside one worker and the baseline."""
+    first = runs[0]
+    k, seg = first["k"], "history"
+    r, nd = f"recall@{k}", f"ndcg@{k}"
+    one = first["model"][seg][r]
+    lines = [
+        f"workers (users with >= {first['min_history']} previous positives, "
+        f"n={first['model'][seg]['positives']:,}; partitions {runs[-1]['partitions']})",
+        f"{'':48}{r:>10}{nd:>9}{'vs 1':>7}{'all ' + r:>14}{'AUC':>7}{'events/s':>10}",
+    ]
+    for rep in runs:
+        m = rep["model"]
+        rel = m[seg][r] / one if one else None
+        lines.append(
+            f"  {_label(rep):46}{_fmt(m[seg][r]):>10}{_fmt(m[seg][nd]):>9}"
+            f"{_fmt(rel, 3):>7}{_fmt(m['all'][r]):>14}{_fmt(rep['ranker']['all']['auc'], 3):>7}"
+            f"{rep['events_per_s']:>10,.0f}"
+        )
+    b = first["baseline"]
+    lines.append(
+        f"  {'popularity baseline':46}{_fmt(b[seg][r]):>10}{_fmt(b[seg][nd]):>9}"
+        f"{_fmt(b[seg][r] / one if one else None, 3):>7}{_fmt(b['all'][r]):>14}"
+    )
+    return "\n".join(lines)
+
+
 def run(
     events_path: str,
     catalog_path: str,
@@ -118,7 +157,14 @@ def run(
     out: TextIO | None = None,
     err: TextIO | None = None,
     progress: bool = True,
+    workers: int = 1,
+    exchange_every: int | None = None,
+    partitions: int | None = None,
+    factors: str = "blend",
+    ranker: str = "blend",
 ) -> dict[str, Any]:
+    """Replay and print the report; with ``workers`` > 1, also replay one worker and
+    ``workers`` workers without exchange (and with, if ``exchange_every``) and compare."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.perf_counter()
@@ -153,21 +199,49 @@ def run(
                 flush=True,
             )
 
-    rep = replay(
-        events,
-        catalog,
-        k=k,
-        min_history=min_history,
-        progress=report,
-        progress_every=max(1000, total // 100),
-    )
-    if progress:
-        print(file=err)
-    rep["invalid_events"] = sum(bad.values())
-    rep["invalid_by_reason"] = dict(bad)
-    rep["invalid_titles"] = sum(bad_titles.values())
+    plans: list[dict[str, Any]] = [{"workers": 1}]
+    if workers > 1:
+        parts = partitions or Settings().partitions
+        plans.append({"workers": workers, "partitions": parts})
+        if exchange_every:
+            plans.append(
+                {
+                    "workers": workers,
+                    "partitions": parts,
+                    "exchange_every": exchange_every,
+                    "factors": factors,
+                    "ranker": ranker,
+                }
+            )
+    runs = []
+    for plan in plans:
+        if progress and len(plans) > 1:
+            print(f"run {len(runs) + 1}/{len(plans)}: {plan}", file=err)
+        last[0] = -1.0
+        rep = replay(
+            events,
+            catalog,
+            k=k,
+            min_history=min_history,
+            progress=report,
+            progress_every=max(1000, total // 100),
+            partition_of=kafka_partition,
+            **plan,
+        )
+        if progress:
+            print(file=err)
+        rep["invalid_events"] = sum(bad.values())
+        rep["invalid_by_reason"] = dict(bad)
+        rep["invalid_titles"] = sum(bad_titles.values())
+        runs.append(rep)
+    rep = runs[-1]
     print(format_table(rep), file=out)
+    doc: dict[str, Any] = rep
+    if len(runs) > 1:
+        print("", file=out)
+        print(format_workers(runs), file=out)
+        doc = {**rep, "runs": runs}
     if json_out:
-        Path(json_out).write_bytes(orjson.dumps(rep, option=orjson.OPT_INDENT_2))
+        Path(json_out).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         print(f"wrote {json_out}", file=err)
-    return rep
+    return doc

@@ -58,6 +58,12 @@ class Settings:
     checkpoint_interval_s: float = 30.0
     checkpoint_events: int = 50_000
     worker_id: str = ""
+    # Title-side exchange between workers (docs/models.md, "Title factors across workers"):
+    # publish this worker's contribution and merge its peers' every this many seconds
+    # (0 turns the exchange off); merge rules for MF title factors and the ranker.
+    exchange_interval_s: float = 5.0
+    exchange_factors: str = "sum"
+    exchange_ranker: str = "sum"
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):
@@ -108,6 +114,11 @@ class Settings:
     def checkpoint_topic(self) -> str:
         """Compacted topic of model checkpoints (streams/checkpoints.py)."""
         return f"{self.app_id}-model-checkpoints"
+
+    @property
+    def title_factors_topic(self) -> str:
+        """Compacted topic of each worker's title-side contribution (streams/title_exchange.py)."""
+        return f"{self.app_id}-title-factors"
 
     @property
     def data_path(self) -> Path:
