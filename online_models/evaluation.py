@@ -125,7 +125,7 @@ def replay(
     partition_of: Callable[[str, int], int] | None = None,
     exchange_every: int | None = None,
     factors: str = "sum",
-    ranker: str = "sum",
+    ranker: str = "blend",
 ) -> dict[str, Any]:
     """Run events (already validated, in event-time order) through fresh engines.
 

@@ -123,7 +123,7 @@ class TitleExchange:
     """
 
     def __init__(
-        self, rec: Recommender, worker: str, factors: str = "sum", ranker: str = "sum"
+        self, rec: Recommender, worker: str, factors: str = "sum", ranker: str = "blend"
     ) -> None:
         if factors not in FACTOR_RULES or ranker not in RANKER_RULES:
             raise ValueError(f"unknown merge rule {factors!r} / {ranker!r}")
@@ -143,6 +143,7 @@ class TitleExchange:
         self.applied: dict[str, Part] = {}
         self.received: dict[str, int] = {}  # peer -> seq of the record last applied
         self._reset_refs()
+        rec.titles.listeners.append(self._grow)
         # Displacements of the round for the "blend" rules: own since the last publish,
         # and the round being blended (own published part plus peers merged so far).
         self.since_mf, self.since_n = np.zeros((n, self.k + 1)), np.zeros(n)
@@ -183,14 +184,19 @@ class TitleExchange:
         self.rk_ref = {h: self._rk_params(h) for h in MODELS}
         self.rk_nref = dict(self.rec.ranker.learned)
 
+    def _grow(self, n: int) -> None:
+        """Titles added to the index: their initial vectors are no local displacement.
+        (A listener of the title index, called right after the models grew.)"""
+        old = self.mf_ref.shape[0]
+        if n > old:
+            self.mf_ref = grow(self.mf_ref, n)
+            self.mf_ref[old:n] = self._mf_params()[old:n]
+            self.n_ref = grow(self.n_ref, n)
+
     def _fit(self) -> int:
         rec = self.rec
         rec.titles.sync()
         n = rec.titles.n
-        if self.mf_ref.shape[0] < n:
-            self.mf_ref = grow(self.mf_ref, n)
-            self.mf_ref[-(n - len(self.n_ref)) :, : self.k] = rec.mf.q[len(self.n_ref) :]
-            self.n_ref = grow(self.n_ref, n)
         for name in ("since_mf", "since_n", "win_mf", "win_n"):
             setattr(self, name, grow(getattr(self, name), n))
         for part in (self.mine, *self.applied.values()):
@@ -573,7 +579,7 @@ class Federation:
         partition_of: Callable[[str, int], int],
         exchange_every: int | None = None,
         factors: str = "sum",
-        ranker: str = "sum",
+        ranker: str = "blend",
     ) -> None:
         if workers < 1 or partitions < 1:
             raise ValueError("need at least one worker and one partition")

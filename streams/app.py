@@ -386,6 +386,15 @@ async def publish_titles() -> None:
         )
 
 
+@app.page("/debug/title-exchange")
+async def title_exchange_view(web, request):  # type: ignore[no-untyped-def]
+    """What this worker's title-side models hold from which peer (docs/models.md)."""
+    body = {"enabled": False}
+    if title_exchange is not None:
+        body = title_exchange.debug(detail=request.query.get("detail") == "1")
+    return web.bytes(orjson.dumps(body), content_type="application/json")
+
+
 @app.page("/metrics")
 async def metrics_view(web, request):  # type: ignore[no-untyped-def]
     return web.bytes(generate_latest(m.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--factors",
         choices=["sum", "blend"],
-        default="blend",
+        default="sum",
         help="merge rule for MF title factors (docs/models.md)",
     )
     p.add_argument(

@@ -160,7 +160,7 @@ def run(
     workers: int = 1,
     exchange_every: int | None = None,
     partitions: int | None = None,
-    factors: str = "blend",
+    factors: str = "sum",
     ranker: str = "blend",
 ) -> dict[str, Any]:
     """Replay and print the report; with ``workers`` > 1, also replay one worker and

@@ -63,7 +63,7 @@ class Settings:
     # (0 turns the exchange off); merge rules for MF title factors and the ranker.
     exchange_interval_s: float = 5.0
     exchange_factors: str = "sum"
-    exchange_ranker: str = "sum"
+    exchange_ranker: str = "blend"
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
@@ -125,6 +126,50 @@ class TitleFactorExchange:
         m.TITLE_EXCHANGE_PUBLISHED.inc()
         m.TITLE_EXCHANGE_BYTES.set(len(raw))
         return len(raw)
+
+    def debug(self, detail: bool = False) -> dict[str, Any]:
+        """What this worker holds from whom (``/debug/title-exchange``); with ``detail``,
+        per title: the MF factors, their initial vectors, this worker's own displacement
+        (published or not), each peer's applied displacement, and the decayed masses with
+        the clock reference they are stored against. For operators and tests."""
+        x = self.exchange
+        rec = x.rec
+        out: dict[str, Any] = {
+            "worker": self.worker,
+            "seq": x.seq,
+            "rules": {"factors": x.factors, "ranker": x.ranker_rule},
+            "received": dict(x.received),
+            "dirty": x.dirty(),  # learned something not yet published
+        }
+        if not detail:
+            return out
+        n = x._fit()
+        k = x.k
+        own = x.mine.mf[:, :k] + (x._mf_params() - x.mf_ref)[:, :k]
+        out["titles"] = {
+            tid: {
+                "q": rec.mf.q[i].tolist(),
+                "init": rec.mf._init_vec(f"title:{i}").tolist(),
+                "own": own[i].tolist(),
+                "own_updates": float(x.mine.mf_n[i] + rec.mf.updates[i] - x.n_ref[i]),
+                "applied": {w: p.mf[i, :k].tolist() for w, p in x.applied.items()},
+            }
+            for i, tid in enumerate(rec.titles.ids[:n])
+        }
+        ids = rec.titles.ids
+        out["cowatch"] = {
+            "ref_ts": rec.cowatch.clock.ref_ts,
+            "counts": dict(zip(ids, rec.cowatch.counts.tolist(), strict=False)),
+        }
+        for name in ("trending", "popular"):
+            model = getattr(rec, name)
+            out[name] = {
+                "ref_ts": model.clock.ref_ts,
+                "counts": {
+                    c: dict(zip(ids, a.tolist(), strict=False)) for c, a in model.counts.items()
+                },
+            }
+        return out
 
     async def tick(self) -> None:
         self.merge_inbox()

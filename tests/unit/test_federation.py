@@ -174,8 +174,22 @@ def test_replay_cli_compares_workers(tmp_path, log, capsys):
     assert main([*argv, "--json", str(out), "--workers", "2", "--exchange-every", "300"]) == 0
     text = capsys.readouterr().out
     assert "1 worker" in text and "2 workers, no exchange" in text
-    assert "2 workers, exchange every 300 (blend/blend)" in text
+    assert "2 workers, exchange every 300 (sum/blend)" in text
     rep = json.loads(out.read_text())
     assert [r["workers"] for r in rep["runs"]] == [1, 2, 2]
     assert rep["runs"][2]["exchange"]["rounds"] == 5
     assert rep["runs"][0]["events"] == rep["runs"][2]["events"] == 1500
+
+
+def test_exchange_started_before_the_catalog_counts_what_is_learned_after(log):
+    _, cat_recs, events = log
+    eng = Engine()  # the worker creates its exchange at import, before the catalog arrives
+    x = TitleExchange(eng.models, "w")
+    for rec in cat_recs:
+        eng.catalog.upsert(parse_title(rec))
+    for ev in events:
+        eng.ingest(ev)
+    x.fold()
+    init = np.stack([eng.models.mf._init_vec(f"title:{i}") for i in range(eng.models.mf.n)])
+    np.testing.assert_allclose(x.mine.mf[:, :-1], eng.models.mf.q - init, atol=1e-6)
+    assert np.abs(x.mine.mf).max() > 1e-3
