@@ -226,9 +226,18 @@ async def process_events(stream: faust.StreamT) -> None:
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        # Faust acks a batch's offsets when the generator moves on *or is closed*: a
+        # worker stopped mid-batch would commit offsets whose profiles were never
+        # written. An extra reference per message, released only once the batch is
+        # persisted, keeps such offsets uncommitted; the next owner replays them and
+        # the per-user event-id gate drops what was already counted.
+        for event in batch:
+            event.message.incref()
         async with durable.lock:  # checkpoints happen between batches only
             await handle_batch(batch)
             await durable.after_batch()
+        for event in batch:
+            event.message.decref()
 
 
 async def handle_batch(batch: list) -> None:
