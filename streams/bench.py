@@ -246,17 +246,15 @@ async def _bare_read(settings: Settings, expect_records: int, decode: bool) -> d
     try:
         await assign_all(consumer, settings.events_topic)
         n_records = n_events = 0
-        started = None
+        started = time.perf_counter()
         while n_records < expect_records:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if started is None:
-                started = time.perf_counter()
             for recs in batches.values():
                 n_records += len(recs)
                 if decode:
                     for r in recs:
                         n_events += len(decode_record(r.value)[0])
-        elapsed = time.perf_counter() - (started or time.perf_counter())
+        elapsed = time.perf_counter() - started
     finally:
         await consumer.stop()
     out: dict[str, Any] = {
@@ -355,6 +353,7 @@ async def _freshness(
     await scores.start()
     lags_arrival: list[float] = []
     lags_generated: list[float] = []
+    timeline: dict[int, list[float]] = {}  # second since start -> lags of arrivals then
     hist_before = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
     cpu0 = proc_cpu_s(worker.pid)
     start_ms = int(time.time() * 1000)
@@ -371,6 +370,9 @@ async def _freshness(
                     msg = orjson.loads(r.value)
                     if msg["event_ts"] >= start_ms:
                         lags_arrival.append(arrived - msg["event_ts"])
+                        timeline.setdefault(int((arrived - start_ms) // 1000), []).append(
+                            arrived - msg["event_ts"]
+                        )
                         lags_generated.append(msg["generated_at"] - msg["event_ts"])
 
     reader = asyncio.create_task(read_scores())
@@ -412,6 +414,9 @@ async def _freshness(
             f"{le}s": v for le, v in share.items() if le in ("0.1", "0.25", "0.5", "1.0")
         },
         "cpu_s_per_1k_events": round(1000 * cpu / sent, 4) if sent else None,
+        "p50_ms_by_second": [
+            round(percentile(timeline[sec], 50)) for sec in sorted(timeline) if timeline[sec]
+        ],
     }
     say(
         f"freshness: {len(lags_arrival):,} score messages, p99 "
