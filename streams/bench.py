@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -517,7 +518,7 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
             profiler = _start_py_spy(w1.pid, cfg.profile_out)
         one = await _watch([w1], cfg.events, say, "1 worker", cfg.stall_timeout_s)
         if profiler is not None:
-            profiler.terminate()
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
             profiler.wait(30)
             one["profile"] = cfg.profile_out
         one["ratio_to_bare"] = round(one["events_per_s"] / result["bare_decode"]["events_per_s"], 4)
@@ -570,7 +571,10 @@ def _start_py_spy(pid: int, out: str):  # type: ignore[no-untyped-def]
     if not Path(exe).exists():
         raise RuntimeError("--profile needs py-spy (pip install py-spy)")
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", out],
+        [
+            *(exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "200"),
+            *("--nonblocking", "--threads", "-o", out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
