@@ -342,10 +342,16 @@ async def _freshness(
     rate: float,
     seconds: float,
     already: float,
+    envelope: int,
     say: Progress,
     stall_s: float,
 ) -> dict[str, Any]:
-    """Offer live-stamped single events at ``rate`` for ``seconds``; time their scores."""
+    """Offer live traffic at ``rate`` events/s for ``seconds``; time the scores it triggers.
+
+    Records have the load's shape: single events, or with ``envelope`` > 1 one
+    session's consecutive events per record, every event stamped ``ts`` = now
+    as its record is sent (so a client's batching delay is not included).
+    """
     from streams.producer import EventProducer
 
     scores = AIOKafkaConsumer(
@@ -378,14 +384,21 @@ async def _freshness(
 
     reader = asyncio.create_task(read_scores())
     await asyncio.sleep(0.5)  # let the reader take its position at the end of the topic
-    sent = 0
+    sent = records = 0
+    groups = envelopes(events, envelope) if envelope > 1 else ([e] for e in events)
     started = time.monotonic()
     async with EventProducer(settings, validate=False) as producer:
         while (elapsed := time.monotonic() - started) < seconds:
             target = int(elapsed * rate)
             while sent < target:
-                await producer.send({**next(events), "ts": int(time.time() * 1000)})
-                sent += 1
+                now_ms = int(time.time() * 1000)
+                group = [{**e, "ts": now_ms} for e in next(groups)]
+                if len(group) == 1:
+                    await producer.send(group[0])
+                else:
+                    await producer.send_envelope(group)
+                sent += len(group)
+                records += 1
             say(f"freshness: offered {sent:,} events at {rate:,.0f}/s", end="")
             await asyncio.sleep(0.005)
     await _watch([worker], already + sent, say, "freshness: draining", stall_s)
@@ -408,6 +421,7 @@ async def _freshness(
         "offered_events_per_s": round(rate),
         "seconds": seconds,
         "events": sent,
+        "records": records,
         "score_messages": len(lags_arrival),
         "event_to_score_topic": stats(lags_arrival),
         "event_to_batch_start": stats(lags_generated),
@@ -532,6 +546,7 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
             rate,
             cfg.freshness_seconds,
             cfg.events,
+            cfg.envelope,
             say,
             cfg.stall_timeout_s,
         )

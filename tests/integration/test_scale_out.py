@@ -1,0 +1,232 @@
+"""Scale-out on the real broker and Redis: workers in one consumer group, a join and a leave.
+
+Two workers share the partitions; a third joins while events flow and one of
+the first two leaves (graceful shutdown, as in a rolling deploy) while events
+still flow. Afterwards every record is committed by the group, every user's
+profile (read back from the table's changelog topic, the durable copy a new
+owner recovers from) counts exactly the events sent for that user: none lost
+in the handovers, none folded in twice, and every user with a refreshing event
+has scores in Redis.
+
+Not covered here: a worker that crashes (SIGKILL) between writing a profile and
+committing its offsets replays those events on the next owner, which would fold
+them in twice until the features' dedupe by ``event_id`` is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.producer import EventProducer
+from streams.redis_keys import recs_key
+from streams.settings import Settings
+from streams.synthetic import SimConfig, Simulation
+from tests.integration.conftest import free_port, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+CHUNK = 2_000
+PACE_PER_S = 500.0
+REFRESHING = {"play", "complete", "stop", "click", "thumbs", "intro_skip"}
+
+
+async def group_members(settings: Settings) -> tuple[str, int]:
+    """(state, member count) of the workers' consumer group (the Faust app id)."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        (resp,) = await admin.describe_consumer_groups([settings.app_id])
+        _err, _group, state, _ptype, _proto, members, *_ = resp.groups[0]
+        return state, len(members)
+    finally:
+        await admin.close()
+
+
+async def committed_to_end(settings: Settings) -> bool:
+    """True when the group's committed offsets reach the end of every events partition."""
+    from aiokafka import AIOKafkaConsumer
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        tps = [TopicPartition(settings.events_topic, p) for p in range(settings.partitions)]
+        end = await consumer.end_offsets(tps)
+        return all(tp in committed and committed[tp].offset >= end[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def send_paced(producer: EventProducer, events: list[dict], sent: list[int]) -> None:
+    """Send at PACE_PER_S so the group changes happen while events are still arriving."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i, ev in enumerate(events, 1):
+        await producer.send(ev)
+        sent[0] += 1
+        if i % 50 == 0:
+            await producer.flush()
+            ahead = i / PACE_PER_S - (loop.time() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
+    await producer.flush()
+
+
+@pytest.fixture(scope="module")
+def internal_topics_cleanup(run_settings: Settings):
+    """Faust's own topics (changelog, assignor) are named after the app id: remove them too."""
+    yield
+    from streams.kafka_admin import delete_topics_async
+
+    async def names() -> list[str]:
+        admin = AIOKafkaAdminClient(**run_settings.kafka_client_kwargs())
+        await admin.start()
+        try:
+            return [t for t in await admin.list_topics() if t.startswith(run_settings.app_id)]
+        finally:
+            await admin.close()
+
+    asyncio.run(delete_topics_async(run_settings, asyncio.run(names())))
+
+
+@pytest.fixture(scope="module")
+async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topics_cleanup):
+    sim = Simulation(SimConfig(users=120, titles=100, seed=31))
+    events = list(sim.events(limit=3 * CHUNK))
+    data = Path(tmp_path_factory.mktemp("scale-data"))
+
+    def worker(name: str):
+        return start_worker(
+            REELSTREAM_DATA_DIR=str(data / name), REELSTREAM_WEB_PORT=str(free_port())
+        )
+
+    async with EventProducer(run_settings) as producer:
+        await producer.send_titles(sim.catalog)
+    a, b = worker("a"), worker("b")
+
+    async def two_members() -> bool:
+        return await group_members(run_settings) == ("Stable", 2)
+
+    await wait_for(two_members, "two workers to form one stable group", timeout=60)
+
+    # Phase 1: a stable group of two.
+    async with EventProducer(run_settings) as producer:
+        for ev in events[:CHUNK]:
+            await producer.send(ev)
+
+    def total(*ws) -> float:
+        return sum(w.metrics().get("reelstream_events_consumed_total", 0.0) for w in ws)
+
+    await wait_for(lambda: total(a, b) >= CHUNK, f"{CHUNK} events processed by two workers")
+    phase1 = {
+        "a": a.metrics()["reelstream_events_consumed_total"],
+        "b": b.metrics()["reelstream_events_consumed_total"],
+    }
+
+    # Phase 2: c joins while events flow; then a leaves while events flow.
+    sent = [0]
+    c_joined = asyncio.Event()
+
+    async def feed() -> None:
+        async with EventProducer(run_settings) as producer:
+            await send_paced(producer, events[CHUNK : 2 * CHUNK], sent)
+            await c_joined.wait()
+            await send_paced(producer, events[2 * CHUNK :], sent)
+
+    feeder = asyncio.create_task(feed())
+    await wait_for(lambda: sent[0] >= CHUNK // 4 or feeder.done(), "the second chunk to start")
+    c = worker("c")
+
+    async def three_members() -> bool:
+        return await group_members(run_settings) == ("Stable", 3)
+
+    await wait_for(three_members, "the third worker to join the group", timeout=60)
+    c_joined.set()
+    await wait_for(
+        lambda: sent[0] >= CHUNK + CHUNK // 4 or feeder.done(), "the third chunk to start"
+    )
+    leave_during_stream = not feeder.done()
+    a_before_leaving = total(a)
+    a.stop()
+    await feeder
+
+    async def caught_up() -> bool:
+        return await committed_to_end(run_settings)
+
+    await wait_for(caught_up, "the group to commit every events record", timeout=90)
+    survivors = {"b": total(b), "c": total(c)}
+    sent_per_user: dict[str, int] = {}
+    for ev in events:
+        sent_per_user[ev["user_id"]] = sent_per_user.get(ev["user_id"], 0) + 1
+    changelog_topic = f"{run_settings.app_id}-user-profiles-changelog"
+    profiles: dict[str, dict] = {}
+
+    async def changelog_complete() -> bool:
+        # Profiles are written at the end of each batch; the last ones may still be in
+        # flight when the offsets are committed. Wait for them, then judge the counts.
+        profiles.clear()
+        for rec in await read_topic(run_settings, changelog_topic, timeout=10):
+            if rec.value is not None:
+                profiles[rec.key.decode()] = orjson.loads(rec.value)
+        counted = {u: d["events"] for u, d in profiles.items()}
+        return all(counted.get(u, 0) >= n for u, n in sent_per_user.items())
+
+    with contextlib.suppress(AssertionError):  # judged, with details, by the test below
+        await wait_for(changelog_complete, "every profile to reach the changelog", timeout=30)
+    return {
+        "events": events,
+        "phase1": phase1,
+        "leave_during_stream": leave_during_stream,
+        "a_before_leaving": a_before_leaving,
+        "survivors": survivors,
+        "sent_per_user": sent_per_user,
+        "profiles": profiles,
+    }
+
+
+def test_two_workers_share_the_partitions_without_overlap(scale_run):
+    p1 = scale_run["phase1"]
+    assert p1["a"] > 0 and p1["b"] > 0, p1
+    assert p1["a"] + p1["b"] == CHUNK  # nothing processed twice while the group is stable
+
+
+def test_join_and_leave_happen_mid_stream_and_all_workers_take_part(scale_run):
+    assert scale_run["leave_during_stream"]
+    assert scale_run["survivors"]["c"] > 0  # the joiner took over partitions
+    counted = scale_run["a_before_leaving"] + sum(scale_run["survivors"].values())
+    # The leaver's last events after its final scrape are not in this sum, so it is a
+    # lower bound of what the group processed; it cannot exceed what was sent unless
+    # something was processed twice.
+    assert counted <= 3 * CHUNK
+
+
+def test_every_profile_counts_each_sent_event_exactly_once(scale_run):
+    sent = scale_run["sent_per_user"]
+    counted = {uid: doc["events"] for uid, doc in scale_run["profiles"].items()}
+    lost = {u: (n, counted.get(u, 0)) for u, n in sent.items() if counted.get(u, 0) < n}
+    doubled = {u: (n, counted[u]) for u, n in sent.items() if counted.get(u, 0) > n}
+    assert lost == {}
+    assert doubled == {}
+    assert set(counted) == set(sent)
+
+
+def test_every_refreshing_user_has_scores_in_redis(run_settings, scale_run):
+    users = sorted({e["user_id"] for e in scale_run["events"] if e["event_type"] in REFRESHING})
+    r = redis.Redis.from_url(run_settings.redis_url)
+    keys = [recs_key(run_settings.key_prefix, u) for u in users]
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    missing = [u for u, found in zip(users, pipe.execute(), strict=True) if not found]
+    assert users and missing == []
