@@ -150,14 +150,20 @@ def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
 
 
 class Progress:
+    """Progress lines on stderr; in-place updates (``end=""``) at most 4 times a second."""
+
     def __init__(self, quiet: bool = False) -> None:
         self.t0 = time.monotonic()
+        self.last = 0.0
         self.quiet = quiet
 
     def __call__(self, msg: str, *, end: str = "\n") -> None:
-        if not self.quiet:
-            prefix = f"[{time.monotonic() - self.t0:6.1f}s] "
-            print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
+        now = time.monotonic()
+        if self.quiet or (end == "" and now - self.last < 0.25):
+            return
+        self.last = now
+        prefix = f"[{now - self.t0:6.1f}s] "
+        print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
 
 
 class Worker:
