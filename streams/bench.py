@@ -37,6 +37,7 @@ import platform
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -175,12 +176,21 @@ class Worker:
             settings, data_dir=str(workdir / f"{name}-data"), web_port=_free_port()
         )
         self.log_path = workdir / f"{name}.log"
-        self.proc = start_worker(
-            self.settings,
-            Path(self.settings.data_dir),
-            self.log_path,
-            extra_env={**env, **_settings_env(self.settings)},
-        )
+        env = {**env, **_settings_env(self.settings)}
+        if any(k.startswith("REELSTREAM_EXP_") for k in env):
+            # Experimental knobs: the same worker, started through the patching entry point.
+            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.bench_experiments"],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        else:
+            self.proc = start_worker(
+                self.settings, Path(self.settings.data_dir), self.log_path, extra_env=env
+            )
 
     @property
     def pid(self) -> int:
@@ -585,9 +595,7 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
     return result
 
 
-def _start_py_spy(pid: int, out: str):  # type: ignore[no-untyped-def]
-    import subprocess
-
+def _start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         raise RuntimeError("--profile needs py-spy (pip install py-spy)")

@@ -130,6 +130,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         keep=args.keep,
         worker_env=parse_env_pairs(args.worker_env),
     )
+    if args.exp_fetch_max_wait_ms:
+        cfg.worker_env["REELSTREAM_EXP_FETCH_MAX_WAIT_MS"] = str(args.exp_fetch_max_wait_ms)
+    if args.exp_cython_optimizations:
+        cfg.worker_env["REELSTREAM_EXP_CYTHON_OPTIMIZATIONS"] = "1"
     return main(cfg, json_path=args.json, quiet=args.quiet)
 
 
@@ -272,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="FILE", help="py-spy raw stacks of the 1-worker phase")
     p.add_argument(
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="worker env"
+    )
+    p.add_argument(
+        "--exp-fetch-max-wait-ms",
+        type=int,
+        metavar="MS",
+        help="experiment: Faust's group consumer fetch wait (hard-coded 1500 in Faust)",
+    )
+    p.add_argument(
+        "--exp-cython-optimizations",
+        action="store_true",
+        help="experiment: Faust's opt-in cython_optimizations",
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep topics, keys and data dirs")
