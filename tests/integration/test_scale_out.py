@@ -2,15 +2,12 @@
 
 Two workers share the partitions; a third joins while events flow and one of
 the first two leaves (graceful shutdown, as in a rolling deploy) while events
-still flow. Afterwards every record is committed by the group, every user's
-profile (read back from the table's changelog topic, the durable copy a new
-owner recovers from) counts at least the events sent for that user (none lost in
-the handovers), and every user with a refreshing event has scores in Redis.
-
-Exactly-once does not hold yet: events a worker folded into profiles after its
-last offset commit are processed again by the partition's next owner, so a
-rebalance double-counts up to a commit interval of events. The test bounds that
-over-count; it should become ``== 0`` once profiles deduplicate (issue 3).
+still flow. Afterwards every user's profile (read back from the table's
+changelog topic, the durable copy a new owner recovers from) counts exactly the
+events sent for that user: none lost in the handovers, none folded in twice
+(the partition's next owner replays what was not yet committed; the event gate
+drops those by ``event_id``), and every user with a refreshing event has scores
+in Redis.
 """
 
 from __future__ import annotations
@@ -22,14 +19,13 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.producer import EventProducer
 from streams.redis_keys import recs_key
 from streams.settings import Settings
 from streams.synthetic import SimConfig, Simulation
-from tests.integration.conftest import free_port, read_topic, wait_for
+from tests.integration.conftest import delete_run_topics, free_port, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,24 +46,6 @@ async def group_members(settings: Settings) -> tuple[str, int]:
         await admin.close()
 
 
-async def committed_to_end(settings: Settings) -> bool:
-    """True when the group's committed offsets reach the end of every events partition."""
-    from aiokafka import AIOKafkaConsumer
-
-    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
-    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-        tps = [TopicPartition(settings.events_topic, p) for p in range(settings.partitions)]
-        end = await consumer.end_offsets(tps)
-        return all(tp in committed and committed[tp].offset >= end[tp] for tp in tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
 async def send_paced(producer: EventProducer, events: list[dict], sent: list[int]) -> None:
     """Send at PACE_PER_S so the group changes happen while events are still arriving."""
     loop = asyncio.get_running_loop()
@@ -84,24 +62,14 @@ async def send_paced(producer: EventProducer, events: list[dict], sent: list[int
 
 
 @pytest.fixture(scope="module")
-def internal_topics_cleanup(run_settings: Settings):
-    """Faust's own topics (changelog, assignor) are named after the app id: remove them too."""
+def run_topics_deleted(run_settings: Settings):
+    """Faust's changelog, assignor and title topics are named after the app id: drop them too."""
     yield
-    from streams.kafka_admin import delete_topics_async
-
-    async def names() -> list[str]:
-        admin = AIOKafkaAdminClient(**run_settings.kafka_client_kwargs())
-        await admin.start()
-        try:
-            return [t for t in await admin.list_topics() if t.startswith(run_settings.app_id)]
-        finally:
-            await admin.close()
-
-    asyncio.run(delete_topics_async(run_settings, asyncio.run(names())))
+    asyncio.run(delete_run_topics(run_settings))
 
 
 @pytest.fixture(scope="module")
-async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topics_cleanup):
+async def scale_run(run_settings, start_worker, tmp_path_factory, run_topics_deleted):
     sim = Simulation(SimConfig(users=120, titles=100, seed=31))
     events = list(sim.events(limit=3 * CHUNK))
     data = Path(tmp_path_factory.mktemp("scale-data"))
@@ -119,6 +87,12 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topic
         return await group_members(run_settings) == ("Stable", 2)
 
     await wait_for(two_members, "two workers to form one stable group", timeout=60)
+    await wait_for(
+        # The lag gauge has samples only for partitions assigned to the worker.
+        lambda: all("reelstream_consumer_lag_records" in w.metrics() for w in (a, b)),
+        "both workers to hold partitions",
+        timeout=60,
+    )
 
     # Phase 1: a stable group of two.
     async with EventProducer(run_settings) as producer:
@@ -128,7 +102,11 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topic
     def total(*ws) -> float:
         return sum(w.metrics().get("reelstream_events_consumed_total", 0.0) for w in ws)
 
-    await wait_for(lambda: total(a, b) >= CHUNK, f"{CHUNK} events processed by two workers")
+    try:
+        await wait_for(lambda: total(a, b) >= CHUNK, f"{CHUNK} events processed by two workers")
+    except AssertionError as exc:
+        lag = [w.metrics().get("reelstream_consumer_lag_records") for w in (a, b)]
+        raise AssertionError(f"{exc}: processed {total(a, b):.0f}, consumer lag {lag}") from exc
     phase1 = {
         "a": a.metrics()["reelstream_events_consumed_total"],
         "b": b.metrics()["reelstream_events_consumed_total"],
@@ -161,29 +139,30 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topic
     a.stop()
     await feeder
 
-    async def caught_up() -> bool:
-        return await committed_to_end(run_settings)
-
-    await wait_for(caught_up, "the group to commit every events record", timeout=90)
-    survivors = {"b": total(b), "c": total(c)}
     sent_per_user: dict[str, int] = {}
     for ev in events:
         sent_per_user[ev["user_id"]] = sent_per_user.get(ev["user_id"], 0) + 1
     changelog_topic = f"{run_settings.app_id}-user-profiles-changelog"
     profiles: dict[str, dict] = {}
+    peak: dict[str, int] = {}  # the highest count any changelog record of the user held
 
     async def changelog_complete() -> bool:
-        # Profiles are written at the end of each batch; the last ones may still be in
-        # flight when the offsets are committed. Wait for them, then judge the counts.
+        # The survivors are done when every user's profile holds all of its events.
         profiles.clear()
+        peak.clear()
         for rec in await read_topic(run_settings, changelog_topic, timeout=10):
             if rec.value is not None:
-                profiles[orjson.loads(rec.key)] = orjson.loads(rec.value)  # keys are JSON too
+                uid, doc = orjson.loads(rec.key), orjson.loads(rec.value)  # keys are JSON too
+                profiles[uid] = doc
+                peak[uid] = max(peak.get(uid, 0), doc["events"])
         counted = {u: d["events"] for u, d in profiles.items()}
         return all(counted.get(u, 0) >= n for u, n in sent_per_user.items())
 
-    with contextlib.suppress(AssertionError):  # judged, with details, by the test below
-        await wait_for(changelog_complete, "every profile to reach the changelog", timeout=30)
+    with contextlib.suppress(AssertionError):  # judged, with details, by the tests below
+        await wait_for(changelog_complete, "every profile to reach the changelog", timeout=45)
+    survivors = {"b": total(b), "c": total(c)}
+    b.stop()
+    c.stop()
     return {
         "events": events,
         "phase1": phase1,
@@ -192,6 +171,7 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, internal_topic
         "survivors": survivors,
         "sent_per_user": sent_per_user,
         "profiles": profiles,
+        "peak": peak,
     }
 
 
@@ -211,25 +191,20 @@ def test_no_event_is_lost_in_the_handovers(scale_run):
     sent = scale_run["sent_per_user"]
     counted = {uid: doc["events"] for uid, doc in scale_run["profiles"].items()}
     assert set(counted) == set(sent)
-    lost = {u: (n, counted[u]) for u, n in sent.items() if counted[u] < n}
+    # (sent, last changelog count, highest count ever written): a peak at the sent count
+    # means an older profile was written after the newer one, not that events were skipped.
+    lost = {u: (n, counted[u], scale_run["peak"][u]) for u, n in sent.items() if counted[u] < n}
     assert lost == {}
 
 
-def test_double_counting_is_bounded_by_the_uncommitted_window(scale_run):
-    """The known gap: events folded into a profile but not yet committed are replayed.
-
-    A rebalance hands a partition over with the profiles its last owner wrote but
-    with the offsets it last committed (every ``broker_commit_every`` = 1000
-    records or 1 s), so the new owner folds those events in again. Until profiles
-    are deduplicated (by ``event_id`` or a per-user offset watermark, issue 3),
-    the over-count is bounded by what two rebalances can leave uncommitted; with
-    dedupe in place this bound becomes ``== 0``.
-    """
+def test_no_event_is_counted_twice_after_the_handovers(scale_run):
+    """Events a worker folded in after its last offset commit are replayed by the next owner
+    of the partition; the per-user event gate drops them by ``event_id``, so no profile
+    counts an event twice."""
     sent = scale_run["sent_per_user"]
     counted = {uid: doc["events"] for uid, doc in scale_run["profiles"].items()}
-    over = sum(max(0, counted.get(u, 0) - n) for u, n in sent.items())
-    print(f"profile events counted twice after two rebalances: {over} of {3 * CHUNK}")
-    assert over <= 2 * 1000
+    doubled = {u: (n, counted[u]) for u, n in sent.items() if counted.get(u, 0) > n}
+    assert doubled == {}
 
 
 def test_every_refreshing_user_has_scores_in_redis(run_settings, scale_run):
