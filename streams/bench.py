@@ -493,7 +493,6 @@ def _machine() -> dict[str, Any]:
 
 
 async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
-    from streams.synthetic import SimConfig, Simulation
 
     run = uuid.uuid4().hex[:6]
     prefix = f"bench-{run}"
@@ -529,58 +528,10 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
     workers: list[Worker] = []
     say(f"run {prefix}: topics {prefix}-*, Redis prefix {settings.key_prefix}, dir {workdir}")
     try:
-        await ensure_topics_async(settings)
-        sim = Simulation(SimConfig(users=cfg.users, titles=cfg.titles, seed=cfg.seed))
-        stream = sim.events()
-        load = await _load(settings, sim.catalog, stream, cfg.events, cfg.envelope, say)
-        result["load"] = load
-        say("bare aiokafka read, no decoding ...")
-        result["bare_read"] = await _bare_read(settings, load["records"], decode=False)
-        say("bare aiokafka read + decode_record ...")
-        result["bare_decode"] = await _bare_read(settings, load["records"], decode=True)
-        say(f"bare: {result['bare_decode']['events_per_s']:,} events/s decoded")
-
-        say("starting one worker ...")
-        w1 = Worker(settings, workdir, "w1", env)
-        workers.append(w1)
-        profiler = None
-        if cfg.profile_out:
-            profiler = _start_py_spy(w1.pid, cfg.profile_out)
-        one = await _watch([w1], cfg.events, say, "1 worker", cfg.stall_timeout_s)
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            profiler.wait(30)
-            one["profile"] = cfg.profile_out
-        one["ratio_to_bare"] = round(one["events_per_s"] / result["bare_decode"]["events_per_s"], 4)
-        result["one_worker"] = one
-
-        rate = cfg.freshness_rate or one["events_per_s"] / 2
-        result["freshness"] = await _freshness(
-            settings,
-            w1,
-            stream,
-            rate,
-            cfg.freshness_seconds,
-            cfg.events,
-            cfg.envelope,
-            say,
-            cfg.stall_timeout_s,
-        )
-        total = cfg.events + result["freshness"]["events"]
-        result["one_worker"]["workers"][0]["peak_rss_mb"] = round(proc_peak_rss_mb(w1.pid), 1)
-        w1.stop()
-
-        if cfg.scale:
-            say("starting two workers in a fresh consumer group ...")
-            two_settings = dataclasses.replace(settings, app_id=f"{prefix}-w2")
-            pair = [Worker(two_settings, workdir, name, env) for name in ("w2a", "w2b")]
-            workers.extend(pair)
-            two = await _watch(pair, total, say, "2 workers", cfg.stall_timeout_s)
-            two["scaling"] = round(two["events_per_s"] / one["events_per_s"], 3)
-            two["events_total"] = total
-            result["two_workers"] = two
-            for w in pair:
-                w.stop()
+        await _phases(cfg, settings, prefix, workdir, env, workers, result, say)
+    except (RuntimeError, OSError) as exc:  # report what was measured before the failure
+        result["error"] = str(exc)
+        say(f"stopped: {exc}")
     finally:
         for w in workers:
             w.stop()
@@ -593,6 +544,73 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
         else:
             say(f"kept topics {prefix}-*, Redis keys {settings.key_prefix}:*, dir {workdir}")
     return result
+
+
+async def _phases(
+    cfg: BenchConfig,
+    settings: Settings,
+    prefix: str,
+    workdir: Path,
+    env: dict[str, str],
+    workers: list[Worker],
+    result: dict[str, Any],
+    say: Progress,
+) -> None:
+    """The measured phases, in order; each one adds its figures to ``result``."""
+    from streams.synthetic import SimConfig, Simulation
+
+    await ensure_topics_async(settings)
+    sim = Simulation(SimConfig(users=cfg.users, titles=cfg.titles, seed=cfg.seed))
+    stream = sim.events()
+    load = await _load(settings, sim.catalog, stream, cfg.events, cfg.envelope, say)
+    result["load"] = load
+    say("bare aiokafka read, no decoding ...")
+    result["bare_read"] = await _bare_read(settings, load["records"], decode=False)
+    say("bare aiokafka read + decode_record ...")
+    result["bare_decode"] = await _bare_read(settings, load["records"], decode=True)
+    say(f"bare: {result['bare_decode']['events_per_s']:,} events/s decoded")
+
+    say("starting one worker ...")
+    w1 = Worker(settings, workdir, "w1", env)
+    workers.append(w1)
+    profiler = None
+    if cfg.profile_out:
+        profiler = _start_py_spy(w1.pid, cfg.profile_out)
+    one = await _watch([w1], cfg.events, say, "1 worker", cfg.stall_timeout_s)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        profiler.wait(30)
+        one["profile"] = cfg.profile_out
+    one["ratio_to_bare"] = round(one["events_per_s"] / result["bare_decode"]["events_per_s"], 4)
+    result["one_worker"] = one
+
+    rate = cfg.freshness_rate or one["events_per_s"] / 2
+    result["freshness"] = await _freshness(
+        settings,
+        w1,
+        stream,
+        rate,
+        cfg.freshness_seconds,
+        cfg.events,
+        cfg.envelope,
+        say,
+        cfg.stall_timeout_s,
+    )
+    total = cfg.events + result["freshness"]["events"]
+    result["one_worker"]["workers"][0]["peak_rss_mb"] = round(proc_peak_rss_mb(w1.pid), 1)
+    w1.stop()
+
+    if cfg.scale:
+        say("starting two workers in a fresh consumer group ...")
+        two_settings = dataclasses.replace(settings, app_id=f"{prefix}-w2")
+        pair = [Worker(two_settings, workdir, name, env) for name in ("w2a", "w2b")]
+        workers.extend(pair)
+        two = await _watch(pair, total, say, "2 workers", cfg.stall_timeout_s)
+        two["scaling"] = round(two["events_per_s"] / one["events_per_s"], 3)
+        two["events_total"] = total
+        result["two_workers"] = two
+        for w in pair:
+            w.stop()
 
 
 def _start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
@@ -659,6 +677,8 @@ def format_table(r: dict[str, Any]) -> str:
         add("  share per worker", " / ".join(f"{w['share']:.0%}" for w in t["workers"]))
         add("  CPU s per 1,000 events", f"{t['cpu_s_per_1k_events']:.3f}")
         add("  peak RSS per worker", " / ".join(f"{w['peak_rss_mb']:.0f}" for w in t["workers"]))
+    if "error" in r:
+        add("STOPPED", r["error"].splitlines()[0])
     width = max(len(k) for k, _ in rows) + 2
     head = (
         f"reelstream bench {r['run']}  {r['started_at']}  {m['cpus']} CPUs, load average "
@@ -675,7 +695,7 @@ def main(cfg: BenchConfig, json_path: str | None = None, quiet: bool = False) ->
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
         print(f"JSON written to {json_path}")
-    return 0
+    return 1 if "error" in result else 0
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
