@@ -1,5 +1,5 @@
 """The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, replay, and
-operations (tail-scores, rebuild-redis, loadtest)."""
+operations (tail-scores, rebuild-redis, loadtest, bench)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
             events,
             rate=args.rate,
             live=args.live,
+            envelope=args.envelope,
             progress=None if args.quiet else progress,
         )
     )
@@ -110,6 +111,30 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     n = asyncio.run(load())
     print(f"published {n} titles to {settings.catalog_topic}")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench import BenchConfig, main, parse_env_pairs
+
+    cfg = BenchConfig(
+        events=args.events,
+        users=args.users,
+        titles=args.titles,
+        seed=args.seed,
+        partitions=args.partitions,
+        envelope=args.envelope,
+        freshness_seconds=args.freshness_seconds,
+        freshness_rate=args.freshness_rate,
+        scale=not args.no_scale,
+        profile_out=args.profile,
+        keep=args.keep,
+        worker_env=parse_env_pairs(args.worker_env),
+    )
+    if args.exp_fetch_max_wait_ms:
+        cfg.worker_env["REELSTREAM_EXP_FETCH_MAX_WAIT_MS"] = str(args.exp_fetch_max_wait_ms)
+    if args.exp_cython_optimizations:
+        cfg.worker_env["REELSTREAM_EXP_CYTHON_OPTIMIZATIONS"] = "1"
+    return main(cfg, json_path=args.json, quiet=args.quiet)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -207,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=10_000, help="synthetic events to send")
     p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
     p.add_argument("--live", action="store_true", help="stamp ts with the current time")
+    p.add_argument(
+        "--envelope",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send up to N events of one user's session per record (default: one per record)",
+    )
     p.add_argument("--quiet", action="store_true")
     _add_sim_args(p)
     p.set_defaults(func=cmd_produce)
@@ -224,6 +256,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="ground truth JSON file")
     _add_sim_args(p)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "bench", help="throughput, freshness and scale-out on the local Kafka and Redis"
+    )
+    p.add_argument("--events", type=int, default=200_000, help="events to load (default 200k)")
+    p.add_argument("--users", type=int, default=2000, help="simulated viewers (default 2000)")
+    p.add_argument("--titles", type=int, default=400, help="catalog size (default 400)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--partitions", type=int, default=4, help="events topic partitions")
+    p.add_argument(
+        "--envelope", type=int, default=0, metavar="N", help="load as envelopes of <= N events"
+    )
+    p.add_argument("--freshness-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--freshness-rate", type=float, default=None, help="default: half the 1-worker rate"
+    )
+    p.add_argument("--no-scale", action="store_true", help="skip the two-worker phase")
+    p.add_argument("--profile", metavar="FILE", help="py-spy raw stacks of the 1-worker phase")
+    p.add_argument(
+        "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="worker env"
+    )
+    p.add_argument(
+        "--exp-fetch-max-wait-ms",
+        type=int,
+        metavar="MS",
+        help="experiment: Faust's group consumer fetch wait (hard-coded 1500 in Faust)",
+    )
+    p.add_argument(
+        "--exp-cython-optimizations",
+        action="store_true",
+        help="experiment: Faust's opt-in cython_optimizations",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help="keep topics, keys and data dirs")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="stack up, worker, live synthetic traffic, live top-10s")
     p.add_argument("--seconds", type=float, default=60.0, help="stop after this long")

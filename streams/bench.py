@@ -1,0 +1,713 @@
+"""``reelstream bench``: throughput, freshness and scale-out on the real local Kafka and Redis.
+
+One run, on topics, a Redis key prefix, consumer groups and data directories of
+its own (all removed at the end):
+
+1. load the events topic with synthetic traffic (single-event records, or
+   envelopes of one session's events with ``--envelope N``);
+2. read it with a bare aiokafka consumer, once without decoding and once
+   decoding every record with :func:`streams.contract.decode_record`: the floor
+   cost of reading Kafka in Python on this machine;
+3. one ``reelstream worker`` process consumes the topic through the full
+   pipeline: events/s, CPU seconds per 1,000 events, peak RSS;
+4. freshness, on that same warm worker: live traffic (``ts`` stamped at send)
+   offered at half the measured single-worker rate; for every score message the
+   worker publishes, the time from its triggering event's ``ts`` to the message
+   reaching this process from the score topic. The worker writes Redis before it
+   sends to the score topic, so that is an upper bound on event -> score in
+   Redis; ``generated_at - event_ts`` (batch start) is the lower bound, and the
+   worker's own histogram (event ``ts`` -> Redis write acknowledged) is shown too;
+5. two worker processes in one fresh consumer group over the same topic.
+
+Rates are measured from the worker's ``/metrics`` (``reelstream_events_consumed_total``),
+between the first poll that sees an event processed and the first that sees
+them all; for two workers, from the moment both are consuming (after their
+first rebalance). Benchmarks report figures: nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.contract import decode_record
+from streams.demo import scrape, start_worker, stop_worker
+from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.settings import Settings
+from streams.traffic import envelopes
+
+CONSUMED = "reelstream_events_consumed_total"
+FRESH_HIST = "reelstream_score_freshness_seconds_bucket"
+POLL_S = 0.25
+
+
+@dataclass
+class BenchConfig:
+    events: int = 200_000
+    users: int = 2_000
+    titles: int = 400
+    seed: int = 7
+    partitions: int = 4
+    envelope: int = 0  # events per record at most; 0 or 1: one event per record
+    freshness_seconds: float = 20.0
+    freshness_rate: float | None = None  # default: half the single-worker rate
+    scale: bool = True  # run the two-worker phase
+    stall_timeout_s: float = 90.0
+    profile_out: str | None = None  # py-spy collapsed stacks of the single worker
+    keep: bool = False
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settings_env(s: Settings) -> dict[str, str]:
+    names = [
+        *("broker", "redis_url", "app_id", "events_topic", "catalog_topic", "scores_topic"),
+        *("dlq_topic", "key_prefix", "partitions", "data_dir", "web_port"),
+    ]
+    return {f"REELSTREAM_{n.upper()}": str(getattr(s, n)) for n in names}
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process, in MiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of ``values`` (``q`` in 0..100).
+
+    >>> percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50), percentile(list(range(1, 101)), 99)
+    (3.0, 99)
+    """
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def histogram_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Share of observations at or under each bucket bound, between two scrapes.
+
+    >>> histogram_share({"0.1": 1, "+Inf": 2}, {"0.1": 9, "+Inf": 12})
+    {'0.1': 0.8, '+Inf': 1.0}
+    """
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    if total <= 0:
+        return {}
+    return {le: round((after[le] - before.get(le, 0.0)) / total, 4) for le in after}
+
+
+def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
+    """Cumulative bucket counts of one histogram on a worker's /metrics."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = float(line.rpartition(" ")[2])
+    return out
+
+
+class Progress:
+    """Progress lines on stderr; in-place updates (``end=""``) at most 4 times a second."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.quiet = quiet
+
+    def __call__(self, msg: str, *, end: str = "\n") -> None:
+        now = time.monotonic()
+        if self.quiet or (end == "" and now - self.last < 0.25):
+            return
+        self.last = now
+        prefix = f"[{now - self.t0:6.1f}s] "
+        print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
+
+
+class Worker:
+    """One ``reelstream worker`` subprocess with its own data dir and /metrics port."""
+
+    def __init__(self, settings: Settings, workdir: Path, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.settings = dataclasses.replace(
+            settings, data_dir=str(workdir / f"{name}-data"), web_port=_free_port()
+        )
+        self.log_path = workdir / f"{name}.log"
+        env = {**env, **_settings_env(self.settings)}
+        if any(k.startswith("REELSTREAM_EXP_") for k in env):
+            # Experimental knobs: the same worker, started through the patching entry point.
+            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.bench_experiments"],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        else:
+            self.proc = start_worker(
+                self.settings, Path(self.settings.data_dir), self.log_path, extra_env=env
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def consumed(self) -> float:
+        if self.proc.poll() is not None:
+            code = self.proc.returncode
+            raise RuntimeError(f"worker {self.name} exited ({code}):\n{self.tail()}")
+        return scrape(self.settings.web_port).get(CONSUMED, 0.0)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        stop_worker(self.proc)
+
+
+async def _load(
+    settings: Settings,
+    catalog: list[dict[str, Any]],
+    events: Iterator[dict[str, Any]],
+    n: int,
+    envelope: int,
+    say: Progress,
+) -> dict[str, Any]:
+    """Publish the catalog, then ``n`` events; returns records, events and rates."""
+    from streams.producer import EventProducer
+
+    batch = list(itertools.islice(events, n))
+    groups = envelopes(batch, envelope) if envelope > 1 else ([e] for e in batch)
+    records: list[tuple[bytes, bytes]] = []
+    for g in groups:
+        value = orjson.dumps(g[0] if len(g) == 1 else {"v": 1, "events": g})
+        records.append((g[0]["user_id"].encode(), value))
+    started = time.monotonic()
+    last = started
+    async with EventProducer(settings, linger_ms=20) as producer:
+        await producer.send_titles(catalog)
+        for i, (key, value) in enumerate(records, 1):
+            await producer.send_raw(settings.events_topic, key, value)
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                say(f"loading: {i:,}/{len(records):,} records", end="")
+    elapsed = time.monotonic() - started
+    say(f"loaded {n:,} events in {len(records):,} records in {elapsed:.1f}s")
+    return {
+        "events": n,
+        "records": len(records),
+        "bytes": sum(len(v) for _, v in records),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(n / elapsed),
+    }
+
+
+async def _bare_read(settings: Settings, expect_records: int, decode: bool) -> dict[str, Any]:
+    """Read the whole events topic with a group-less aiokafka consumer."""
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        await assign_all(consumer, settings.events_topic)
+        n_records = n_events = 0
+        started = time.perf_counter()
+        while n_records < expect_records:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for recs in batches.values():
+                n_records += len(recs)
+                if decode:
+                    for r in recs:
+                        n_events += len(decode_record(r.value)[0])
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    out: dict[str, Any] = {
+        "records": n_records,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(n_records / elapsed),
+    }
+    if decode:
+        out["events"] = n_events
+        out["events_per_s"] = round(n_events / elapsed)
+    return out
+
+
+async def _watch(
+    workers: list[Worker], target: float, say: Progress, label: str, stall_s: float
+) -> dict[str, Any]:
+    """Poll the workers' counters until together they have processed ``target`` events.
+
+    The window opens at the first poll where every worker has processed
+    something (for one worker: the first event) and closes at the first poll
+    where the total reaches ``target``.
+    """
+    t_open = None
+    counts_open: list[float] = []
+    cpu_open: list[float] = []
+    last_total, last_change = -1.0, time.monotonic()
+    first_any = None
+    first_any_total = 0.0
+    cpu_first: list[float] = []
+    while True:
+        counts = [await asyncio.to_thread(w.consumed) for w in workers]
+        now = time.monotonic()
+        total = sum(counts)
+        if total > 0 and first_any is None:
+            first_any, first_any_total = now, total
+            cpu_first = [proc_cpu_s(w.pid) for w in workers]
+        if t_open is None and all(c > 0 for c in counts):
+            t_open, counts_open = now, counts
+            cpu_open = [proc_cpu_s(w.pid) for w in workers]
+        if total != last_total:
+            last_total, last_change = total, now
+        elif now - last_change > stall_s:
+            raise RuntimeError(
+                f"{label}: stuck at {total:,.0f}/{target:,.0f} events for {stall_s:.0f}s;"
+                f" worker log tail:\n{workers[0].tail()}"
+            )
+        if total >= target:
+            if t_open is None:  # some worker never got a partition: time from the first event
+                t_open, counts_open = first_any or now, [first_any_total]
+                cpu_open = cpu_first
+            cpu_close = [proc_cpu_s(w.pid) for w in workers]
+            break
+        say(f"{label}: {total:,.0f}/{target:,.0f} events", end="")
+        await asyncio.sleep(POLL_S)
+    window = max(now - t_open, 1e-9)
+    events = total - sum(counts_open)
+    cpu = sum(cpu_close) - sum(cpu_open)
+    per_worker = [
+        {
+            "events": c,
+            "share": round(c / total, 3) if total else 0.0,
+            "peak_rss_mb": round(proc_peak_rss_mb(w.pid), 1),
+        }
+        for c, w in zip(counts, workers, strict=True)
+    ]
+    out = {
+        "events_measured": int(events),
+        "seconds": round(window, 2),
+        "events_per_s": round(events / window),
+        "cpu_s_per_1k_events": round(1000 * cpu / events, 4) if events else None,
+        "cpu_utilisation": round(cpu / window, 2),
+        "workers": per_worker,
+    }
+    if first_any is not None and now > first_any:
+        out["events_per_s_from_first_event"] = round((total - first_any_total) / (now - first_any))
+    say(f"{label}: {out['events_per_s']:,} events/s over {window:.1f}s")
+    return out
+
+
+async def _freshness(
+    settings: Settings,
+    worker: Worker,
+    events: Iterator[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    already: float,
+    envelope: int,
+    say: Progress,
+    stall_s: float,
+) -> dict[str, Any]:
+    """Offer live traffic at ``rate`` events/s for ``seconds``; time the scores it triggers.
+
+    Records have the load's shape: single events, or with ``envelope`` > 1 one
+    session's consecutive events per record, every event stamped ``ts`` = now
+    as its record is sent (so a client's batching delay is not included).
+    """
+    from streams.producer import EventProducer
+
+    scores = AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False
+    )
+    await scores.start()
+    lags_arrival: list[float] = []
+    lags_generated: list[float] = []
+    timeline: dict[int, list[float]] = {}  # second since start -> lags of arrivals then
+    hist_before = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
+    cpu0 = proc_cpu_s(worker.pid)
+    start_ms = int(time.time() * 1000)
+    stop = asyncio.Event()
+
+    async def read_scores() -> None:
+        tps = await assign_all(scores, settings.scores_topic)
+        await scores.seek_to_end(*tps)
+        while not stop.is_set():
+            batches = await scores.getmany(timeout_ms=100)
+            arrived = time.time() * 1000
+            for recs in batches.values():
+                for r in recs:
+                    msg = orjson.loads(r.value)
+                    if msg["event_ts"] >= start_ms:
+                        lags_arrival.append(arrived - msg["event_ts"])
+                        timeline.setdefault(int((arrived - start_ms) // 1000), []).append(
+                            arrived - msg["event_ts"]
+                        )
+                        lags_generated.append(msg["generated_at"] - msg["event_ts"])
+
+    reader = asyncio.create_task(read_scores())
+    await asyncio.sleep(0.5)  # let the reader take its position at the end of the topic
+    sent = records = 0
+    groups = envelopes(events, envelope) if envelope > 1 else ([e] for e in events)
+    started = time.monotonic()
+    async with EventProducer(settings, validate=False) as producer:
+        while (elapsed := time.monotonic() - started) < seconds:
+            target = int(elapsed * rate)
+            while sent < target:
+                now_ms = int(time.time() * 1000)
+                group = [{**e, "ts": now_ms} for e in next(groups)]
+                if len(group) == 1:
+                    await producer.send(group[0])
+                else:
+                    await producer.send_envelope(group)
+                sent += len(group)
+                records += 1
+            say(f"freshness: offered {sent:,} events at {rate:,.0f}/s", end="")
+            await asyncio.sleep(0.005)
+    await _watch([worker], already + sent, say, "freshness: draining", stall_s)
+    cpu = proc_cpu_s(worker.pid) - cpu0
+    hist_after = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
+    await asyncio.sleep(1.0)  # the last score messages are on their way
+    stop.set()
+    await reader
+    await scores.stop()
+    share = histogram_share(hist_before, hist_after)
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {
+            "p50_ms": round(percentile(values, 50), 1),
+            "p99_ms": round(percentile(values, 99), 1),
+            "max_ms": round(max(values), 1) if values else float("nan"),
+        }
+
+    out = {
+        "offered_events_per_s": round(rate),
+        "seconds": seconds,
+        "events": sent,
+        "records": records,
+        "score_messages": len(lags_arrival),
+        "event_to_score_topic": stats(lags_arrival),
+        "event_to_batch_start": stats(lags_generated),
+        "worker_redis_written_within": {
+            f"{le}s": v for le, v in share.items() if le in ("0.1", "0.25", "0.5", "1.0")
+        },
+        "cpu_s_per_1k_events": round(1000 * cpu / sent, 4) if sent else None,
+        "p50_ms_by_second": [
+            round(percentile(timeline[sec], 50)) for sec in sorted(timeline) if timeline[sec]
+        ],
+    }
+    say(
+        f"freshness: {len(lags_arrival):,} score messages, p99 "
+        f"{out['event_to_score_topic']['p99_ms']:,.0f} ms"
+    )
+    return out
+
+
+async def _cleanup(settings: Settings, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+    finally:
+        await admin.close()
+    await delete_topics_async(settings, names)
+    import redis
+
+    r = redis.Redis.from_url(settings.redis_url)
+    keys = list(r.scan_iter(f"{settings.key_prefix}:*", count=1000))
+    for i in range(0, len(keys), 1000):
+        r.delete(*keys[i : i + 1000])
+
+
+def _machine() -> dict[str, Any]:
+    import faust
+
+    try:
+        import faust._cython.streams
+
+        cython = not os.environ.get("NO_CYTHON")
+    except ImportError:
+        cython = False
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "faust": faust.__version__,
+        "faust_cython_streams": cython,
+    }
+
+
+async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
+
+    run = uuid.uuid4().hex[:6]
+    prefix = f"bench-{run}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"reelstream-{prefix}-"))
+    base = Settings.from_env()
+    settings = Settings.from_env(
+        app_id=f"{prefix}-w1",
+        events_topic=f"{prefix}-events",
+        catalog_topic=f"{prefix}-catalog",
+        scores_topic=f"{prefix}-scores",
+        dlq_topic=f"{prefix}-events.dlq",
+        key_prefix=f"bench{run}",
+        partitions=cfg.partitions,
+        data_dir=str(workdir),
+        broker=base.broker,
+        redis_url=base.redis_url,
+    )
+    env = {k: v for k, v in os.environ.items() if k.startswith("REELSTREAM_")}
+    env.update(cfg.worker_env)
+    result: dict[str, Any] = {
+        "run": prefix,
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": _machine(),
+        "config": {
+            "events": cfg.events,
+            "users": cfg.users,
+            "titles": cfg.titles,
+            "partitions": cfg.partitions,
+            "envelope": cfg.envelope,
+            "worker_env": {k: v for k, v in env.items() if k not in _settings_env(settings)},
+        },
+    }
+    workers: list[Worker] = []
+    say(f"run {prefix}: topics {prefix}-*, Redis prefix {settings.key_prefix}, dir {workdir}")
+    try:
+        await _phases(cfg, settings, prefix, workdir, env, workers, result, say)
+    except (RuntimeError, OSError) as exc:  # report what was measured before the failure
+        result["error"] = str(exc)
+        say(f"stopped: {exc}")
+    finally:
+        for w in workers:
+            w.stop()
+        result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        if not cfg.keep:
+            say("cleaning up topics, Redis keys and data dirs ...")
+            with contextlib.suppress(Exception):
+                await _cleanup(settings, prefix)
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"kept topics {prefix}-*, Redis keys {settings.key_prefix}:*, dir {workdir}")
+    return result
+
+
+async def _phases(
+    cfg: BenchConfig,
+    settings: Settings,
+    prefix: str,
+    workdir: Path,
+    env: dict[str, str],
+    workers: list[Worker],
+    result: dict[str, Any],
+    say: Progress,
+) -> None:
+    """The measured phases, in order; each one adds its figures to ``result``."""
+    from streams.synthetic import SimConfig, Simulation
+
+    await ensure_topics_async(settings)
+    sim = Simulation(SimConfig(users=cfg.users, titles=cfg.titles, seed=cfg.seed))
+    stream = sim.events()
+    load = await _load(settings, sim.catalog, stream, cfg.events, cfg.envelope, say)
+    result["load"] = load
+    say("bare aiokafka read, no decoding ...")
+    result["bare_read"] = await _bare_read(settings, load["records"], decode=False)
+    say("bare aiokafka read + decode_record ...")
+    result["bare_decode"] = await _bare_read(settings, load["records"], decode=True)
+    say(f"bare: {result['bare_decode']['events_per_s']:,} events/s decoded")
+
+    say("starting one worker ...")
+    w1 = Worker(settings, workdir, "w1", env)
+    workers.append(w1)
+    profiler = None
+    if cfg.profile_out:
+        profiler = _start_py_spy(w1.pid, cfg.profile_out)
+    one = await _watch([w1], cfg.events, say, "1 worker", cfg.stall_timeout_s)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        profiler.wait(30)
+        one["profile"] = cfg.profile_out
+    one["ratio_to_bare"] = round(one["events_per_s"] / result["bare_decode"]["events_per_s"], 4)
+    result["one_worker"] = one
+
+    rate = cfg.freshness_rate or one["events_per_s"] / 2
+    result["freshness"] = await _freshness(
+        settings,
+        w1,
+        stream,
+        rate,
+        cfg.freshness_seconds,
+        cfg.events,
+        cfg.envelope,
+        say,
+        cfg.stall_timeout_s,
+    )
+    total = cfg.events + result["freshness"]["events"]
+    result["one_worker"]["workers"][0]["peak_rss_mb"] = round(proc_peak_rss_mb(w1.pid), 1)
+    w1.stop()
+
+    if cfg.scale:
+        say("starting two workers in a fresh consumer group ...")
+        two_settings = dataclasses.replace(settings, app_id=f"{prefix}-w2")
+        pair = [Worker(two_settings, workdir, name, env) for name in ("w2a", "w2b")]
+        workers.extend(pair)
+        two = await _watch(pair, total, say, "2 workers", cfg.stall_timeout_s)
+        two["scaling"] = round(two["events_per_s"] / one["events_per_s"], 3)
+        two["events_total"] = total
+        result["two_workers"] = two
+        for w in pair:
+            w.stop()
+
+
+def _start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    return subprocess.Popen(
+        [
+            *(exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "200"),
+            *("--nonblocking", "--threads", "-o", out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The human-readable summary of a :func:`run_bench` result."""
+    c, m = r["config"], r["machine"]
+    rows: list[tuple[str, str]] = []
+
+    def add(name: str, value: str) -> None:
+        rows.append((name, value))
+
+    load = r.get("load", {})
+    shape = f"envelopes of <= {c['envelope']}" if c["envelope"] > 1 else "one event per record"
+    add("events loaded", f"{load.get('events', 0):,} in {load.get('records', 0):,} records")
+    add("record shape", f"{shape}, {c['partitions']} partitions, {c['users']:,} users")
+    add("producer load rate", f"{load.get('events_per_s', 0):,} events/s")
+    if "bare_read" in r:
+        add("bare aiokafka read", f"{r['bare_read']['records_per_s']:,} records/s")
+        add("bare aiokafka + decode_record", f"{r['bare_decode']['events_per_s']:,} events/s")
+    if "one_worker" in r:
+        o = r["one_worker"]
+        add("1 worker, full pipeline", f"{o['events_per_s']:,} events/s")
+        add("  ratio to bare decode", f"{o['ratio_to_bare']:.1%}")
+        add("  CPU s per 1,000 events", f"{o['cpu_s_per_1k_events']:.3f}")
+        add("  peak RSS", f"{o['workers'][0]['peak_rss_mb']:.0f} MiB")
+    if "freshness" in r:
+        f = r["freshness"]
+        a, g = f["event_to_score_topic"], f["event_to_batch_start"]
+        add(
+            "freshness offered load",
+            f"{f['offered_events_per_s']:,} events/s for {f['seconds']:.0f}s"
+            f" ({f['score_messages']:,} score messages)",
+        )
+        add(
+            "  event ts -> score on topic",
+            f"p50 {a['p50_ms']:,.0f} ms  p99 {a['p99_ms']:,.0f} ms  max {a['max_ms']:,.0f} ms",
+        )
+        add(
+            "  event ts -> batch start",
+            f"p50 {g['p50_ms']:,.0f} ms  p99 {g['p99_ms']:,.0f} ms  max {g['max_ms']:,.0f} ms",
+        )
+        w = f["worker_redis_written_within"]
+        add(
+            "  worker: in Redis within",
+            "  ".join(f"{k} {v:.1%}" for k, v in w.items()),
+        )
+        add("  CPU s per 1,000 events", f"{f['cpu_s_per_1k_events']:.3f}")
+    if "two_workers" in r:
+        t = r["two_workers"]
+        add("2 workers, one group", f"{t['events_per_s']:,} events/s (x{t['scaling']:.2f})")
+        add("  share per worker", " / ".join(f"{w['share']:.0%}" for w in t["workers"]))
+        add("  CPU s per 1,000 events", f"{t['cpu_s_per_1k_events']:.3f}")
+        add("  peak RSS per worker", " / ".join(f"{w['peak_rss_mb']:.0f}" for w in t["workers"]))
+    if "error" in r:
+        add("STOPPED", r["error"].splitlines()[0])
+    width = max(len(k) for k, _ in rows) + 2
+    head = (
+        f"reelstream bench {r['run']}  {r['started_at']}  {m['cpus']} CPUs, load average "
+        f"{m['loadavg'][0]} -> {m.get('loadavg_end', ['?'])[0]}, faust {m['faust']}, "
+        f"Cython streams {'on' if m['faust_cython_streams'] else 'off'}"
+    )
+    return "\n".join([head, *(f"{k:<{width}}{v}" for k, v in rows)])
+
+
+def main(cfg: BenchConfig, json_path: str | None = None, quiet: bool = False) -> int:
+    say = Progress(quiet)
+    result = asyncio.run(run_bench(cfg, say))
+    print(format_table(result))
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"JSON written to {json_path}")
+    return 1 if "error" in result else 0
+
+
+def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
+    """``["REELSTREAM_BATCH_MAX=2000"]`` -> ``{"REELSTREAM_BATCH_MAX": "2000"}``.
+
+    >>> parse_env_pairs(["A=1", "B=x=y"])
+    {'A': '1', 'B': 'x=y'}
+    """
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--worker-env wants NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out

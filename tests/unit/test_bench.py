@@ -1,0 +1,104 @@
+"""Pure parts of the benchmark and the producer-side envelope batching (no broker needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.bench import format_table, histogram_share, percentile
+from streams.contract import MAX_EVENTS_PER_ENVELOPE, decode_record
+from streams.synthetic import SimConfig, Simulation
+from streams.traffic import envelopes
+
+
+@pytest.fixture(scope="module")
+def events() -> list[dict]:
+    return list(Simulation(SimConfig(users=40, titles=30, seed=5)).events(limit=3000))
+
+
+def test_envelopes_keep_every_event_once_and_each_users_order(events):
+    groups = list(envelopes(events, 8))
+    flat = [e["event_id"] for g in groups for e in g]
+    assert sorted(flat) == sorted(e["event_id"] for e in events)
+    for uid in {e["user_id"] for e in events}:
+        sent = [e["event_id"] for g in groups for e in g if e["user_id"] == uid]
+        assert sent == [e["event_id"] for e in events if e["user_id"] == uid]
+
+
+def test_envelopes_hold_one_session_of_one_user_within_the_cap(events):
+    groups = list(envelopes(events, 8))
+    assert all(1 <= len(g) <= 8 for g in groups)
+    assert all(len({(e["user_id"], e.get("session_id")) for e in g}) == 1 for g in groups)
+    assert len(groups) < len(events) / 2  # sessions are long enough to batch
+
+
+def test_an_envelope_record_decodes_to_its_events(events):
+    import orjson
+
+    group = next(g for g in envelopes(events, 8) if len(g) > 1)
+    decoded, rejects = decode_record(orjson.dumps({"v": 1, "events": group}))
+    assert rejects == [] and decoded == group
+
+
+@pytest.mark.parametrize("cap", [0, MAX_EVENTS_PER_ENVELOPE + 1])
+def test_envelope_cap_outside_the_contract_is_refused(events, cap):
+    with pytest.raises(ValueError):
+        list(envelopes(events, cap))
+
+
+def test_percentile_and_histogram_share():
+    values = [float(v) for v in range(1, 1001)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (
+        500.0,
+        990.0,
+        1000.0,
+    )
+    before = {"0.1": 10, "0.5": 10, "+Inf": 10}
+    after = {"0.1": 60, "0.5": 100, "+Inf": 110}
+    assert histogram_share(before, after) == {"0.1": 0.5, "0.5": 0.9, "+Inf": 1.0}
+    assert histogram_share(after, after) == {}
+
+
+def test_table_shows_every_measured_figure():
+    worker = {"events": 100.0, "share": 1.0, "peak_rss_mb": 120.0}
+    stats = {"p50_ms": 40.0, "p99_ms": 90.0, "max_ms": 120.0}
+    result = {
+        "run": "bench-x",
+        "started_at": "now",
+        "machine": {"cpus": 2, "loadavg": [1.0], "loadavg_end": [1.2], "faust": "0.15"}
+        | {"faust_cython_streams": True},
+        "config": {"envelope": 16, "partitions": 4, "users": 2000},
+        "load": {"events": 1000, "records": 200, "events_per_s": 50_000},
+        "bare_read": {"records_per_s": 250_000},
+        "bare_decode": {"events_per_s": 200_000},
+        "one_worker": {
+            "events_per_s": 12_345,
+            "ratio_to_bare": 0.0617,
+            "cpu_s_per_1k_events": 0.05,
+            "workers": [worker],
+        },
+        "freshness": {
+            "offered_events_per_s": 6000,
+            "seconds": 20,
+            "score_messages": 900,
+            "event_to_score_topic": stats,
+            "event_to_batch_start": stats,
+            "worker_redis_written_within": {"0.1s": 0.99},
+            "cpu_s_per_1k_events": 0.07,
+        },
+        "two_workers": {
+            "events_per_s": 20_000,
+            "scaling": 1.62,
+            "cpu_s_per_1k_events": 0.06,
+            "workers": [worker, worker],
+        },
+    }
+    table = format_table(result)
+    for text in (
+        "12,345 events/s",
+        "6.2%",
+        "envelopes of <= 16",
+        "p99 90 ms",
+        "x1.62",
+        "0.1s 99.0%",
+    ):
+        assert text in table
