@@ -17,8 +17,8 @@ from features.event_gate import DUPLICATE, OK
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
+from streams import faust_transport, monitor
 from streams import metrics as m
-from streams import monitor
 from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
 from streams.checkpoints import ModelDurability
@@ -53,7 +53,7 @@ def _credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
 
 app = faust.App(
     settings.app_id,
-    broker=f"kafka://{settings.broker}",
+    broker=faust_transport.install(settings.fetch_max_wait_ms) + settings.broker,
     broker_credentials=_credentials(settings),
     store="rocksdb://",
     datadir=settings.data_dir,

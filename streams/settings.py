@@ -48,6 +48,8 @@ class Settings:
     # Batching: at most this many events, or this long, per processing step.
     batch_max: int = 1000
     batch_within_s: float = 0.05
+    # Longest wait of a fetch for more data (Faust's own is 1500 ms; see faust_transport).
+    fetch_max_wait_ms: int = 100
     log_level: str = "WARNING"
     # Online features: TTL of an inactive user's Redis features hash; snapshot period.
     feature_ttl_s: int = 30 * 24 * 3600
