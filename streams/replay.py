@@ -21,42 +21,38 @@ import orjson
 from features.catalog import Catalog, CatalogError, parse_title
 from online_models.evaluation import replay
 from streams.contract import ContractError, validate_event
+from streams.jsonl import read_raw_lines
 from streams.kafka_admin import kafka_partition
 from streams.settings import Settings
 
 
+def _parse_lines(
+    path: str | Path, parse: Callable[[Any], Any], reason: Callable[[Exception], str | None]
+) -> tuple[list[Any], Counter[str]]:
+    """Parsed objects of a JSON-lines file, and the refused lines counted by reason."""
+    items: list[Any] = []
+    bad: Counter[str] = Counter()
+    for line in read_raw_lines(path):
+        try:
+            items.append(parse(orjson.loads(line)))
+        except orjson.JSONDecodeError:
+            bad["invalid_json"] += 1
+        except (ContractError, CatalogError) as exc:
+            bad[reason(exc) or "invalid"] += 1
+    return items, bad
+
+
 def load_catalog(path: str | Path) -> tuple[Catalog, Counter[str]]:
     catalog = Catalog()
-    bad: Counter[str] = Counter()
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                catalog.upsert(parse_title(orjson.loads(line)))
-            except orjson.JSONDecodeError:
-                bad["invalid_json"] += 1
-            except CatalogError:
-                bad["bad_title"] += 1
+    titles, bad = _parse_lines(path, parse_title, lambda exc: "bad_title")
+    for title in titles:
+        catalog.upsert(title)
     return catalog, bad
 
 
 def load_events(path: str | Path) -> tuple[list[dict[str, Any]], Counter[str]]:
     """Valid events of a JSON-lines log in event-time order, and invalid lines by reason."""
-    events: list[dict[str, Any]] = []
-    bad: Counter[str] = Counter()
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                events.append(validate_event(orjson.loads(line)))
-            except orjson.JSONDecodeError:
-                bad["invalid_json"] += 1
-            except ContractError as exc:
-                bad[exc.reason] += 1
+    events, bad = _parse_lines(path, validate_event, lambda exc: getattr(exc, "reason", None))
     events.sort(key=lambda ev: ev["ts"])  # stable: ties keep file order
     return events, bad
 
