@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import faust
 import orjson
@@ -246,7 +247,8 @@ async def handle_batch(batch: list) -> None:
     now_ms = int(time.time() * 1000)
     refresh: dict[str, int] = {}
     touched: set[str] = set()
-    n_events = 0
+    consumed: Counter[str] = Counter()  # per batch: a labelled inc per event costs ~1.5 %
+    updated: Counter[str] = Counter()
     debounced = 0
     feature_s = 0.0
     for event in batch:
@@ -270,8 +272,7 @@ async def handle_batch(batch: list) -> None:
             )
         store.bind(event)
         for idx, ev in enumerate(events):
-            n_events += 1
-            m.EVENTS_CONSUMED.labels(event_type=ev["event_type"]).inc()
+            consumed[ev["event_type"]] += 1
             durable.before_event(msg, ev["user_id"])
             if ev["event_type"] == "play":
                 health.play(ev["user_id"], ev["title_id"])
@@ -281,7 +282,7 @@ async def handle_batch(batch: list) -> None:
             if res.status != OK:
                 await _refuse(event, ev, res.status, now_ms)
                 continue
-            m.FEATURE_UPDATES.labels(event_type=ev["event_type"]).inc()
+            updated[ev["event_type"]] += 1
             uid = ev["user_id"]
             touched.add(uid)
             if res.title_record is not None:
@@ -316,15 +317,20 @@ async def handle_batch(batch: list) -> None:
     store.flush()
     m.SCORE_REFRESHES.inc(len(blobs))
     m.REFRESHES_DEBOUNCED.inc(debounced)
-    # Counted last, so a reader that sees N records consumed sees all their effects too.
-    m.RECORDS_CONSUMED.inc(len(batch))
     m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
+    for etype, n in consumed.items():
+        m.EVENTS_CONSUMED.labels(event_type=etype).inc(n)
+    for etype, n in updated.items():
+        m.FEATURE_UPDATES.labels(event_type=etype).inc(n)
+    n_events = consumed.total()
     if n_events:
         m.FEATURE_UPDATE_SECONDS.observe(feature_s / n_events)
     elapsed = time.perf_counter() - started
     m.BATCH_SECONDS.observe(elapsed)
     if n_events:
         m.EVENT_SECONDS.observe(elapsed / n_events)
+    # Counted last, so a reader that sees N records consumed sees all their effects too.
+    m.RECORDS_CONSUMED.inc(len(batch))
 
 
 async def _refuse(event: faust.EventT, ev: dict, status: str, now_ms: int) -> None:
