@@ -31,8 +31,30 @@ class Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class Producer(faust_aiokafka.Producer):
+    """Keeps every topic it sends to in the aiokafka client's metadata topic list.
+
+    aiokafka's client starts with an empty list, which means "all topics": a send to a
+    topic already in that first answer never adds it to the list. Once any topic is added
+    (a send to a topic created later, such as this app's title snapshots), each refresh
+    asks for the listed topics only and *replaces* the cluster metadata, so unlisted
+    topics (scores, changelogs) vanish from it. Batches already queued for them then have
+    no known leader; the sender keeps forcing refreshes that never ask for their topic,
+    and ``flush()`` (ours after each batch, Faust's before a commit or on revoke) waits
+    forever: the two-worker stall (docs/performance.md). Listing each topic before its
+    first send keeps it in every refresh.
+    """
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        producer = self._producer
+        if producer is not None and topic not in producer.client._topics:
+            producer.client.add_topic(topic)  # schedules a refresh; the send waits if needed
+        return await super().send(topic, *args, **kwargs)
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    Producer = Producer
 
 
 def install(fetch_max_wait_ms: int) -> str:
