@@ -157,14 +157,19 @@ class Progress:
         self.t0 = time.monotonic()
         self.last = 0.0
         self.quiet = quiet
+        # On a terminal a status line is redrawn in place; in a log, one line every 5 s.
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, msg: str, *, end: str = "\n") -> None:
         now = time.monotonic()
-        if self.quiet or (end == "" and now - self.last < 0.25):
+        if self.quiet or (end == "" and now - self.last < (0.25 if self.tty else 5.0)):
             return
         self.last = now
         prefix = f"[{now - self.t0:6.1f}s] "
-        print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
+        if self.tty:
+            print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
+        else:
+            print(f"{prefix}{msg}", file=sys.stderr, flush=True)
 
 
 class Worker:
