@@ -502,18 +502,8 @@ async def run_bench(cfg: BenchConfig, say: Progress) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     prefix = f"bench-{run}"
     workdir = Path(tempfile.mkdtemp(prefix=f"reelstream-{prefix}-"))
-    base = Settings.from_env()
-    settings = Settings.from_env(
-        app_id=f"{prefix}-w1",
-        events_topic=f"{prefix}-events",
-        catalog_topic=f"{prefix}-catalog",
-        scores_topic=f"{prefix}-scores",
-        dlq_topic=f"{prefix}-events.dlq",
-        key_prefix=f"bench{run}",
-        partitions=cfg.partitions,
-        data_dir=str(workdir),
-        broker=base.broker,
-        redis_url=base.redis_url,
+    settings = Settings.from_env().isolated(
+        prefix, app_id=f"{prefix}-w1", partitions=cfg.partitions, data_dir=str(workdir)
     )
     env = {k: v for k, v in os.environ.items() if k.startswith("REELSTREAM_")}
     env.update(cfg.worker_env)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -121,6 +121,23 @@ class Settings:
     def title_factors_topic(self) -> str:
         """Compacted topic of each worker's title-side contribution (streams/title_exchange.py)."""
         return f"{self.app_id}-title-factors"
+
+    def isolated(self, name: str, **overrides: object) -> Settings:
+        """A copy whose topics, consumer group and Redis prefix all carry ``name``.
+
+        Tests and the benchmark share one broker and one Redis with everything else;
+        this keeps a run's data apart and easy to delete.
+        """
+        values: dict[str, object] = {
+            "app_id": name,
+            "events_topic": f"{name}-events",
+            "catalog_topic": f"{name}-catalog",
+            "scores_topic": f"{name}-scores",
+            "dlq_topic": f"{name}-events.dlq",
+            "key_prefix": name.replace("-", ""),
+        }
+        values.update(overrides)
+        return replace(self, **values)  # type: ignore[arg-type]
 
     @property
     def data_path(self) -> Path:

@@ -370,25 +370,19 @@ class Simulation:
         completes = rng.random() < p_complete
         target = duration if completes else duration * rng.uniform(0.02, 0.35)
         user.watched.add(tid)
+
+        def emit(etype: str, ts: float, at: float | None, **extra: Any) -> None:
+            """One event of this viewing; ``at`` is the playhead (None: no position)."""
+            if at is not None:
+                extra = {"position_s": at, "duration_s": duration, **extra}
+            out.append(self._event(user, etype, ts, tid, session, device, **extra))
+
         pos = 0.0
-        out.append(
-            self._event(user, "play", now, tid, session, device, position_s=0, duration_s=duration)
-        )
+        emit("play", now, 0)
         is_episode = tid in self.next_episode or tid in self.next_episode.values()
         if is_episode and rng.random() < user.skip_intro:
             now += 25_000
-            out.append(
-                self._event(
-                    user,
-                    "intro_skip",
-                    now,
-                    tid,
-                    session,
-                    device,
-                    position_s=25.0,
-                    duration_s=duration,
-                )
-            )
+            emit("intro_skip", now, 25.0)
             pos = 90.0
         pause_p = user.pause_rate * HEARTBEAT_S / 3600.0
         while pos < target:
@@ -396,99 +390,22 @@ class Simulation:
             pos += step
             now += step * 1000
             if pos < target:
-                out.append(
-                    self._event(
-                        user,
-                        "progress",
-                        now,
-                        tid,
-                        session,
-                        device,
-                        position_s=round(pos, 1),
-                        duration_s=duration,
-                    )
-                )
+                emit("progress", now, round(pos, 1))
                 if rng.random() < pause_p:
-                    out.append(
-                        self._event(
-                            user,
-                            "pause",
-                            now + 1,
-                            tid,
-                            session,
-                            device,
-                            position_s=round(pos, 1),
-                            duration_s=duration,
-                        )
-                    )
+                    emit("pause", now + 1, round(pos, 1))
                     now += rng.uniform(10_000, 300_000)
-                    out.append(
-                        self._event(
-                            user,
-                            "resume",
-                            now,
-                            tid,
-                            session,
-                            device,
-                            position_s=round(pos, 1),
-                            duration_s=duration,
-                        )
-                    )
+                    emit("resume", now, round(pos, 1))
                 if rng.random() < 0.03:
                     back = min(pos, rng.uniform(10, 120))
                     pos -= back
                     now += 2_000
-                    out.append(
-                        self._event(
-                            user,
-                            "seek",
-                            now,
-                            tid,
-                            session,
-                            device,
-                            position_s=round(pos, 1),
-                            duration_s=duration,
-                            from_position_s=round(pos + back, 1),
-                        )
-                    )
+                    emit("seek", now, round(pos, 1), from_position_s=round(pos + back, 1))
         if completes:
-            out.append(
-                self._event(
-                    user,
-                    "complete",
-                    now,
-                    tid,
-                    session,
-                    device,
-                    position_s=duration,
-                    duration_s=duration,
-                )
-            )
+            emit("complete", now, duration)
             if rng.random() < 0.15:
-                out.append(
-                    self._event(
-                        user,
-                        "thumbs",
-                        now + 3_000,
-                        tid,
-                        session,
-                        device,
-                        value=1 if aff > 0.5 else -1,
-                    )
-                )
+                emit("thumbs", now + 3_000, None, value=1 if aff > 0.5 else -1)
         else:
-            out.append(
-                self._event(
-                    user,
-                    "stop",
-                    now,
-                    tid,
-                    session,
-                    device,
-                    position_s=round(pos, 1),
-                    duration_s=duration,
-                )
-            )
+            emit("stop", now, round(pos, 1))
         return now, completes
 
     def events(self, limit: int | None = None, days: int | None = None) -> Iterator[dict[str, Any]]:

@@ -61,13 +61,8 @@ def _stack_answers(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     run = uuid.uuid4().hex[:8]
-    settings = Settings.from_env(
-        app_id=f"it-{run}",
-        events_topic=f"it-{run}-events",
-        catalog_topic=f"it-{run}-catalog",
-        scores_topic=f"it-{run}-scores",
-        dlq_topic=f"it-{run}-events.dlq",
-        key_prefix=f"it{run}",
+    settings = Settings.from_env().isolated(
+        f"it-{run}",
         partitions=4,
         data_dir=str(tmp_path_factory.mktemp(f"worker-{run}")),
         web_port=free_port(),
