@@ -330,7 +330,9 @@ def up(settings: Settings) -> None:
     _log(redis_up(settings))
     _log(kafka_up(settings))
     created = ensure_topics(settings)
-    _log(f"topics ready ({', '.join(created) or 'all existed'} created)")
+    _log(
+        f"topics ready (created: {', '.join(created)})" if created else "topics ready (all existed)"
+    )
 
 
 def down() -> None:
