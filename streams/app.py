@@ -75,14 +75,22 @@ app = faust.App(
     broker_heartbeat_interval=1.0,
     broker_rebalance_timeout=20.0,
 )
-events_topic = app.topic(
-    settings.events_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
+
+
+def _raw_topic(name: str, **kwargs: object) -> faust.TopicT:
+    """A topic of bytes in and out: the agents decode with orjson themselves."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        **kwargs,
+    )
+
+
+events_topic = _raw_topic(settings.events_topic)
 profiles_table = app.Table(
     "user-profiles",
     schema=faust.Schema(
@@ -93,15 +101,7 @@ profiles_table = app.Table(
 
 # Title side (docs/architecture.md, "Title-side state across workers"): compact records
 # keyed by title, one owner per title, snapshots of changed titles to every worker.
-title_events_topic = app.topic(
-    settings.title_events_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    internal=True,
-)
+title_events_topic = _raw_topic(settings.title_events_topic, internal=True)
 titles_table = app.Table(
     "title-stats",
     schema=faust.Schema(

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from features.catalog import Catalog, parse_title
+
 TAG_DIMENSIONS: dict[str, list[str]] = {
     "genre": [
         "drama",
@@ -244,6 +246,13 @@ class Simulation:
     def affinity(self, user: SimUser, title_id: str) -> float:
         """Planted match of a user and a title, roughly in [-1, 2]."""
         return sum(user.taste.get(tag, 0.0) for tag in self.title_tags[title_id])
+
+    def title_catalog(self) -> Catalog:
+        """The simulated catalog as the core's :class:`~features.catalog.Catalog`."""
+        catalog = Catalog()
+        for rec in self.catalog:
+            catalog.upsert(parse_title(rec))
+        return catalog
 
     def ground_truth(self) -> dict[str, Any]:
         return {

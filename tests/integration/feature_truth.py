@@ -7,7 +7,6 @@ from typing import Any
 
 import redis
 
-from features.catalog import parse_title
 from features.event_gate import ALLOWED_LATENESS_MS, MAX_FUTURE_MS
 from features.title_stats import TitleStats
 from features.title_view import GlobalTitleView
@@ -49,9 +48,7 @@ def _fields(d: dict[str, Any]) -> dict[str, str]:
 
 
 def expected(sim: Simulation, sent: list[dict[str, Any]]) -> dict[str, Any]:
-    eng = Engine()
-    for rec in sim.catalog:
-        eng.catalog.upsert(parse_title(rec))
+    eng = Engine(catalog=sim.title_catalog())
     titles: dict[str, TitleStats] = {}
     now = int(time.time() * 1000)
     for ev in sent:

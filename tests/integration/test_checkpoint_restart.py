@@ -14,7 +14,6 @@ import math
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from features.catalog import Catalog, parse_title
 from online_models.engine import Engine
 from streams.checkpoints import read_latest
 from streams.producer import EventProducer
@@ -99,9 +98,7 @@ async def test_kill_restart_learns_every_event_exactly_once(run_settings, start_
     # The gap between worker 1's checkpoint and its commits was replayed, not skipped.
     assert stats["reelstream_records_consumed_total"] == N - sum(first.values())
 
-    catalog = Catalog()
-    for rec in sim.catalog:
-        catalog.upsert(parse_title(rec))
+    catalog = sim.title_catalog()
     ref = Engine(catalog=catalog)
     for ev in events:
         ref.ingest(ev)

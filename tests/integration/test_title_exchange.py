@@ -15,7 +15,6 @@ import numpy as np
 import orjson
 import pytest
 
-from features.catalog import parse_title
 from online_models.engine import Engine
 from streams.producer import EventProducer
 from streams.synthetic import SimConfig, Simulation
@@ -59,9 +58,7 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
     await wait_for(lambda: consumed() >= len(events), "every event consumed", timeout=120)
 
     # In-process truth: one engine, the whole stream (per-user order is what matters).
-    truth = Engine()
-    for rec in sim.catalog:
-        truth.catalog.upsert(parse_title(rec))
+    truth = Engine(catalog=sim.title_catalog())
     now = int(time.time() * 1000)
     for ev in events:
         truth.ingest(ev, now)

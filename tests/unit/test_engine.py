@@ -10,9 +10,7 @@ def favourite_overlap(sim, user_id, title_ids):
 
 def test_top10_leans_to_planted_taste_more_than_popularity():
     sim = Simulation(SimConfig(users=200, titles=200, seed=11))
-    eng = Engine()
-    for rec in sim.catalog:
-        eng.catalog.upsert(parse_title(rec))
+    eng = Engine(catalog=sim.title_catalog())
     events = list(sim.events(limit=40_000))
     for ev in events:
         eng.ingest(ev)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from features.catalog import Catalog, parse_title
+from features.catalog import parse_title
 from online_models.checkpoint import CheckpointError
 from online_models.durable import export_shared, import_shared
 from online_models.engine import Engine
@@ -21,9 +21,7 @@ from streams.synthetic import SimConfig, Simulation
 @pytest.fixture(scope="module")
 def log():
     sim = Simulation(SimConfig(users=60, titles=50, seed=11))
-    catalog = Catalog()
-    for rec in sim.catalog:
-        catalog.upsert(parse_title(rec))
+    catalog = sim.title_catalog()
     return catalog, sim.catalog, sorted(sim.events(limit=4000), key=lambda e: e["ts"])
 
 

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from features.catalog import Catalog, parse_title
 from online_models.evaluation import RankingMetrics, replay
 from streams.cli import main
 from streams.jsonl import write_jsonl
@@ -15,9 +14,7 @@ from streams.synthetic import SimConfig, Simulation
 @pytest.fixture(scope="module")
 def small_replay():
     sim = Simulation(SimConfig(users=400, titles=300, seed=5))
-    catalog = Catalog()
-    for rec in sim.catalog:
-        catalog.upsert(parse_title(rec))
+    catalog = sim.title_catalog()
     return replay(sim.events(limit=50_000), catalog, k=10, min_history=5)
 
 
@@ -89,9 +86,7 @@ def test_format_table_mentions_both_systems():
     from streams.replay import format_table
 
     sim = Simulation(SimConfig(users=30, titles=40, seed=2))
-    catalog = Catalog()
-    for rec in sim.catalog:
-        catalog.upsert(parse_title(rec))
+    catalog = sim.title_catalog()
     text = format_table(replay(sim.events(limit=2000), catalog))
     assert "hybrid-lr-1" in text and "impression -> play" in text
     assert io.StringIO(text).read().count("recall@10") == 2

@@ -74,9 +74,7 @@ def test_catalog_records_match_the_catalog_schema(sim):
 
 
 def test_score_messages_match_the_score_schema(sim):
-    eng = Engine()
-    for rec in sim.catalog:
-        eng.catalog.upsert(parse_title(rec))
+    eng = Engine(catalog=sim.title_catalog())
     events = list(sim.events(limit=2000))
     for ev in events:
         eng.ingest(ev)
