@@ -51,7 +51,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.contract import decode_record
-from streams.demo import scrape, start_worker, stop_worker
+from streams.demo import metrics_text, scrape, start_worker, stop_worker
 from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
 from streams.settings import Settings
 from streams.traffic import envelopes
@@ -135,13 +135,7 @@ def histogram_share(before: dict[str, float], after: dict[str, float]) -> dict[s
 
 def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
     """Cumulative bucket counts of one histogram on a worker's /metrics."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
+    text = metrics_text(port)
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(name + "{"):

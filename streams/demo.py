@@ -31,13 +31,18 @@ MALFORMED = [
 ]
 
 
+def metrics_text(port: int, timeout: float = 2.0) -> str:
+    """A local worker's /metrics page; empty when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
+            return resp.read().decode()
+    except OSError:
+        return ""
+
+
 def scrape(port: int) -> dict[str, float]:
     """Sum each metric family of the worker's /metrics over its labels."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
+    text = metrics_text(port)
     totals: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#") or " " not in line:
