@@ -18,12 +18,18 @@ from features.event_gate import DUPLICATE, OK
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams import faust_transport, monitor
+from streams import kafka_internals, monitor, poison
 from streams import metrics as m
 from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
 from streams.checkpoints import ModelDurability
-from streams.contract import Rejection, dead_letter, decode_record
+from streams.contract import (
+    TRACEPARENT_HEADER,
+    Rejection,
+    dead_letter,
+    decode_record,
+    traceparent,
+)
 from streams.feature_sink import FeatureSink
 from streams.kafka_admin import ensure_topics_async
 from streams.profile_store import TableProfileStore
@@ -54,7 +60,7 @@ def _credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
 
 app = faust.App(
     settings.app_id,
-    broker=faust_transport.install(settings.fetch_max_wait_ms) + settings.broker,
+    broker=kafka_internals.install(settings.fetch_max_wait_ms) + settings.broker,
     broker_credentials=_credentials(settings),
     store="rocksdb://",
     datadir=settings.data_dir,
@@ -65,6 +71,7 @@ app = faust.App(
     web_port=settings.web_port,
     web_in_thread=False,
     producer_linger_ms=5,
+    producer_compression_type=settings.compression_type,
     stream_wait_empty=False,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
@@ -131,19 +138,22 @@ async def _commit_offsets(offsets: dict[int, int]) -> None:
 durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: app.producer.flush())
 
 
-async def _send(topic: str, key: bytes | None, value: bytes) -> None:
+async def _send(
+    topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> None:
     try:
-        await app.producer.send(topic, key, value, None, None, None)
+        await app.producer.send(topic, key, value, None, None, headers)
     except Exception:
         m.KAFKA_SEND_ERRORS.labels(topic=topic).inc()
         raise
 
 
-async def _reject_catalog(record: bytes) -> None:
-    await _send(settings.dlq_topic, None, record)
+async def _reject(key: bytes | None, record: bytes) -> None:
+    await _send(settings.dlq_topic, key, record)
 
 
-follower.reject = _reject_catalog
+follower.reject = _reject
+view_follower.reject = _reject
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
@@ -241,11 +251,26 @@ async def process_events(stream: faust.StreamT) -> None:
             event.message.decref()
 
 
+async def _dead_letter(
+    msg: faust.types.Message, raw: bytes | None, rej: Rejection, now_ms: int
+) -> None:
+    """Send one dead letter with the record's coordinates; count it by topic and reason."""
+    poison.count(msg.topic, msg.partition, msg.offset, rej)
+    await _send(
+        settings.dlq_topic,
+        msg.key,
+        dead_letter(
+            raw, rej, topic=msg.topic, partition=msg.partition, offset=msg.offset, now_ms=now_ms
+        ),
+    )
+
+
 async def handle_batch(batch: list) -> None:
     """Validate, dead-letter, fold into the core, refresh each touched user once, publish."""
     started = time.perf_counter()
     now_ms = int(time.time() * 1000)
     refresh: dict[str, int] = {}
+    traces: dict[str, str] = {}  # user -> traceparent of the latest traced event
     touched: set[str] = set()
     consumed: Counter[str] = Counter()  # per batch: a labelled inc per event costs ~1.5 %
     updated: Counter[str] = Counter()
@@ -255,30 +280,30 @@ async def handle_batch(batch: list) -> None:
         msg = event.message
         if not durable.admit(msg):  # already in the restored models: skip it entirely
             continue
+        unreadable = poison.rejection(msg.headers)
+        if unreadable is not None:  # a batch the fetch guard could not decode
+            await _dead_letter(msg, None, unreadable, now_ms)
+            continue
         events, rejects = decode_record(event.value)
         for rej in rejects:
             m.EVENTS_REJECTED.labels(reason=rej.reason).inc()
-            await _send(
-                settings.dlq_topic,
-                msg.key,
-                dead_letter(
-                    event.value,
-                    rej,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    now_ms=now_ms,
-                ),
-            )
+            await _dead_letter(msg, event.value, rej, now_ms)
+        trace = traceparent(msg.headers)
         store.bind(event)
         for idx, ev in enumerate(events):
-            consumed[ev["event_type"]] += 1
-            durable.before_event(msg, ev["user_id"])
-            if ev["event_type"] == "play":
-                health.play(ev["user_id"], ev["title_id"])
-            t0 = time.perf_counter()
-            res = engine.ingest(ev, now_ms)
-            feature_s += time.perf_counter() - t0
+            try:
+                consumed[ev["event_type"]] += 1
+                durable.before_event(msg, ev["user_id"])
+                if ev["event_type"] == "play":
+                    health.play(ev["user_id"], ev["title_id"])
+                t0 = time.perf_counter()
+                res = engine.ingest(ev, now_ms)
+                feature_s += time.perf_counter() - t0
+            except Exception as exc:  # one event's failure must not stop the partition
+                log.exception("event %s failed in the pipeline", ev.get("event_id"))
+                m.EVENTS_REJECTED.labels(reason=poison.PROCESSING_ERROR).inc()
+                await _dead_letter(msg, orjson.dumps(ev), poison.processing_error(exc), now_ms)
+                continue
             if res.status != OK:
                 await _refuse(event, ev, res.status, now_ms)
                 continue
@@ -298,16 +323,21 @@ async def handle_batch(batch: list) -> None:
                 if uid in refresh:
                     debounced += 1
                 refresh[uid] = max(ev["ts"], refresh.get(uid, 0))
+                if trace is not None:
+                    traces[uid] = trace
     blobs = []
     for uid, ev_ts in refresh.items():
         scored = engine.score_message(uid, ev_ts, now_ms)
+        if uid in traces:
+            scored["traceparent"] = traces[uid]
         health.served(uid, [it["title_id"] for it in scored["items"][:10]])
         blobs.append((uid, orjson.dumps(scored)))
     if _sink is not None:
         await _sink.write(blobs)
     written_ms = time.time() * 1000
     for uid, blob in blobs:
-        await _send(settings.scores_topic, uid.encode(), blob)
+        trace_headers = [(TRACEPARENT_HEADER, traces[uid].encode())] if uid in traces else None
+        await _send(settings.scores_topic, uid.encode(), blob, trace_headers)
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - refresh[uid]) / 1000))
     if _features is not None and touched:
         await _features.write_users((u, store[u].features.serving_fields()) for u in touched)
@@ -340,20 +370,8 @@ async def _refuse(event: faust.EventT, ev: dict, status: str, now_ms: int) -> No
         return
     m.EVENT_TIME_REJECTS.labels(reason=status).inc()
     m.EVENTS_REJECTED.labels(reason=status).inc()
-    msg = event.message
     detail = f"event_id={ev['event_id']} ts={ev['ts']} (allowed lateness 1 h, future 5 min)"
-    await _send(
-        settings.dlq_topic,
-        msg.key,
-        dead_letter(
-            orjson.dumps(ev),
-            Rejection(status, detail),
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            now_ms=now_ms,
-        ),
-    )
+    await _dead_letter(event.message, orjson.dumps(ev), Rejection(status, detail), now_ms)
 
 
 @app.agent(title_events_topic)
@@ -361,15 +379,24 @@ async def process_title_events(stream: faust.StreamT) -> None:
     """The title owner: fold compact records into the ``title-stats`` table, exactly once."""
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         applied = replayed = 0
+        now_ms = int(time.time() * 1000)
         for event in batch:
-            title_store.bind(event)
-            rec = orjson.loads(event.value)
-            src = rec.pop("src", None)
-            stats = title_store.get(rec["t"], event)
-            if stats.update(rec, tuple(src) if src else None):
-                applied += 1
-            else:
-                replayed += 1
+            msg = event.message
+            rej = poison.rejection(msg.headers)
+            if rej is None:
+                try:
+                    title_store.bind(event)
+                    rec = orjson.loads(event.value)
+                    src = rec.pop("src", None)
+                    stats = title_store.get(rec["t"], event)
+                    if stats.update(rec, tuple(src) if src else None):
+                        applied += 1
+                    else:
+                        replayed += 1
+                except Exception as exc:  # one bad record must not stop the title owner
+                    rej = poison.processing_error(exc)
+            if rej is not None:
+                await _dead_letter(msg, event.value, rej, now_ms)
         title_store.flush()
         m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
         m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)
