@@ -35,9 +35,7 @@ def batch(codec: int, base_offset: int = 0, n: int = 3) -> bytes:
         batch_size=1 << 20,
     )
     for i in range(n):
-        builder.append(
-            i, timestamp=None, key=b"u1", value=b'{"i":%d}' % i, headers=[("h", b"x")]
-        )
+        builder.append(i, timestamp=None, key=b"u1", value=b'{"i":%d}' % i, headers=[("h", b"x")])
     raw = bytearray(builder.build())
     raw[0:8] = base_offset.to_bytes(8, "big")  # the broker assigns the base offset
     return bytes(raw)
@@ -69,9 +67,12 @@ async def test_aiokafka_client_keeps_its_metadata_topic_list_in_topics() -> None
 def test_faust_consumer_thread_creates_its_consumer_in_create_worker_consumer() -> None:
     assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
     assert hasattr(faust_aiokafka.Consumer, "_new_consumer_thread")
-    assert "transport" in inspect.signature(
-        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-    ).parameters
+    assert (
+        "transport"
+        in inspect.signature(
+            faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+        ).parameters
+    )
 
 
 def test_aiokafka_fetcher_builds_partition_records_by_module_global_name() -> None:
