@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 
 from features.catalog import Catalog, CatalogError, parse_title
 from streams.contract import Rejection
-from streams.metrics import CATALOG_TITLES
+from streams.metrics import CATALOG_TITLES, EVENTS_REJECTED
 from streams.settings import Settings
 from streams.topic_follower import CompactedTopicFollower, Reject
 
@@ -36,7 +36,10 @@ class CatalogFollower(CompactedTopicFollower):
             return Rejection("bad_title", str(exc)[:200])
 
     def on_record(self, record: ConsumerRecord) -> Rejection | None:
-        return self.apply(record.key, record.value)
+        rejection = self.apply(record.key, record.value)
+        if rejection is not None:
+            EVENTS_REJECTED.labels(reason=f"catalog_{rejection.reason}").inc()
+        return rejection
 
     def after_batch(self) -> None:
         CATALOG_TITLES.set(len(self.catalog))

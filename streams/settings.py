@@ -53,8 +53,8 @@ class Settings:
     fetch_max_wait_ms: int = 100
     log_level: str = "WARNING"
     # Compression of every record this project produces (events, scores, dead letters,
-    # internal topics): none, gzip, snappy, lz4 or zstd. lz4 costs the least CPU for a
-    # 2-4x smaller JSON batch; zstd packs tighter for more CPU (docs/operations.md).
+    # internal topics): none, gzip, snappy, lz4 or zstd. lz4 costs the least CPU;
+    # zstd packs about twice as tight for 3-4x the CPU (README, Configuration).
     compression: str = "lz4"
     # Online features: TTL of an inactive user's Redis features hash; snapshot period.
     feature_ttl_s: int = 30 * 24 * 3600
