@@ -48,6 +48,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         redirect_stdouts=False,
         logging_config=logs.logging_config(settings.log_level),
     )
+    if not sys.stdout.isatty():
+        worker.spinner = None  # its cursor escape codes would land in log files
     worker.execute_from_commandline()
     return 0
 
