@@ -123,11 +123,34 @@ def parse_title(rec: object) -> Title:
 
 
 class Catalog:
-    """Titles by id, plus an ordered tag vocabulary for vector scoring."""
+    """Titles by id, with a version and a short log of which titles changed.
+
+    Indexes built over the catalog ask :meth:`changed_since` for the titles to update
+    instead of rebuilding: one catalog record costs one row, at any catalog size.
+    """
+
+    CHANGE_LOG_MAX = 100_000
 
     def __init__(self) -> None:
         self.titles: dict[str, Title] = {}
-        self.version = 0  # bumped on every change so cached matrices know to rebuild
+        self.version = 0  # bumped on every change
+        self._log: list[str] = []  # title ids changed, one per version since _log_base
+        self._log_base = 0
+
+    def _changed(self, title_id: str) -> None:
+        self.version += 1
+        self._log.append(title_id)
+        if len(self._log) > self.CHANGE_LOG_MAX:
+            cut = len(self._log) // 2
+            del self._log[:cut]
+            self._log_base += cut
+
+    def changed_since(self, version: int) -> list[str] | None:
+        """Titles changed after ``version``, first change first, each once; None when the
+        log no longer reaches back."""
+        if version < self._log_base:
+            return None
+        return list(dict.fromkeys(self._log[version - self._log_base :]))
 
     def __len__(self) -> int:
         return len(self.titles)
@@ -140,8 +163,8 @@ class Catalog:
 
     def upsert(self, title: Title) -> None:
         self.titles[title.title_id] = title
-        self.version += 1
+        self._changed(title.title_id)
 
     def remove(self, title_id: str) -> None:
         if self.titles.pop(title_id, None) is not None:
-            self.version += 1
+            self._changed(title_id)

@@ -31,7 +31,13 @@ def stable_seed(key: str) -> int:
 
 
 class TitleIndex:
-    """title_id <-> row, tag vectors, availability, series links; rebuilt on catalog change."""
+    """title_id <-> row, tag vectors, availability, series links; updated per changed title.
+
+    A catalog change costs the changed rows only: arrays keep spare capacity (doubled
+    when full), the tag vocabulary only grows (a tag's column never moves), and the
+    per-country availability masks are patched in place. The public arrays are views of
+    the first ``n`` rows and ``len(tags)`` columns.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -41,75 +47,120 @@ class TitleIndex:
         self.titles: list[Title | None] = []
         self.tags: list[str] = []
         self.tag_index: dict[str, int] = {}
-        self.tag_matrix = np.zeros((0, 0), dtype=np.float32)
-        self.active = np.zeros(0, dtype=bool)
-        self.is_episode = np.zeros(0, dtype=np.float32)
-        self.long_runtime = np.zeros(0, dtype=np.float32)
         self.next_episode: dict[int, int] = {}
         self.primary_genre: list[str] = []
         self._regions: dict[str | None, np.ndarray] = {}
+        self._series: dict[str, dict[int, int]] = {}  # series -> row -> episode order
+        self._series_of: dict[int, str] = {}
+        self._tm = np.zeros((0, 0), dtype=np.float32)
+        self._active = np.zeros(0, dtype=bool)
+        self._is_episode = np.zeros(0, dtype=np.float32)
+        self._long_runtime = np.zeros(0, dtype=np.float32)
         self.listeners: list = []  # callables(n) told when the index grows
+        self._views()
 
     @property
     def n(self) -> int:
         return len(self.ids)
 
+    def _views(self) -> None:
+        n, t = self.n, len(self.tags)
+        self.tag_matrix = self._tm[:n, :t]
+        self.active = self._active[:n]
+        self.is_episode = self._is_episode[:n]
+        self.long_runtime = self._long_runtime[:n]
+
+    def _reserve(self, n: int, t: int) -> None:
+        rows, cols = self._tm.shape
+        if n <= rows and t <= cols:
+            return
+        rows2 = max(rows, 16) if n <= rows else max(n, 2 * rows, 16)
+        cols2 = max(cols, 16) if t <= cols else max(t, 2 * cols, 16)
+        tm = np.zeros((rows2, cols2), dtype=np.float32)
+        tm[:rows, :cols] = self._tm
+        self._tm = tm
+        self._active = grow(self._active, rows2, False)
+        self._is_episode = grow(self._is_episode, rows2)
+        self._long_runtime = grow(self._long_runtime, rows2)
+
     def sync(self) -> bool:
         """Bring the index up to the catalog; True when it changed."""
         if self.catalog.version == self.version:
             return False
-        for tid in self.catalog.titles:
-            if tid not in self.index:
-                self.index[tid] = len(self.ids)
+        changed = self.catalog.changed_since(self.version)
+        if changed is None:  # rows follow catalog order, as a fresh build
+            changed = list(dict.fromkeys([*self.catalog.titles, *self.ids]))
+        n0 = self.n
+        for tid in changed:
+            i = self.index.get(tid)
+            if i is None:
+                if tid not in self.catalog.titles:
+                    continue  # added and removed since the last sync
+                i = self.index[tid] = len(self.ids)
                 self.ids.append(tid)
                 self.titles.append(None)
-        for tid, i in self.index.items():
-            self.titles[i] = self.catalog.titles.get(tid)
-        n = len(self.ids)
-        live = [t for t in self.titles if t is not None]
-        self.tags = sorted({k for t in live for k in t.tag_keys})
-        self.tag_index = {k: j for j, k in enumerate(self.tags)}
-        m = np.zeros((n, len(self.tags)), dtype=np.float32)
-        self.active = np.zeros(n, dtype=bool)
-        self.is_episode = np.zeros(n, dtype=np.float32)
-        self.long_runtime = np.zeros(n, dtype=np.float32)
-        self.primary_genre = [""] * n
-        series: dict[str, list[tuple[int, int]]] = {}
-        for i, t in enumerate(self.titles):
-            if t is None:
-                continue
-            self.active[i] = True
-            if t.tag_keys:
-                w = 1.0 / math.sqrt(len(t.tag_keys))
-                for k in t.tag_keys:
-                    m[i, self.tag_index[k]] = w
-            self.is_episode[i] = 1.0 if t.series_id else 0.0
-            self.long_runtime[i] = 1.0 if t.runtime_s >= 5400 else 0.0
-            self.primary_genre[i] = t.genres[0] if t.genres else ""
-            if t.series_id and t.episode is not None:
-                series.setdefault(t.series_id, []).append(((t.season or 1) * 10_000 + t.episode, i))
-        self.next_episode = {}
-        for eps in series.values():
-            eps.sort()
-            for (_, a), (_, b) in itertools.pairwise(eps):
-                self.next_episode[a] = b
-        self.tag_matrix = m
-        self._regions = {}
+                self.primary_genre.append("")
+            self._set_row(i, self.catalog.titles.get(tid))
         self.version = self.catalog.version
-        for listener in self.listeners:
-            listener(n)
+        self._views()
+        if self.n != n0:
+            for listener in self.listeners:
+                listener(self.n)
         return True
+
+    def _set_row(self, i: int, t: Title | None) -> None:
+        """Write one title's row (None: tombstone) and patch what depends on it."""
+        new_tags = [k for k in (t.tag_keys if t is not None else ()) if k not in self.tag_index]
+        for k in new_tags:
+            self.tag_index[k] = len(self.tags)
+            self.tags.append(k)
+        self._reserve(i + 1, len(self.tags))
+        self.titles[i] = t
+        self._tm[i, :] = 0.0
+        self._active[i] = t is not None
+        self._is_episode[i] = 1.0 if t is not None and t.series_id else 0.0
+        self._long_runtime[i] = 1.0 if t is not None and t.runtime_s >= 5400 else 0.0
+        self.primary_genre[i] = t.genres[0] if t is not None and t.genres else ""
+        if t is not None and t.tag_keys:
+            w = 1.0 / math.sqrt(len(t.tag_keys))
+            for k in t.tag_keys:
+                self._tm[i, self.tag_index[k]] = w
+        for country, mask in self._regions.items():
+            if len(mask) <= i:
+                mask = self._regions[country] = grow(mask, i + 1, False)
+            mask[i] = t is not None and t.available_in(country)
+        self._link_episode(i, t)
+
+    def _link_episode(self, i: int, t: Title | None) -> None:
+        self.next_episode.pop(i, None)
+        old = self._series_of.pop(i, None)
+        if old is not None:
+            self._series[old].pop(i, None)
+        if t is not None and t.series_id and t.episode is not None:
+            order = (t.season or 1) * 10_000 + t.episode
+            self._series.setdefault(t.series_id, {})[i] = order
+            self._series_of[i] = t.series_id
+        for sid in {old, t.series_id if t is not None else None} - {None}:
+            self._relink(sid)  # type: ignore[arg-type]
+
+    def _relink(self, series_id: str) -> None:
+        eps = self._series.get(series_id, {})
+        for row in eps:
+            self.next_episode.pop(row, None)
+        ordered = sorted((order, row) for row, order in eps.items())
+        for (_, a), (_, b) in itertools.pairwise(ordered):
+            self.next_episode[a] = b
 
     def available(self, country: str | None) -> np.ndarray:
         """Active titles that can be shown in ``country`` (cached per country)."""
         mask = self._regions.get(country)
-        if mask is None:
+        if mask is None or len(mask) < self.n:
             mask = self.active.copy()
             for i, t in enumerate(self.titles):
                 if t is not None and not t.available_in(country):
                     mask[i] = False
             self._regions[country] = mask
-        return mask
+        return mask[: self.n]
 
 
 def grow(arr: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:
