@@ -310,7 +310,7 @@ async def handle_batch(batch: list) -> None:
         await _send(settings.scores_topic, uid.encode(), blob)
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - refresh[uid]) / 1000))
     if _features is not None and touched:
-        await _features.write_users((u, store[u].features.serving_fields()) for u in touched)
+        await _features.write_users((u, store[u]) for u in touched)
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
@@ -389,7 +389,7 @@ async def publish_titles() -> None:
     if _features is None:
         return
     if changed:
-        await _features.write_titles((t, s.serving_fields()) for t, s in changed)
+        await _features.write_titles(changed)
         m.TITLE_SNAPSHOTS_PUBLISHED.inc(len(changed))
     tp0 = faust.types.TP(settings.title_events_topic, 0)
     if tp0 in app.consumer.assignment() and title_view.snapshots:

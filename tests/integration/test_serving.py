@@ -8,15 +8,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 
 import aiohttp
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from features.event_gate import OK
 from features.title_popularity import TitlePopularity
+from online_models.engine import Engine
+from streams.feature_sink import FeatureSink
 from streams.producer import EventProducer
-from streams.redis_keys import features_key, recs_key, trending_key
+from streams.redis_keys import recs_key, trending_key
+from streams.redis_values import TrendingList
 from streams.synthetic import SimConfig, Simulation
 from tests.integration.conftest import settings_env, wait_for
 from tests.openapi_check import check_response
@@ -133,30 +139,63 @@ async def test_unknown_user_gets_the_cold_start_list_from_the_engine_popularity(
     assert [i["title_id"] for i in body["items"]] == expected
 
 
-async def test_trending_blob_in_redis_serves_trending_and_country_cold_start(
+async def test_trending_serves_the_workers_list_with_plays_as_scores(run_settings, served):
+    """The list the worker itself wrote (GET /trending once served score and generated_at
+    null: the writer and the reader disagreed on field names)."""
+    r = redis.Redis.from_url(run_settings.redis_url)
+    country = Counter(e["country"] for e in served["warm"]).most_common(1)[0][0]
+    for cc in ("ALL", country):
+        key = trending_key(run_settings.key_prefix, cc, "1d")
+
+        async def served_list(key: str = key, cc: str = cc) -> tuple | None:
+            raw = r.get(key)
+            if raw is None:
+                return None
+            written = TrendingList.decode(raw)
+            status, body = await get(served, f"/trending?country={cc}&window=1d&k=5")
+            got = [(i["title_id"], i["score"]) for i in body["items"]]
+            return (status, body, written) if got == list(written.items[:5]) else None
+
+        status, body, written = await wait_for(served_list, f"the worker's {cc}/1d list")
+        check_response("/trending", status, body)
+        assert (body["source"], body["country"]) == ("redis", cc)
+        assert all(isinstance(i["score"], int) and i["score"] > 0 for i in body["items"])
+        assert body["generated_at"] is not None and body["generated_at"] >= written.generated_at
+
+
+async def test_cold_start_follows_the_users_country_written_by_the_worker_sink(
     run_settings, sim, served
 ):
-    r = redis.Redis.from_url(run_settings.redis_url)
-    picks = [t["title_id"] for t in sim.catalog[5:9]]
-    blob = orjson.dumps(
-        {
-            "generated_at": int(time.time() * 1000),
-            "items": [{"title_id": t, "score": 1.0} for t in picks],
-        }
+    """A country no event mentions, so the worker's own publisher never overwrites it."""
+    cc = "NZ"
+    assert all(e["country"] != cc for e in served["warm"])
+    picks = [(t["title_id"], 40 - i) for i, t in enumerate(sim.catalog[5:9])]
+    engine = Engine(catalog=sim.title_catalog())  # the worker's core computes the profile
+    now = int(time.time() * 1000)
+    play = {**served["warm"][0], "user_id": "newcomer-nz", "event_id": "nz-1", "country": cc}
+    assert (
+        engine.ingest({**play, "event_type": "play", "ts": now, "position_s": 0}, now).status == OK
     )
-    r.set(trending_key(run_settings.key_prefix, "FR", "1h"), blob)
-    r.set(trending_key(run_settings.key_prefix, "FR", "1d"), blob)
-    r.hset(features_key(run_settings.key_prefix, "newcomer-fr"), mapping={"country": "FR"})
-    status, body = await get(served, "/trending?country=fr&window=1h&k=3")
+    profile = engine.profiles["newcomer-nz"]
+    client = aioredis.Redis.from_url(run_settings.redis_url)
+    sink = FeatureSink(client, run_settings.key_prefix, feature_ttl_s=60)
+    try:
+        assert await sink.write_trending([(cc, w, 1, picks) for w in ("1h", "1d")])
+        assert await sink.write_users([("newcomer-nz", profile)])
+    finally:
+        await client.aclose()
+    status, body = await get(served, f"/trending?country={cc.lower()}&window=1h&k=3")
     check_response("/trending", status, body)
-    assert (body["source"], body["country"]) == ("redis", "FR")
-    assert [i["title_id"] for i in body["items"]] == picks[:3]
+    assert (body["source"], body["country"]) == ("redis", cc)
+    assert [(i["title_id"], i["score"]) for i in body["items"]] == picks[:3]
     assert body["items"][0]["name"] == sim.catalog[5]["name"]
-    status, body = await get(served, "/recommendations/newcomer-fr")
+    status, body = await get(served, "/recommendations/newcomer-nz")
     check_response("/recommendations/{user_id}", status, body)
-    assert (body["source"], body["fallback"]) == ("cold_start", "trending:FR:1d")
-    assert [i["title_id"] for i in body["items"]] == picks
-    status, body = await get(served, "/trending?country=DE")
+    assert (body["source"], body["fallback"]) == ("cold_start", f"trending:{cc}:1d")
+    assert [(i["title_id"], i["score"]) for i in body["items"]] == picks
+    status, body = await get(served, "/users/newcomer-nz/features")
+    assert body["features"]["country"] == cc and body["features"]["plays"] == 1
+    status, body = await get(served, "/trending?country=CA")
     check_response("/trending", status, body)
     assert body["source"] == "engine_popularity" and body["items"]
 
