@@ -18,7 +18,7 @@ from features.event_gate import DUPLICATE, OK
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams import faust_transport, monitor
+from streams import faust_transport, monitor, web_lockdown
 from streams import metrics as m
 from streams import web as web_api
 from streams.catalog_follower import CatalogFollower
@@ -59,11 +59,13 @@ app = faust.App(
     store="rocksdb://",
     datadir=settings.data_dir,
     topic_partitions=settings.partitions,
-    topic_replication_factor=1,
+    topic_replication_factor=settings.replication_factor,
     consumer_auto_offset_reset="earliest",
     web_host=settings.web_host,
+    web_bind=settings.web_host,  # Faust binds web_bind (default 0.0.0.0), not web_host
     web_port=settings.web_port,
     web_in_thread=False,
+    **web_lockdown.FAUST_PAGES_OFF,
     producer_linger_ms=5,
     stream_wait_empty=False,
     broker_commit_every=1000,
@@ -86,6 +88,7 @@ def _raw_topic(name: str, **kwargs: object) -> faust.TopicT:
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
+        config=settings.topic_configs(),
         **kwargs,
     )
 
@@ -97,6 +100,7 @@ profiles_table = app.Table(
         key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     ),
     partitions=settings.partitions,
+    extra_topic_configs=settings.topic_configs(),
 )
 
 # Title side (docs/architecture.md, "Title-side state across workers"): compact records
@@ -108,6 +112,7 @@ titles_table = app.Table(
         key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     ),
     partitions=settings.partitions,
+    extra_topic_configs=settings.topic_configs(),
 )
 
 store = TableProfileStore(profiles_table)
@@ -401,7 +406,7 @@ async def publish_titles() -> None:
         )
 
 
-@app.page("/debug/title-exchange")
+@web_lockdown.debug_page(app, settings.debug_token, "/debug/title-exchange")
 async def title_exchange_view(web, request):  # type: ignore[no-untyped-def]
     """What this worker's title-side models hold from which peer (docs/models.md)."""
     body = {"enabled": False}

@@ -200,6 +200,12 @@ async def test_cold_start_follows_the_users_country_written_by_the_worker_sink(
     assert body["source"] == "engine_popularity" and body["items"]
 
 
+@pytest.mark.parametrize("path", ["/table/user-profiles/", "/router/", "/debug/title-exchange"])
+async def test_without_a_debug_token_debug_and_faust_pages_do_not_exist(served, path):
+    status, body = await get(served, path)
+    assert (status, body["error"]) == (404, "not_found")
+
+
 async def test_features_and_titles(sim, served):
     user = served["warm"][0]["user_id"]
     status, body = await get(served, f"/users/{user}/features")
