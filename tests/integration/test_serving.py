@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 
 import aiohttp
@@ -23,6 +22,7 @@ from streams.feature_sink import FeatureSink
 from streams.producer import EventProducer
 from streams.redis_keys import recs_key, trending_key
 from streams.redis_values import TrendingList
+from streams.scrape import Scrape, scrape
 from streams.synthetic import SimConfig, Simulation
 from tests.integration.conftest import settings_env, wait_for
 from tests.openapi_check import check_response
@@ -34,20 +34,20 @@ WARM_EVENTS = 3000
 REFRESH_TYPES = {"play", "complete", "stop", "thumbs", "click", "intro_skip"}
 
 
-def scrape_samples(port: int) -> tuple[dict[str, float], str]:
-    """(sample with labels -> value, raw text) of the worker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples, text
+def delta(after: Scrape, before: Scrape, sample: str, **labels: str) -> float:
+    return after.value(sample, **labels) - before.value(sample, **labels)
 
 
-def delta(after: dict[str, float], before: dict[str, float], sample: str) -> float:
-    return after.get(sample, 0.0) - before.get(sample, 0.0)
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+def series_names(page: Scrape) -> set[str]:
+    """Every series name the page's families can carry, including labelled series that
+    have no sample yet (an error counter before its first error)."""
+    names = {s.name for s in page.samples}
+    for family, kind in page.types.items():
+        names |= {family + suffix for suffix in SUFFIXES.get(kind, ("",))}
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -266,27 +266,26 @@ async def test_metrics_move_by_the_burst(run_settings, served):
     worker = served["worker"]
     burst = served["burst"]
     malformed = [b"{not json", b'{"event_id": "x"}', b"[]"]
-    before, _ = scrape_samples(worker.port)
+    before = scrape(worker.port, timeout=5)
     async with EventProducer(run_settings) as producer:
         for ev in burst:
             await producer.send(ev)
         for raw in malformed:
             await producer.send_raw(run_settings.events_topic, b"u1", raw)
-    target = before["reelstream_records_consumed_total"] + len(burst) + len(malformed)
+    target = before.value("reelstream_records_consumed_total") + len(burst) + len(malformed)
     await wait_for(
         lambda: worker.metrics().get("reelstream_records_consumed_total", 0) >= target,
         "the worker to consume the burst",
         timeout=120,
     )
-    after, text = scrape_samples(worker.port)
+    after = scrape(worker.port, timeout=5)
     assert delta(after, before, "reelstream_records_consumed_total") == len(burst) + 3
     types = {e["event_type"] for e in burst}
     for t in types:
         want = sum(1 for e in burst if e["event_type"] == t)
-        assert delta(after, before, f'reelstream_events_consumed_total{{event_type="{t}"}}') == want
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="invalid_json"}') == 1
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="missing_field"}') == 1
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="not_an_object"}') == 1
+        assert delta(after, before, "reelstream_events_consumed_total", event_type=t) == want
+    for reason in ("invalid_json", "missing_field", "not_an_object"):
+        assert delta(after, before, "reelstream_events_rejected_total", reason=reason) == 1
     refresh_events = sum(1 for e in burst if e["event_type"] in REFRESH_TYPES)
     refreshes = delta(after, before, "reelstream_score_refreshes_total")
     debounced = delta(after, before, "reelstream_refreshes_debounced_total")
@@ -295,39 +294,31 @@ async def test_metrics_move_by_the_burst(run_settings, served):
     assert delta(after, before, "reelstream_event_processing_seconds_count") >= 1
     # Lag and table gauges appear once the 5 s monitor timer has run.
     await wait_for(
-        lambda: "reelstream_consumer_lag_records{" in scrape_samples(worker.port)[1],
+        lambda: any(scrape(worker.port).matching("reelstream_consumer_lag_records")),
         "the consumer lag gauge",
         timeout=30,
     )
-    samples, text = scrape_samples(worker.port)
-    lag = {k: v for k, v in samples.items() if k.startswith("reelstream_consumer_lag_records")}
+    page = scrape(worker.port, timeout=5)
+    lag = page.by_label("reelstream_consumer_lag_records", "partition")
     assert len(lag) == run_settings.partitions
-    assert samples['reelstream_table_keys{table="user-profiles"}'] > 0
+    assert page.value("reelstream_table_keys", table="user-profiles") > 0
     # Every metric the dashboard and the alert rules query is on the live endpoint.
     used = {
         n for e in [r["expr"] for r in rules()] + dashboard_exprs() for n in METRIC_RE.findall(e)
     }
-    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    live = set(samples) | families
-    live_names = {s.split("{")[0] for s in live}
-    missing = {
-        n for n in used if n not in live_names and not any(n.startswith(f) for f in families)
-    }
-    assert missing == set()
+    assert used - series_names(page) == set()
 
 
 async def test_http_requests_are_counted_by_route_template_and_status(served):
     port = served["worker"].port
-    sample_ok = (
-        "reelstream_http_request_duration_seconds_count"
-        '{method="GET",route="/titles/{title_id}",status="404"}'
-    )
-    before, _ = scrape_samples(port)
+    sample = "reelstream_http_request_duration_seconds_count"
+    labels = {"method": "GET", "route": "/titles/{title_id}", "status": "404"}
+    before = scrape(port, timeout=5)
     for i in range(5):
         await get(served, f"/titles/missing-{i}")
-    after, _ = scrape_samples(port)
-    assert delta(after, before, sample_ok) == 5
-    assert not any("missing-" in k for k in after)
+    after = scrape(port, timeout=5)
+    assert delta(after, before, sample, **labels) == 5
+    assert not any("missing-" in v for s in after.samples for v in s.labels.values())
 
 
 def _cli(run_settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
