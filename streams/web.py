@@ -177,6 +177,7 @@ class Api:
         self.prefix = settings.key_prefix
         self._broker_checked = 0.0
         self._broker_ok = False
+        self._unreadable: set[str] = set()  # trending keys already logged as unreadable
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -222,12 +223,16 @@ class Api:
     async def trending_items(self, country: str, window: str, k: int) -> tuple[str, int, list]:
         """(source, generated_at, items): the worker's trending list in Redis, each item
         scored by its plays in the window; else the engine's popularity."""
-        blob = await self.redis.get(trending_key(self.prefix, country, window))
+        key = trending_key(self.prefix, country, window)
+        blob = await self.redis.get(key)
         if blob:
             try:
                 trending = TrendingList.decode(blob)
-            except ValueError:
-                log.warning("%s: unreadable trending list; serving popularity", country)
+                self._unreadable.discard(key)
+            except ValueError as exc:
+                if key not in self._unreadable:  # once per key, not once per request
+                    self._unreadable.add(key)
+                    log.warning("%s: %s; serving popularity until it is rewritten", key, exc)
                 trending = None
             if trending is not None and trending.items:
                 items = [{"title_id": t, "score": n} for t, n in trending.items[:k]]

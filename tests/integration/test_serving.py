@@ -222,6 +222,15 @@ async def test_without_a_debug_token_debug_and_faust_pages_do_not_exist(served, 
     assert (status, body["error"]) == (404, "not_found")
 
 
+async def test_a_blob_that_is_not_a_trending_list_is_not_served(run_settings, served):
+    r = redis.Redis.from_url(run_settings.redis_url)
+    old_shape = orjson.dumps({"generated_at": 1, "items": [{"title_id": "t1", "score": 1.0}]})
+    r.set(trending_key(run_settings.key_prefix, "AU", "1d"), old_shape)
+    status, body = await get(served, "/trending?country=AU")
+    check_response("/trending", status, body)
+    assert (status, body["source"]) == (200, "engine_popularity")
+
+
 async def test_features_and_titles(sim, served):
     user = served["warm"][0]["user_id"]
     status, body = await get(served, f"/users/{user}/features")

@@ -73,3 +73,34 @@ def test_without_a_token_a_debug_page_is_not_registered_at_all():
     assert app.paths == []
     debug_page(app, "tok", "/debug/x")(_view)
     assert app.paths == ["/debug/x"]
+
+
+async def test_topics_are_created_with_the_configured_replication(monkeypatch):
+    from streams import kafka_admin
+
+    created: list = []
+
+    class FakeAdmin:  # records what the real admin client would be asked to create
+        def __init__(self, **kwargs: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def close(self) -> None:
+            pass
+
+        async def list_topics(self) -> list[str]:
+            return []
+
+        async def create_topics(self, topics: list) -> None:
+            created.extend(topics)
+
+    monkeypatch.setattr(kafka_admin, "AIOKafkaAdminClient", FakeAdmin)
+    settings = Settings(replication_factor=3, min_insync_replicas=2)
+    await kafka_admin.ensure_topics_async(settings)
+    assert {t.name for t in created} == set(kafka_admin.topic_specs(settings))
+    for t in created:
+        assert t.replication_factor == 3 and t.topic_configs["min.insync.replicas"] == "2"
+    by_name = {t.name: t for t in created}
+    assert by_name[settings.scores_topic].topic_configs["cleanup.policy"] == "compact"
