@@ -35,9 +35,10 @@ stack-status: venv
 demo: stack-up
 	$(BIN)/reelstream demo --seconds $(DEMO_SECONDS) --rate $(DEMO_RATE)
 
-# promtool (Debian's `prometheus` package) checks deploy/prometheus in the suite.
+# promtool (Debian's `prometheus` package) checks deploy/prometheus in the suite; kcat
+# (librdkafka) is the Kafka client that is not ours in the integration tests.
 test-tools:
-	@command -v promtool >/dev/null 2>&1 || deploy/install-test-tools.sh
+	@command -v promtool >/dev/null 2>&1 && command -v kcat >/dev/null 2>&1 || deploy/install-test-tools.sh
 
 test: stack-up test-tools
 	$(BIN)/pytest
@@ -45,7 +46,7 @@ test: stack-up test-tools
 unit: venv test-tools
 	$(BIN)/pytest tests/unit
 
-integration: stack-up
+integration: stack-up test-tools
 	$(BIN)/pytest tests/integration
 
 lint: venv

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite needs beyond Python: Prometheus's `promtool` (Debian
-# package `prometheus`). Run by `make test` when promtool is missing. Needs root and
+# package `prometheus`) and `kcat` (librdkafka's command-line client, the Kafka client
+# that is not ours in the integration tests). Run by `make test` when one is missing. Needs root and
 # apt-get; otherwise it says what to install and exits non-zero. The package's daemon is
 # not started (policy-rc.d refuses service starts during the install).
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1; then
+packages=()
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+command -v kcat >/dev/null 2>&1 || packages+=(kcat)
+if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "promtool is missing: install Debian's 'prometheus' package (or put promtool on PATH)" >&2
+    echo "missing test tools: install Debian's ${packages[*]} package(s) (promtool, kcat on PATH)" >&2
     exit 1
 fi
 
@@ -23,6 +27,7 @@ trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 command -v promtool >/dev/null
-echo "installed $(promtool --version 2>&1 | head -1)"
+command -v kcat >/dev/null
+echo "installed ${packages[*]}: $(promtool --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1)"

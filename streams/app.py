@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 
 import faust
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features.event_gate import DUPLICATE, OK
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams import faust_transport, monitor, web_lockdown
+from streams import kafka_internals, monitor, poison, web_lockdown
 from streams import metrics as m
 from streams import web as web_api
+from streams.batch_core import BatchOutput, process_batch
 from streams.catalog_follower import CatalogFollower
 from streams.checkpoints import ModelDurability
-from streams.contract import Rejection, dead_letter, decode_record
+from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.feature_sink import FeatureSink
 from streams.kafka_admin import ensure_topics_async
 from streams.profile_store import TableProfileStore
@@ -54,7 +53,7 @@ def _credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
 
 app = faust.App(
     settings.app_id,
-    broker=faust_transport.install(settings.fetch_max_wait_ms) + settings.broker,
+    broker=kafka_internals.install(settings.fetch_max_wait_ms) + settings.broker,
     broker_credentials=_credentials(settings),
     store="rocksdb://",
     datadir=settings.data_dir,
@@ -67,6 +66,7 @@ app = faust.App(
     web_in_thread=False,
     **web_lockdown.FAUST_PAGES_OFF,
     producer_linger_ms=5,
+    producer_compression_type=settings.compression_type,
     stream_wait_empty=False,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
@@ -136,19 +136,22 @@ async def _commit_offsets(offsets: dict[int, int]) -> None:
 durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: app.producer.flush())
 
 
-async def _send(topic: str, key: bytes | None, value: bytes) -> None:
+async def _send(
+    topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> None:
     try:
-        await app.producer.send(topic, key, value, None, None, None)
+        await app.producer.send(topic, key, value, None, None, headers)
     except Exception:
         m.KAFKA_SEND_ERRORS.labels(topic=topic).inc()
         raise
 
 
-async def _reject_catalog(record: bytes) -> None:
-    await _send(settings.dlq_topic, None, record)
+async def _reject(key: bytes | None, record: bytes) -> None:
+    await _send(settings.dlq_topic, key, record)
 
 
-follower.reject = _reject_catalog
+follower.reject = _reject
+view_follower.reject = _reject
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
@@ -246,119 +249,73 @@ async def process_events(stream: faust.StreamT) -> None:
             event.message.decref()
 
 
-async def handle_batch(batch: list) -> None:
-    """Validate, dead-letter, fold into the core, refresh each touched user once, publish."""
-    started = time.perf_counter()
+async def _dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None, rej: Rejection
+) -> None:
+    """Send one dead letter with the record's coordinates; count it by topic and reason."""
+    poison.count(topic, partition, offset, rej)
     now_ms = int(time.time() * 1000)
-    refresh: dict[str, int] = {}
-    touched: set[str] = set()
-    consumed: Counter[str] = Counter()  # per batch: a labelled inc per event costs ~1.5 %
-    updated: Counter[str] = Counter()
-    debounced = 0
-    feature_s = 0.0
-    for event in batch:
-        msg = event.message
-        if not durable.admit(msg):  # already in the restored models: skip it entirely
-            continue
-        events, rejects = decode_record(event.value)
-        for rej in rejects:
-            m.EVENTS_REJECTED.labels(reason=rej.reason).inc()
-            await _send(
-                settings.dlq_topic,
-                msg.key,
-                dead_letter(
-                    event.value,
-                    rej,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    now_ms=now_ms,
-                ),
-            )
-        store.bind(event)
-        for idx, ev in enumerate(events):
-            consumed[ev["event_type"]] += 1
-            durable.before_event(msg, ev["user_id"])
-            if ev["event_type"] == "play":
-                health.play(ev["user_id"], ev["title_id"])
-            t0 = time.perf_counter()
-            res = engine.ingest(ev, now_ms)
-            feature_s += time.perf_counter() - t0
-            if res.status != OK:
-                await _refuse(event, ev, res.status, now_ms)
-                continue
-            updated[ev["event_type"]] += 1
-            uid = ev["user_id"]
-            touched.add(uid)
-            if res.title_record is not None:
-                # The source position makes the title side idempotent under replays.
-                res.title_record["src"] = (msg.partition, msg.offset, idx)
-                await _send(
-                    settings.title_events_topic,
-                    ev["title_id"].encode(),
-                    orjson.dumps(res.title_record),
-                )
-                m.TITLE_RECORDS_FORWARDED.inc()
-            if res.refresh:
-                if uid in refresh:
-                    debounced += 1
-                refresh[uid] = max(ev["ts"], refresh.get(uid, 0))
-    blobs = []
-    for uid, ev_ts in refresh.items():
-        scored = engine.score_message(uid, ev_ts, now_ms)
-        health.served(uid, [it["title_id"] for it in scored["items"][:10]])
-        blobs.append((uid, orjson.dumps(scored)))
+    await _send(
+        settings.dlq_topic,
+        key,
+        dead_letter(raw, rej, topic=topic, partition=partition, offset=offset, now_ms=now_ms),
+    )
+
+
+class _WorkerHooks:
+    """The durability layer and the profile table, as the batch core sees them."""
+
+    admit = staticmethod(durable.admit)
+    bind = staticmethod(store.bind)
+    before_event = staticmethod(durable.before_event)
+
+
+async def handle_batch(batch: list) -> None:
+    """Run the batch core (streams/batch_core.py), then publish what it produced, in order."""
+    started = time.perf_counter()
+    out = process_batch(batch, engine, _WorkerHooks, health, int(time.time() * 1000))
+    for dl in out.dead_letters:
+        await _dead_letter(dl.topic, dl.partition, dl.offset, dl.key, dl.raw, dl.rejection)
+    for key, record in out.title_records:
+        await _send(settings.title_events_topic, key, record)
     if _sink is not None:
-        await _sink.write(blobs)
+        await _sink.write([(s.user_id, s.blob) for s in out.scores])
     written_ms = time.time() * 1000
-    for uid, blob in blobs:
-        await _send(settings.scores_topic, uid.encode(), blob)
-        m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - refresh[uid]) / 1000))
-    if _features is not None and touched:
-        await _features.write_users((u, store[u]) for u in touched)
+    for s in out.scores:
+        headers = [(TRACEPARENT_HEADER, s.trace.encode())] if s.trace is not None else None
+        await _send(settings.scores_topic, s.user_id.encode(), s.blob, headers)
+        m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - s.event_ts) / 1000))
+    if _features is not None and out.touched:
+        await _features.write_users((u, store[u]) for u in out.touched)
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
     store.flush()
-    m.SCORE_REFRESHES.inc(len(blobs))
-    m.REFRESHES_DEBOUNCED.inc(debounced)
+    _count(out, len(batch), time.perf_counter() - started)
+
+
+def _count(out: BatchOutput, records: int, elapsed: float) -> None:
+    m.TITLE_RECORDS_FORWARDED.inc(len(out.title_records))
+    m.SCORE_REFRESHES.inc(len(out.scores))
+    m.REFRESHES_DEBOUNCED.inc(out.debounced)
+    m.DUPLICATES_DROPPED.inc(out.duplicates)
     m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
-    for etype, n in consumed.items():
+    # Per batch: a labelled inc per event costs ~1.5 %.
+    for reason, n in out.rejected.items():
+        m.EVENTS_REJECTED.labels(reason=reason).inc(n)
+    for reason, n in out.time_rejects.items():
+        m.EVENT_TIME_REJECTS.labels(reason=reason).inc(n)
+    for etype, n in out.consumed.items():
         m.EVENTS_CONSUMED.labels(event_type=etype).inc(n)
-    for etype, n in updated.items():
+    for etype, n in out.updated.items():
         m.FEATURE_UPDATES.labels(event_type=etype).inc(n)
-    n_events = consumed.total()
+    n_events = out.consumed.total()
     if n_events:
-        m.FEATURE_UPDATE_SECONDS.observe(feature_s / n_events)
-    elapsed = time.perf_counter() - started
-    m.BATCH_SECONDS.observe(elapsed)
-    if n_events:
+        m.FEATURE_UPDATE_SECONDS.observe(out.feature_s / n_events)
         m.EVENT_SECONDS.observe(elapsed / n_events)
+    m.BATCH_SECONDS.observe(elapsed)
     # Counted last, so a reader that sees N records consumed sees all their effects too.
-    m.RECORDS_CONSUMED.inc(len(batch))
-
-
-async def _refuse(event: faust.EventT, ev: dict, status: str, now_ms: int) -> None:
-    """A duplicate is counted and dropped; too_late / from_future are dead letters."""
-    if status == DUPLICATE:
-        m.DUPLICATES_DROPPED.inc()
-        return
-    m.EVENT_TIME_REJECTS.labels(reason=status).inc()
-    m.EVENTS_REJECTED.labels(reason=status).inc()
-    msg = event.message
-    detail = f"event_id={ev['event_id']} ts={ev['ts']} (allowed lateness 1 h, future 5 min)"
-    await _send(
-        settings.dlq_topic,
-        msg.key,
-        dead_letter(
-            orjson.dumps(ev),
-            Rejection(status, detail),
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            now_ms=now_ms,
-        ),
-    )
+    m.RECORDS_CONSUMED.inc(records)
 
 
 @app.agent(title_events_topic)
@@ -367,14 +324,22 @@ async def process_title_events(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         applied = replayed = 0
         for event in batch:
-            title_store.bind(event)
-            rec = orjson.loads(event.value)
-            src = rec.pop("src", None)
-            stats = title_store.get(rec["t"], event)
-            if stats.update(rec, tuple(src) if src else None):
-                applied += 1
-            else:
-                replayed += 1
+            msg = event.message
+            rej = poison.rejection(msg.headers)
+            if rej is None:
+                try:
+                    title_store.bind(event)
+                    rec = orjson.loads(event.value)
+                    src = rec.pop("src", None)
+                    stats = title_store.get(rec["t"], event)
+                    if stats.update(rec, tuple(src) if src else None):
+                        applied += 1
+                    else:
+                        replayed += 1
+                except Exception as exc:  # one bad record must not stop the title owner
+                    rej = poison.processing_error(exc)
+            if rej is not None:
+                await _dead_letter(msg.topic, msg.partition, msg.offset, msg.key, event.value, rej)
         title_store.flush()
         m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
         m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)

@@ -6,34 +6,23 @@ the events agent never scores against an empty catalog.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
 import orjson
 from aiokafka import ConsumerRecord
 
 from features.catalog import Catalog, CatalogError, parse_title
-from streams.contract import Rejection, dead_letter
+from streams.contract import Rejection
 from streams.metrics import CATALOG_TITLES, EVENTS_REJECTED
 from streams.settings import Settings
-from streams.topic_follower import CompactedTopicFollower
+from streams.topic_follower import CompactedTopicFollower, Reject
 
 
 class CatalogFollower(CompactedTopicFollower):
-    def __init__(
-        self,
-        settings: Settings,
-        catalog: Catalog,
-        reject: Callable[[bytes], Awaitable[None]] | None = None,
-    ) -> None:
-        super().__init__(settings, settings.catalog_topic)
+    def __init__(self, settings: Settings, catalog: Catalog, reject: Reject | None = None) -> None:
+        super().__init__(settings, settings.catalog_topic, reject)
         self.catalog = catalog
-        self.reject = reject
 
-    def apply(
-        self, key: bytes | None, value: bytes | None, *, partition: int, offset: int
-    ) -> bytes | None:
-        """Fold one record in; returns a dead-letter record when it is refused."""
+    def apply(self, key: bytes | None, value: bytes | None) -> Rejection | None:
+        """Fold one record in; returns why it was refused, if it was."""
         if value is None:  # tombstone: the title left the catalog
             if key:
                 self.catalog.remove(key.decode("utf-8", "replace"))
@@ -41,22 +30,16 @@ class CatalogFollower(CompactedTopicFollower):
         try:
             self.catalog.upsert(parse_title(orjson.loads(value)))
             return None
-        except (orjson.JSONDecodeError, CatalogError) as exc:
-            reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "bad_title"
-            EVENTS_REJECTED.labels(reason=f"catalog_{reason}").inc()
-            return dead_letter(
-                value,
-                Rejection(reason, str(exc)[:200]),
-                topic=self.settings.catalog_topic,
-                partition=partition,
-                offset=offset,
-                now_ms=int(time.time() * 1000),
-            )
+        except orjson.JSONDecodeError as exc:
+            return Rejection("invalid_json", str(exc)[:200])
+        except CatalogError as exc:
+            return Rejection("bad_title", str(exc)[:200])
 
-    async def on_record(self, record: ConsumerRecord) -> None:
-        dlq = self.apply(record.key, record.value, partition=record.partition, offset=record.offset)
-        if dlq is not None and self.reject is not None:
-            await self.reject(dlq)
+    def on_record(self, record: ConsumerRecord) -> Rejection | None:
+        rejection = self.apply(record.key, record.value)
+        if rejection is not None:
+            EVENTS_REJECTED.labels(reason=f"catalog_{rejection.reason}").inc()
+        return rejection
 
     def after_batch(self) -> None:
         CATALOG_TITLES.set(len(self.catalog))

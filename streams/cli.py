@@ -10,7 +10,7 @@ import sys
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from streams import logs
+from streams import kafka_internals, logs
 from streams.settings import Settings
 
 
@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logs.setup(Settings.from_env().log_level)
+    kafka_internals.install_record_guard()  # tail-scores, rebuild-redis: no crash on a bad batch
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -37,6 +37,14 @@ EVENT_TYPES = PLAYBACK_TYPES | UI_TYPES
 # Types whose meaning depends on where in the title the viewer is.
 POSITION_REQUIRED = frozenset({"pause", "seek", "progress", "stop", "complete", "intro_skip"})
 
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; all-zero ids are invalid.
+TRACEPARENT_HEADER = "traceparent"
+TRACEPARENT_RE = re.compile(
+    r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$"
+)
+# Confluent's schema-registry wire format: magic byte 0, then a big-endian 4-byte schema id.
+SCHEMA_REGISTRY_MAGIC = 0
+
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake (seconds?)
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 MAX_POSITION_S = 48 * 3600.0
@@ -126,6 +134,10 @@ def decode_record(raw: bytes | None) -> tuple[list[Event], list[Rejection]]:
         return [], [Rejection("empty_record", "record value is empty")]
     if len(raw) > MAX_RECORD_BYTES:
         return [], [Rejection("too_large", f"{len(raw)} bytes > {MAX_RECORD_BYTES}")]
+    if raw[0] == SCHEMA_REGISTRY_MAGIC and len(raw) >= 5:
+        schema_id = int.from_bytes(raw[1:5], "big")
+        detail = f"schema id {schema_id}: Avro/Protobuf/JSON-Schema framing; send plain JSON v1"
+        return [], [Rejection("schema_registry_framed", detail)]
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -150,6 +162,24 @@ def decode_record(raw: bytes | None) -> tuple[list[Event], list[Rejection]]:
         return [validate_event(doc)], []
     except ContractError as exc:
         return [], [Rejection(exc.reason, exc.detail)]
+
+
+def traceparent(headers: object) -> str | None:
+    """A valid W3C ``traceparent`` among a record's headers (pairs or a dict), else None.
+
+    >>> traceparent([("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")])
+    '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    >>> traceparent([("traceparent", b"not-a-trace")]) is None
+    True
+    """
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:  # type: ignore[attr-defined]
+        if key == TRACEPARENT_HEADER and isinstance(value, bytes | str):
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            return text if TRACEPARENT_RE.match(text) else None
+    return None
 
 
 def dead_letter(

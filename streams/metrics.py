@@ -21,6 +21,13 @@ EVENTS_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+DEAD_LETTERS = Counter(
+    "reelstream_dead_letters_total",
+    "Records of any topic a worker reads sent to the dead-letter topic, by source topic and "
+    "reason (docs/event-contract.md lists the reasons).",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
 RECORDS_CONSUMED = Counter(
     "reelstream_records_consumed_total",
     "Kafka records of the events topic fully processed (counted after their batch).",

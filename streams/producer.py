@@ -22,6 +22,8 @@ from features.catalog import parse_title
 from streams.contract import validate_event
 from streams.settings import Settings
 
+Headers = list[tuple[str, bytes]]
+
 
 class EventProducer:
     def __init__(self, settings: Settings, *, linger_ms: int = 5, validate: bool = True) -> None:
@@ -33,6 +35,7 @@ class EventProducer:
             acks="all",
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
+            compression_type=settings.compression_type,
         )
         self._pending: list[asyncio.Future[Any]] = []
         self.sent = 0
@@ -53,22 +56,30 @@ class EventProducer:
         finally:
             await self._producer.stop()
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
         """Send bytes as they are (tests use it for malformed records)."""
-        self._pending.append(await self._producer.send(topic, value, key=key))
+        self._pending.append(await self._producer.send(topic, value, key=key, headers=headers))
         self.sent += 1
         if len(self._pending) >= 10_000:
             await self.flush()
 
-    async def send(self, event: dict[str, Any]) -> None:
-        """Validate and send one event, keyed by its user."""
+    async def send(self, event: dict[str, Any], headers: Headers | None = None) -> None:
+        """Validate and send one event, keyed by its user.
+
+        ``headers`` may carry a W3C ``traceparent``: the score message the event triggers
+        carries it on (docs/event-contract.md).
+        """
         if self.validate:
             validate_event(event)
         await self.send_raw(
-            self.settings.events_topic, event["user_id"].encode(), orjson.dumps(event)
+            self.settings.events_topic, event["user_id"].encode(), orjson.dumps(event), headers
         )
 
-    async def send_envelope(self, events: list[dict[str, Any]]) -> None:
+    async def send_envelope(
+        self, events: list[dict[str, Any]], headers: Headers | None = None
+    ) -> None:
         """Send several events of one user as one record: ``{"v": 1, "events": [...]}``."""
         users = {e["user_id"] for e in events}
         if len(users) != 1:
@@ -80,6 +91,7 @@ class EventProducer:
             self.settings.events_topic,
             users.pop().encode(),
             orjson.dumps({"v": 1, "events": events}),
+            headers,
         )
 
     async def send_titles(self, records: Iterable[dict[str, Any]]) -> int:

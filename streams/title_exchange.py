@@ -36,6 +36,7 @@ from online_models.durable import (
 from online_models.engine import Engine
 from online_models.federation import TitleExchange
 from streams import metrics as m
+from streams.contract import Rejection
 from streams.settings import Settings
 from streams.topic_follower import CompactedTopicFollower
 
@@ -52,12 +53,12 @@ class TitleFactorsFollower(CompactedTopicFollower):
         self.chunks: dict[str, dict[int, tuple[int, int, int, bytes]]] = {}
         self.inbox: dict[str, bytes] = {}  # peer -> latest record not merged yet
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None) -> Rejection | None:
         if not key or value is None:
-            return
+            return None
         worker, _, part = key.decode("utf-8", "replace").rpartition("/")
         if not worker or worker == self.worker:
-            return  # this worker's own records: its models hold them already
+            return None  # this worker's own records: its models hold them already
         try:
             if part == "m":
                 man = validate_manifest(orjson.loads(value))
@@ -68,10 +69,11 @@ class TitleFactorsFollower(CompactedTopicFollower):
                 self.chunks.setdefault(worker, {})[chunk[1]] = chunk
         except (CheckpointError, orjson.JSONDecodeError, ValueError) as exc:
             m.TITLE_EXCHANGE_MERGED.labels(outcome="rejected").inc()
-            log.warning("title-factors record %r refused: %s", key[:80], exc)
+            return Rejection("bad_title_factors", f"{type(exc).__name__}: {exc}"[:200])
+        return None
 
-    async def on_record(self, record: ConsumerRecord) -> None:
-        self.apply(record.key, record.value)
+    def on_record(self, record: ConsumerRecord) -> Rejection | None:
+        return self.apply(record.key, record.value)
 
 
 class TitleFactorExchange:
@@ -94,6 +96,7 @@ class TitleFactorExchange:
             ranker=settings.exchange_ranker,
         )
         self.follower = TitleFactorsFollower(settings, self.worker)
+        self.follower.reject = lambda key, dlq: send(settings.dlq_topic, key, dlq)
         self.send = send
         self.last_gen = 0
 

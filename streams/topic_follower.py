@@ -3,34 +3,68 @@
 The catalog and the title snapshots are needed by every worker, not split among
 them: a group-less aiokafka consumer is assigned every partition from the
 beginning, and ``ready`` is set once it has caught up with the end offsets seen
-at start. Subclasses say what one record does.
+at start. Subclasses say what one record does; a record they refuse, one the
+fetch guard could not decode (:mod:`streams.poison`) or one whose handling
+raises is dead-lettered with its coordinates, and the follower moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from streams import kafka_internals, poison
+from streams.contract import Rejection, dead_letter
 from streams.kafka_admin import assign_all
 from streams.settings import Settings
+
+# Sends one dead-letter record (key, value); the worker's producer in production.
+Reject = Callable[[bytes | None, bytes], Awaitable[None]]
 
 
 class CompactedTopicFollower:
     topic: str
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    def __init__(self, settings: Settings, topic: str, reject: Reject | None = None) -> None:
         self.settings = settings
         self.topic = topic
+        self.reject = reject
         self.ready = asyncio.Event()
 
-    async def on_record(self, record: ConsumerRecord) -> None:
+    def on_record(self, record: ConsumerRecord) -> Rejection | None:
+        """Fold one record in; returns why it was refused, if it was."""
         raise NotImplementedError
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        """One record in; a refused or undecodable one, or one that raises, is dead-lettered."""
+        rejection = poison.rejection(record.headers)
+        if rejection is None:
+            try:
+                rejection = self.on_record(record)
+            except Exception as exc:  # one bad record must not stop the follower
+                rejection = poison.processing_error(exc)
+        if rejection is None:
+            return
+        poison.count(record.topic, record.partition, record.offset, rejection)
+        if self.reject is not None:
+            dlq = dead_letter(
+                record.value,
+                rejection,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                now_ms=int(time.time() * 1000),
+            )
+            await self.reject(record.key, dlq)
 
     def after_batch(self) -> None:
         """Called after each fetched batch (metrics)."""
 
     async def run(self) -> None:
+        kafka_internals.install_record_guard()
         consumer = AIOKafkaConsumer(
             **self.settings.kafka_client_kwargs(),
             enable_auto_commit=False,
@@ -47,7 +81,7 @@ class CompactedTopicFollower:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
                     for record in records:
-                        await self.on_record(record)
+                        await self.handle(record)
                 self.after_batch()
         finally:
             await consumer.stop()

@@ -1,0 +1,181 @@
+"""Every private Faust and aiokafka attribute this project relies on, in one place.
+
+Each one has a guard in ``tests/unit/test_kafka_internals.py`` that fails when an
+upgrade of the dependency moves it, instead of the worker breaking silently.
+
+- Fetch wait: Faust hard-codes ``fetch_max_wait_ms=1500``. When the worker falls
+  briefly behind, fetches for quiet partitions wait out those 1.5 s and freshness sits
+  on a 1-1.7 s plateau; with 100 ms, p99 at half load fell from 1.6 s to 0.1-0.5 s
+  (docs/performance.md). Uses aiokafka's ``_fetch_max_wait_ms``.
+- Producer metadata: see :class:`Producer`. Uses the aiokafka client's ``_topics``.
+- Undecodable batches: see :func:`install_record_guard`. Wraps aiokafka's
+  ``PartitionRecords``, the per-partition record iterator of its fetcher.
+
+The transport is selected by the broker URL scheme ``reelstream+kafka://``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import errors as kafka_errors
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from faust.transport import drivers
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams import poison
+
+SCHEME = "reelstream+kafka"
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    fetch_max_wait_ms = 100
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka hands this to its Fetcher in start(), which has not run yet.
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
+
+
+class Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Producer(faust_aiokafka.Producer):
+    """Keeps every topic it sends to in the aiokafka client's metadata topic list.
+
+    aiokafka's client starts with an empty list, which means "all topics": a send to a
+    topic already in that first answer never adds it to the list. Once any topic is added
+    (a send to a topic created later, such as this app's title snapshots), each refresh
+    asks for the listed topics only and *replaces* the cluster metadata, so unlisted
+    topics (scores, changelogs) vanish from it. Batches already queued for them then have
+    no known leader; the sender keeps forcing refreshes that never ask for their topic,
+    and ``flush()`` (ours after each batch, Faust's before a commit or on revoke) waits
+    forever: the two-worker stall (docs/performance.md). Listing each topic before its
+    first send keeps it in every refresh.
+    """
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        producer = self._producer
+        if producer is not None and topic not in producer.client._topics:
+            producer.client.add_topic(topic)  # schedules a refresh; the send waits if needed
+        return await super().send(topic, *args, **kwargs)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = Consumer
+    Producer = Producer
+
+
+def install(fetch_max_wait_ms: int) -> str:
+    """Register the scheme and the record guard; returns the broker URL prefix to use."""
+    _ConsumerThread.fetch_max_wait_ms = fetch_max_wait_ms
+    drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
+    install_record_guard()
+    return f"{SCHEME}://"
+
+
+# --- Undecodable batches ------------------------------------------------------------------
+
+
+class _StandIn:
+    """What aiokafka's fetcher reads from a record: one per offset of a batch it cannot read."""
+
+    __slots__ = ("headers", "offset", "timestamp")
+    key = None
+    value = None
+    checksum = None
+    timestamp_type = 0
+
+    def __init__(self, offset: int, header: tuple[str, bytes]) -> None:
+        self.offset = offset
+        self.timestamp = int(time.time() * 1000)
+        self.headers = [header]
+
+
+def _classify(exc: BaseException) -> str:
+    if isinstance(exc, kafka_errors.UnsupportedCodecError):
+        return poison.UNSUPPORTED_CODEC
+    if isinstance(exc, kafka_errors.CorruptRecordException):
+        return poison.CORRUPT_BATCH
+    return poison.UNDECODABLE_BATCH
+
+
+class _GuardedBatch:
+    """A record batch whose failures become stand-in records instead of exceptions."""
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+        self._crc_ok = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def validate_crc(self) -> bool:
+        self._crc_ok = bool(self._batch.validate_crc())
+        return True  # reported per offset by __iter__ instead of raised for the partition
+
+    def _stand_ins(self, first: int, reason: str, detail: str) -> Iterator[_StandIn]:
+        header = poison.header(reason, detail)
+        for offset in range(first, self._batch.next_offset):
+            yield _StandIn(offset, header)
+
+    def __iter__(self) -> Iterator[Any]:
+        first = getattr(self._batch, "base_offset", self._batch.next_offset - 1)
+        if not self._crc_ok:
+            yield from self._stand_ins(first, poison.CORRUPT_BATCH, "batch CRC mismatch")
+            return
+        records: Iterator[Any] | None = None
+        while True:
+            try:
+                if records is None:
+                    records = iter(self._batch)  # decompresses
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:  # a codec missing, a decompressor or parser failing
+                codec = getattr(self._batch, "compression_type", None)
+                detail = f"{type(exc).__name__}: {exc} (compression type {codec})"
+                yield from self._stand_ins(first, _classify(exc), detail)
+                return
+            first = record.offset + 1
+            yield record
+
+
+class _GuardedRecords:
+    """aiokafka's ``MemoryRecords`` with each data batch guarded; control batches as they are."""
+
+    def __init__(self, records: Any) -> None:
+        self._records = records
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._records, name)
+
+    def has_next(self) -> bool:
+        return bool(self._records.has_next())
+
+    def next_batch(self) -> Any:
+        batch = self._records.next_batch()
+        if batch is None or batch.is_control_batch:
+            return batch
+        return _GuardedBatch(batch)
+
+
+class GuardedPartitionRecords(aiokafka_fetcher.PartitionRecords):
+    def __init__(self, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tp, _GuardedRecords(records), *args, **kwargs)
+
+
+def install_record_guard() -> None:
+    """Make every aiokafka consumer in this process hand over undecodable batches as records.
+
+    Without it, one batch compressed with a codec whose library is missing, or one
+    corrupt batch, raises out of ``getmany`` on every fetch: Faust crashes, restarts and
+    crashes again on the same offsets, and a follower stops. Worker, followers and CLI
+    all call this; it is idempotent.
+    """
+    aiokafka_fetcher.PartitionRecords = GuardedPartitionRecords

@@ -1,0 +1,133 @@
+"""Guards for every private Faust and aiokafka attribute :mod:`streams.kafka_internals` uses.
+
+Each test fails when an upgrade moves what the adapter relies on, so the breakage shows
+here instead of as a silent change of behaviour in a running worker.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aiokafka.codec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams import kafka_internals, poison
+
+TP = TopicPartition("events", 3)
+LZ4, ZSTD, SNAPPY, GZIP = 3, 4, 2, 1
+
+
+def batch(codec: int, base_offset: int = 0, n: int = 3) -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=codec,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for i in range(n):
+        builder.append(i, timestamp=None, key=b"u1", value=b'{"i":%d}' % i, headers=[("h", b"x")])
+    raw = bytearray(builder.build())
+    raw[0:8] = base_offset.to_bytes(8, "big")  # the broker assigns the base offset
+    return bytes(raw)
+
+
+def fetched(buffer: bytes, fetch_offset: int = 0) -> list:
+    """Records as aiokafka's fetcher yields them from one fetch response, guard installed."""
+    records = kafka_internals.GuardedPartitionRecords(
+        TP, MemoryRecords(buffer), None, fetch_offset, None, None, True, 0
+    )
+    return [records._consumer_record(TP, r) for r in records._records_iterator]
+
+
+# --- the private attributes themselves ------------------------------------------------------
+
+
+async def test_aiokafka_consumer_keeps_fetch_max_wait_ms_as_private_attribute() -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=321)
+    assert consumer._fetch_max_wait_ms == 321
+
+
+async def test_aiokafka_client_keeps_its_metadata_topic_list_in_topics() -> None:
+    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:1")
+    assert client._topics == set()
+    client.add_topic("scores")
+    assert "scores" in client._topics
+
+
+def test_faust_consumer_thread_creates_its_consumer_in_create_worker_consumer() -> None:
+    assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
+    assert hasattr(faust_aiokafka.Consumer, "_new_consumer_thread")
+    assert (
+        "transport"
+        in inspect.signature(
+            faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+        ).parameters
+    )
+
+
+def test_aiokafka_fetcher_builds_partition_records_by_module_global_name() -> None:
+    source = inspect.getsource(aiokafka_fetcher.Fetcher)
+    assert "PartitionRecords(" in source
+    params = list(inspect.signature(aiokafka_fetcher.PartitionRecords.__init__).parameters)
+    assert params[:3] == ["self", "tp", "records"]
+    assert AIOKafkaProducer  # the producer subclass only adds a topic before send
+
+
+def test_install_record_guard_replaces_the_fetchers_class_and_is_idempotent() -> None:
+    kafka_internals.install_record_guard()
+    kafka_internals.install_record_guard()
+    assert aiokafka_fetcher.PartitionRecords is kafka_internals.GuardedPartitionRecords
+
+
+# --- what the guard does with real record batches -------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [0, GZIP, SNAPPY, LZ4, ZSTD])
+def test_every_codec_decodes_with_the_declared_libraries(codec: int) -> None:
+    records = fetched(batch(codec, base_offset=10), fetch_offset=10)
+    assert [r.offset for r in records] == [10, 11, 12]
+    assert [r.value for r in records] == [b'{"i":0}', b'{"i":1}', b'{"i":2}']
+    assert all(poison.rejection(r.headers) is None for r in records)
+    assert records[0].headers == (("h", b"x"),)
+
+
+def test_batch_with_a_missing_codec_becomes_one_stand_in_per_offset(monkeypatch) -> None:
+    raw = batch(LZ4, base_offset=40, n=4)
+    monkeypatch.setattr(aiokafka.codec, "cramjam", None)  # as if the library were missing
+    records = fetched(raw, fetch_offset=40)
+    assert [r.offset for r in records] == [40, 41, 42, 43]
+    assert all(r.value is None and r.key is None for r in records)
+    reasons = {poison.rejection(r.headers).reason for r in records}
+    assert reasons == {poison.UNSUPPORTED_CODEC}
+    assert "lz4" in poison.rejection(records[0].headers).detail
+
+
+def test_corrupt_batch_becomes_stand_ins_and_the_next_batch_is_read() -> None:
+    bad = bytearray(batch(GZIP, base_offset=0, n=2))
+    bad[-3] ^= 0xFF  # flip payload bits: the CRC no longer matches
+    good = batch(0, base_offset=2, n=2)
+    records = fetched(bytes(bad) + good)
+    assert [r.offset for r in records] == [0, 1, 2, 3]
+    assert [poison.rejection(r.headers) is not None for r in records] == [1, 1, 0, 0]
+    assert poison.rejection(records[0].headers).reason == poison.CORRUPT_BATCH
+    assert records[2].value == b'{"i":0}'
+
+
+def test_fetch_position_moves_past_an_unreadable_batch(monkeypatch) -> None:
+    raw = batch(ZSTD, base_offset=7, n=3)
+    monkeypatch.setattr(aiokafka.codec, "cramjam", None)
+    records = kafka_internals.GuardedPartitionRecords(
+        TP, MemoryRecords(raw), None, 7, None, None, True, 0
+    )
+    assert len(list(records)) == 3
+    assert records.next_fetch_offset == 10  # committed like any other offset
