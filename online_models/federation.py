@@ -67,6 +67,7 @@ from online_models.engine import Engine
 from online_models.mf import blend_title_factors
 from online_models.ranker import MODELS
 from online_models.recommender import Recommender
+from online_models.river_internals import set_linear_weights
 from online_models.titles import grow
 
 RECORD_KIND = "title-exchange"
@@ -172,9 +173,7 @@ class TitleExchange:
     def _set_rk(self, head: str, params: np.ndarray) -> None:
         r = self.rec.ranker
         m = r.models[head]
-        for f, v in zip(r.features, params[:-1].tolist(), strict=True):
-            m._weights[f] = v
-        m.intercept = float(params[-1])
+        set_linear_weights(m, zip(r.features, params[:-1].tolist(), strict=True), float(params[-1]))
         r._w = None
 
     def _reset_refs(self) -> None:

@@ -30,6 +30,8 @@ import math
 import numpy as np
 from river import linear_model, optim
 
+from online_models.river_internals import set_linear_weights
+
 MODELS = ("click", "watch")
 
 
@@ -161,8 +163,8 @@ class Ranker:
             w = np.asarray(s["weights"], dtype=np.float64)
             if w.shape != (len(self.features),):
                 raise ValueError(f"ranker {name}: {w.shape} weights for {len(self.features)}")
-            for f, v in zip(self.features, w.tolist(), strict=True):
-                m._weights[f] = v
-            m.intercept = float(s["intercept"])
+            set_linear_weights(
+                m, zip(self.features, w.tolist(), strict=True), float(s["intercept"])
+            )
             self.learned[name] = int(s["learned"])
         self._w = None

@@ -127,9 +127,7 @@ _features: FeatureSink | None = None
 
 
 async def _commit_offsets(offsets: dict[int, int]) -> None:
-    await app.consumer._commit(
-        {faust.types.TP(settings.events_topic, p): off for p, off in offsets.items()}
-    )
+    await kafka_internals.commit_offsets(app, settings.events_topic, offsets)
 
 
 # Durable learning (docs/models.md, "Durability"): checkpoints, restore, replay rules.

@@ -50,6 +50,7 @@ from online_models.durable import (
 )
 from online_models.engine import Engine
 from streams import metrics as m
+from streams.kafka_internals import reading_partition
 from streams.settings import Settings
 
 log = logging.getLogger("reelstream.checkpoints")
@@ -273,7 +274,8 @@ class ModelDurability:
         blobs = []
         for p in parts:
             key = OffsetLedger.key(topic, p)
-            users = profile_rows(rec, self.engine.profiles, self.guard.users.get(p, set()))
+            with reading_partition(p):  # not the partition of the last record handled
+                users = profile_rows(rec, self.engine.profiles, self.guard.users.get(p, set()))
             blobs.append(
                 (
                     p,

@@ -10,6 +10,13 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
 - Producer metadata: see :class:`Producer`. Uses the aiokafka client's ``_topics``.
 - Undecodable batches: see :func:`install_record_guard`. Wraps aiokafka's
   ``PartitionRecords``, the per-partition record iterator of its fetcher.
+- Table partitions: Faust's RocksDB store reads and writes the partition of the
+  *current event*, a context variable only Faust's own stream loop sets. Our write-back
+  caches flush outside that loop and checkpoints read outside it:
+  :func:`bind_event` and :func:`reading_partition` set it (``faust.streams._current_event``).
+- Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
+  (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
+- Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
 
 The transport is selected by the broker URL scheme ``reelstream+kafka://``.
 """
@@ -17,13 +24,17 @@ The transport is selected by the broker URL scheme ``reelstream+kafka://``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import errors as kafka_errors
 from aiokafka.consumer import fetcher as aiokafka_fetcher
+from faust.streams import _current_event
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from streams import poison
 
@@ -179,3 +190,49 @@ def install_record_guard() -> None:
     all call this; it is idempotent.
     """
     aiokafka_fetcher.PartitionRecords = GuardedPartitionRecords
+
+
+# --- Faust tables and offsets -------------------------------------------------------------
+
+
+def bind_event(event: Any) -> None:
+    """Make ``event`` Faust's current event: table reads and writes go to its partition."""
+    _current_event.set(weakref.ref(event))
+
+
+class _PartitionEvent:
+    """The least a Faust store reads of an event: ``message.partition``."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, partition: int) -> None:
+        self.message = TP("", partition)
+
+
+@contextmanager
+def reading_partition(partition: int) -> Iterator[None]:
+    """Table reads inside go to ``partition``'s store; the previous current event after.
+
+    Outside Faust's stream loop (a checkpoint after a batch, a timer), the current event is
+    whatever record was handled last, so a read of another partition's key silently
+    misses: the rebalance checkpoint bug (tests/integration/test_checkpoint_rebalance.py).
+    """
+    event = _PartitionEvent(partition)
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+async def commit_offsets(app: Any, topic: str, offsets: dict[int, int]) -> None:
+    """Commit explicit offsets of ``topic`` for this consumer group; raises if refused."""
+    tps = {TP(topic, p): off for p, off in offsets.items()}
+    if tps and not await app.consumer._commit(tps):
+        raise RuntimeError(f"the broker refused to commit {topic} offsets {offsets}")
+
+
+def active_partition_dbs(table: Any) -> Iterable[Any] | None:
+    """The RocksDB databases of a table's active partitions (None for other stores)."""
+    dbs = getattr(table.data, "_dbs_for_actives", None)
+    return None if dbs is None else dbs()

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from streams import metrics as m
+from streams.kafka_internals import active_partition_dbs
 
 INTERVAL_S = 5.0
 log = logging.getLogger("reelstream.monitor")
@@ -19,12 +20,11 @@ log = logging.getLogger("reelstream.monitor")
 
 def table_keys(table: Any) -> int:
     """Keys in the table's active partitions: RocksDB's estimate, counting when absent."""
-    store = table.data
-    dbs = getattr(store, "_dbs_for_actives", None)
+    dbs = active_partition_dbs(table)
     if dbs is None:
-        return len(store)
+        return len(table.data)
     total = 0
-    for db in dbs():
+    for db in dbs:
         n = None
         prop = getattr(db, "property_int_value", None)
         if prop is not None:

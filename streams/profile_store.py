@@ -12,13 +12,11 @@ so a replay after a crash can tell a profile that is already past a replayed rec
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from faust.streams import _current_event  # the partition Faust's stores write to
-
 from features.user_profile import UserProfile
+from streams.kafka_internals import bind_event
 
 CACHE_MAX = 200_000
 
@@ -34,7 +32,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
     def bind(self, event: Any) -> None:
         """Make ``event`` current: reads and writes go to its partition's store."""
         self.current_event = event
-        _current_event.set(weakref.ref(event))
+        bind_event(event)
 
     def __getitem__(self, user_id: str) -> UserProfile:
         p = self.cache.get(user_id)
@@ -77,7 +75,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         """Persist every profile changed since the last flush; returns how many."""
         n = len(self.dirty)
         for user_id, event in self.dirty.items():
-            _current_event.set(weakref.ref(event))
+            bind_event(event)
             row = self.cache[user_id].to_dict()
             if event is not None:
                 row["_src"] = self.src[user_id] = event.message.offset

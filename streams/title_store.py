@@ -10,12 +10,10 @@ the titles written since the last snapshot, for the publisher.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
-from faust.streams import _current_event  # the partition Faust's stores write to
-
 from features.title_stats import TitleStats
+from streams.kafka_internals import bind_event
 
 
 class TableTitleStore:
@@ -28,7 +26,7 @@ class TableTitleStore:
 
     @staticmethod
     def bind(event: Any) -> None:
-        _current_event.set(weakref.ref(event))
+        bind_event(event)
 
     def get(self, title_id: str, event: Any) -> TitleStats:
         """The title's stats (new if unseen), marked dirty under ``event``'s partition."""
@@ -42,7 +40,7 @@ class TableTitleStore:
     def flush(self) -> int:
         n = len(self.dirty)
         for title_id, event in self.dirty.items():
-            _current_event.set(weakref.ref(event))
+            bind_event(event)
             self.table[title_id] = self.cache[title_id].to_dict()
         self.changed.update(self.dirty)
         self.dirty.clear()

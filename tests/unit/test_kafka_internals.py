@@ -7,6 +7,7 @@ here instead of as a silent change of behaviour in a running worker.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import aiokafka.codec
 import pytest
@@ -131,3 +132,71 @@ def test_fetch_position_moves_past_an_unreadable_batch(monkeypatch) -> None:
     )
     assert len(list(records)) == 3
     assert records.next_fetch_offset == 10  # committed like any other offset
+
+
+# --- Faust's table partitions: the rebalance checkpoint bug ---------------------------------
+
+
+@dataclass
+class _Msg:
+    partition: int
+    offset: int
+    topic: str = "events"
+
+
+@dataclass
+class _Event:
+    message: _Msg
+
+
+@pytest.fixture
+def profile_store(tmp_path):
+    """The worker's profile store over a real Faust RocksDB table (no broker needed)."""
+    import faust
+
+    from streams.profile_store import TableProfileStore
+
+    app = faust.App("guard", store="rocksdb://", datadir=str(tmp_path), broker="kafka://x:1")
+    schema = faust.Schema(
+        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    table = app.Table("user-profiles", schema=schema, partitions=4)
+    return TableProfileStore(table)
+
+
+def _write(store, user: str, partition: int, offset: int) -> None:
+    from features.user_profile import UserProfile
+
+    store.bind(_Event(_Msg(partition, offset)))
+    prof = UserProfile()
+    prof.events = offset
+    store[user] = prof
+    store.flush()
+
+
+def test_faust_store_reads_the_partition_of_the_current_event(profile_store):
+    """Why checkpoints must say which partition they read (the bug, reproduced)."""
+    _write(profile_store, "alice", 0, 7)
+    _write(profile_store, "bob", 2, 9)  # the last record handled: partition 2
+    profile_store.forget()  # a rebalance drops the cache
+    assert profile_store.get("alice") is None  # read from partition 2's store: missed
+
+
+def test_reading_partition_reads_that_partition_and_restores_the_current_event(profile_store):
+    from faust.streams import current_event
+
+    from features.catalog import Catalog
+    from online_models.durable import profile_rows
+    from online_models.recommender import Recommender
+
+    _write(profile_store, "alice", 0, 7)
+    _write(profile_store, "bob", 2, 9)
+    profile_store.forget()
+    last = current_event()
+    with kafka_internals.reading_partition(0):
+        rows = profile_rows(Recommender(Catalog()), profile_store, {"alice"})
+    assert rows["alice"]["profile"]["events"] == 7  # was None before the fix
+    assert current_event() is last
+    profile_store.forget()
+    with kafka_internals.reading_partition(2):
+        assert profile_store["bob"].events == 9
