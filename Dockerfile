@@ -2,6 +2,10 @@
 # and deploy/k8s/). Settings come from REELSTREAM_* environment variables.
 FROM python:3.11-slim
 
+# The code binds 127.0.0.1 unless told otherwise; inside a container that would be
+# unreachable, so the image binds all of the container's interfaces, explicitly. What
+# reaches them is the deployment's choice: compose publishes on host loopback only,
+# Kubernetes adds a NetworkPolicy (docs/operations.md, "Exposure").
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

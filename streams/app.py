@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams import kafka_internals, monitor, poison
+from streams import kafka_internals, monitor, poison, web_lockdown
 from streams import metrics as m
 from streams import web as web_api
 from streams.batch_core import BatchOutput, process_batch
@@ -58,11 +58,13 @@ app = faust.App(
     store="rocksdb://",
     datadir=settings.data_dir,
     topic_partitions=settings.partitions,
-    topic_replication_factor=1,
+    topic_replication_factor=settings.replication_factor,
     consumer_auto_offset_reset="earliest",
     web_host=settings.web_host,
+    web_bind=settings.web_host,  # Faust binds web_bind (default 0.0.0.0), not web_host
     web_port=settings.web_port,
     web_in_thread=False,
+    **web_lockdown.FAUST_PAGES_OFF,
     producer_linger_ms=5,
     producer_compression_type=settings.compression_type,
     stream_wait_empty=False,
@@ -86,6 +88,7 @@ def _raw_topic(name: str, **kwargs: object) -> faust.TopicT:
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
+        config=settings.topic_configs(),
         **kwargs,
     )
 
@@ -97,6 +100,7 @@ profiles_table = app.Table(
         key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     ),
     partitions=settings.partitions,
+    extra_topic_configs=settings.topic_configs(),
 )
 
 # Title side (docs/architecture.md, "Title-side state across workers"): compact records
@@ -108,6 +112,7 @@ titles_table = app.Table(
         key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
     ),
     partitions=settings.partitions,
+    extra_topic_configs=settings.topic_configs(),
 )
 
 store = TableProfileStore(profiles_table)
@@ -279,7 +284,7 @@ async def handle_batch(batch: list) -> None:
         await _send(settings.scores_topic, s.user_id.encode(), s.blob, headers)
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - s.event_ts) / 1000))
     if _features is not None and out.touched:
-        await _features.write_users((u, store[u].features.serving_fields()) for u in out.touched)
+        await _features.write_users((u, store[u]) for u in out.touched)
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
@@ -352,7 +357,7 @@ async def publish_titles() -> None:
     if _features is None:
         return
     if changed:
-        await _features.write_titles((t, s.serving_fields()) for t, s in changed)
+        await _features.write_titles(changed)
         m.TITLE_SNAPSHOTS_PUBLISHED.inc(len(changed))
     tp0 = faust.types.TP(settings.title_events_topic, 0)
     if tp0 in app.consumer.assignment() and title_view.snapshots:
@@ -364,7 +369,7 @@ async def publish_titles() -> None:
         )
 
 
-@app.page("/debug/title-exchange")
+@web_lockdown.debug_page(app, settings.debug_token, "/debug/title-exchange")
 async def title_exchange_view(web, request):  # type: ignore[no-untyped-def]
     """What this worker's title-side models hold from which peer (docs/models.md)."""
     body = {"enabled": False}

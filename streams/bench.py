@@ -51,8 +51,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.contract import decode_record
-from streams.demo import metrics_text, scrape, start_worker, stop_worker
+from streams.demo import start_worker, stop_worker
 from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.scrape import scrape
 from streams.settings import Settings
 from streams.traffic import envelopes
 
@@ -134,14 +135,8 @@ def histogram_share(before: dict[str, float], after: dict[str, float]) -> dict[s
 
 
 def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
-    """Cumulative bucket counts of one histogram on a worker's /metrics."""
-    text = metrics_text(port)
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[le] = float(line.rpartition(" ")[2])
-    return out
+    """Cumulative bucket counts of one histogram on a worker's /metrics, by ``le``."""
+    return scrape(port).by_label(name, "le")
 
 
 class Progress:
@@ -199,7 +194,7 @@ class Worker:
         if self.proc.poll() is not None:
             code = self.proc.returncode
             raise RuntimeError(f"worker {self.name} exited ({code}):\n{self.tail()}")
-        return scrape(self.settings.web_port).get(CONSUMED, 0.0)
+        return scrape(self.settings.web_port).total(CONSUMED)
 
     def tail(self, n: int = 30) -> str:
         try:

@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
 
 from streams import stack
 from streams.redis_keys import recs_key
+from streams.scrape import scrape
 from streams.settings import Settings, stack_dir
 from streams.synthetic import SimConfig, Simulation
 
@@ -29,27 +29,6 @@ MALFORMED = [
     b"not json at all",
     b'{"event_id":"bad-2","user_id":"u1","title_id":"t1","event_type":"warp","ts":1}',
 ]
-
-
-def metrics_text(port: int, timeout: float = 2.0) -> str:
-    """A local worker's /metrics page; empty when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as resp:
-            return resp.read().decode()
-    except OSError:
-        return ""
-
-
-def scrape(port: int) -> dict[str, float]:
-    """Sum each metric family of the worker's /metrics over its labels."""
-    text = metrics_text(port)
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        name, _, value = line.rpartition(" ")
-        totals[name.split("{")[0]] = totals.get(name.split("{")[0], 0.0) + float(value)
-    return totals
 
 
 def start_worker(
@@ -188,7 +167,7 @@ async def _drive(
             if time.monotonic() >= next_view:
                 next_view += 2.0
                 await producer.flush()
-                stats = await asyncio.to_thread(scrape, settings.web_port)
+                stats = (await asyncio.to_thread(scrape, settings.web_port)).totals()
                 watched = sorted(per_user, key=lambda u: -per_user[u])[:3]
                 await asyncio.to_thread(
                     _show, settings, sim, watched, time.monotonic() - started, sent, stats, prev

@@ -7,19 +7,24 @@
 * trending lists: JSON blob ``trending_key(prefix, country, window)``, written by
   one worker (the owner of partition 0 of the title topic) from its global view.
 
+The sink takes domain objects, not field dicts, and encodes them through
+streams/redis_values.py, the module the API decodes with: nothing else can be written.
 Redis is rebuildable from the tables; errors are counted, never fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from features.title_stats import TitleStats
+from features.user_profile import UserProfile
 from streams.metrics import REDIS_ERRORS
 from streams.redis_keys import features_key, title_key, trending_key
+from streams.redis_values import TrendingList, title_stats_fields, user_features_fields
 
 
 class FeatureSink:
@@ -36,20 +41,21 @@ class FeatureSink:
             return False
         return True
 
-    async def write_users(self, rows: Iterable[tuple[str, Mapping[str, object]]]) -> bool:
+    async def write_users(self, rows: Iterable[tuple[str, UserProfile]]) -> bool:
         pipe = self.client.pipeline(transaction=False)
         n = 0
-        for user_id, fields in rows:
+        for user_id, profile in rows:
             key = features_key(self.prefix, user_id)
-            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=user_features_fields(profile))  # type: ignore[arg-type]
             pipe.expire(key, self.ttl_s)
             n += 1
         return await self._run(pipe, "write_features") if n else True
 
-    async def write_titles(self, rows: Iterable[tuple[str, Mapping[str, object]]]) -> bool:
+    async def write_titles(self, rows: Iterable[tuple[str, TitleStats]]) -> bool:
         pipe = self.client.pipeline(transaction=False)
         n = 0
-        for title_id, fields in rows:
+        for title_id, stats in rows:
+            fields = title_stats_fields(stats)
             pipe.hset(title_key(self.prefix, title_id), mapping=fields)  # type: ignore[arg-type]
             n += 1
         return await self._run(pipe, "write_titles") if n else True
@@ -60,15 +66,9 @@ class FeatureSink:
         """(country, window, as_of event time, [(title, plays)]) per list."""
         pipe = self.client.pipeline(transaction=False)
         n = 0
+        now_ms = int(time.time() * 1000)
         for country, window, as_of, items in lists:
-            blob = orjson.dumps(
-                {
-                    "country": country,
-                    "window": window,
-                    "as_of": as_of,
-                    "items": [{"title_id": t, "plays": c} for t, c in items],
-                }
-            )
+            blob = TrendingList(country, window, as_of, now_ms, tuple(items)).encode()
             pipe.set(trending_key(self.prefix, country, window), blob)
             n += 1
         return await self._run(pipe, "write_trending") if n else True

@@ -54,7 +54,12 @@ async def ensure_topics_async(settings: Settings, timeout: float = 60.0) -> list
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name=name, num_partitions=parts, replication_factor=1, topic_configs=cfg)
+                NewTopic(
+                    name=name,
+                    num_partitions=parts,
+                    replication_factor=settings.replication_factor,
+                    topic_configs={**settings.topic_configs(), **cfg},
+                )
                 for name, (parts, cfg) in topic_specs(settings).items()
                 if name not in existing
             ]

@@ -36,8 +36,17 @@ class Settings:
     score_ttl_s: int = 7 * 24 * 3600
     data_dir: str = "./data"
     web_port: int = 6066
-    # 127.0.0.1 on developer machines; 0.0.0.0 in containers so Prometheus can scrape.
+    # The API binds loopback unless told otherwise: a worker started by hand is not
+    # reachable from the network. Deploy files set it explicitly (0.0.0.0 behind a
+    # NetworkPolicy in Kubernetes; see docs/operations.md, "Exposure").
     web_host: str = "127.0.0.1"
+    # Debug pages (/debug/...) are served only when this is set, and answer only requests
+    # presenting it as ``Authorization: Bearer <token>`` (streams/web_lockdown.py).
+    debug_token: str = field(default="", repr=False)
+    # Every topic this app creates, changelogs included: replicas and the in-sync replicas
+    # an acks=all write needs. 1/1 for the single local broker; deploy files use 3/2.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
     # Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
@@ -79,6 +88,10 @@ class Settings:
             )
         if self.partitions < 1:
             raise ValueError("REELSTREAM_PARTITIONS must be >= 1")
+        if not 1 <= self.min_insync_replicas <= self.replication_factor:
+            raise ValueError(
+                "REELSTREAM_MIN_INSYNC_REPLICAS must be from 1 to REELSTREAM_REPLICATION_FACTOR"
+            )
         if self.compression not in COMPRESSION_TYPES:
             raise ValueError(
                 f"REELSTREAM_COMPRESSION={self.compression!r}: one of {sorted(COMPRESSION_TYPES)}"
@@ -147,6 +160,10 @@ class Settings:
         }
         values.update(overrides)
         return replace(self, **values)  # type: ignore[arg-type]
+
+    def topic_configs(self) -> dict[str, str]:
+        """Topic configuration every topic of this app gets, whoever creates it."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     @property
     def data_path(self) -> Path:

@@ -7,8 +7,9 @@ worker's own user profiles. Every handler is wrapped so that bad input gets a
 JSON 500/503, never a stack trace; each request is timed into
 ``reelstream_http_request_duration_seconds`` by route template.
 
-Pure helpers (parameter parsing, trending blobs, title documents) are importable
-without Faust:
+Values read from Redis are decoded by streams/redis_values.py, the module the
+worker encodes them with. Pure helpers (parameter parsing, title documents) are
+importable without Faust:
 
 >>> parse_k({"k": "5"})
 5
@@ -16,8 +17,6 @@ without Faust:
 Traceback (most recent call last):
 ...
 streams.web.ApiError: invalid_k: k must be an integer from 1 to 100
->>> [i["title_id"] for i in parse_trending_blob(b'["t1", {"title_id": "t2", "score": 3}]')]
-['t1', 't2']
 """
 
 from __future__ import annotations
@@ -36,6 +35,13 @@ from features.catalog import Title
 from streams import metrics as m
 from streams.contract import COUNTRY_RE, is_valid_id
 from streams.redis_keys import features_key, recs_key, title_key, trending_key
+from streams.redis_values import (
+    USER_COUNTRY,
+    TrendingList,
+    decode_title_stats,
+    decode_user_features,
+    user_country,
+)
 
 log = logging.getLogger("reelstream.web")
 
@@ -124,26 +130,6 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def parse_trending_blob(blob: bytes) -> list[dict[str, Any]]:
-    """Items of a trending blob: a JSON list (or ``{"items": [...]}``) of ids or objects."""
-    doc = orjson.loads(blob)
-    raw = doc.get("items", []) if isinstance(doc, dict) else doc
-    items: list[dict[str, Any]] = []
-    if not isinstance(raw, list):
-        return items
-    for entry in raw:
-        if isinstance(entry, str):
-            tid, score = entry, None
-        elif isinstance(entry, dict) and isinstance(entry.get("title_id"), str):
-            tid, score = entry["title_id"], entry.get("score")
-        else:
-            continue
-        if not isinstance(score, int | float) or isinstance(score, bool):
-            score = None
-        items.append({"title_id": tid, "score": score})
-    return items
-
-
 def title_document(title: Title) -> dict[str, Any]:
     return {
         "title_id": title.title_id,
@@ -161,18 +147,6 @@ def title_document(title: Title) -> dict[str, Any]:
         "episode": title.episode,
         "artwork": list(title.artwork),
     }
-
-
-def _decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """A Redis hash as JSON: values that parse as JSON (numbers, lists) are returned parsed."""
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        key = k.decode("utf-8", "replace")
-        try:
-            out[key] = orjson.loads(v)
-        except orjson.JSONDecodeError:
-            out[key] = v.decode("utf-8", "replace")
-    return out
 
 
 def _now_ms() -> int:
@@ -203,6 +177,7 @@ class Api:
         self.prefix = settings.key_prefix
         self._broker_checked = 0.0
         self._broker_ok = False
+        self._unreadable: set[str] = set()  # trending keys already logged as unreadable
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -246,19 +221,22 @@ class Api:
         return out
 
     async def trending_items(self, country: str, window: str, k: int) -> tuple[str, int, list]:
-        """(source, generated_at, items): the Redis blob, else the engine's popularity."""
-        blob = await self.redis.get(trending_key(self.prefix, country, window))
+        """(source, generated_at, items): the worker's trending list in Redis, each item
+        scored by its plays in the window; else the engine's popularity."""
+        key = trending_key(self.prefix, country, window)
+        blob = await self.redis.get(key)
         if blob:
-            items = parse_trending_blob(blob)
-            if items:
-                generated = 0
-                try:
-                    doc = orjson.loads(blob)
-                    if isinstance(doc, dict) and isinstance(doc.get("generated_at"), int):
-                        generated = doc["generated_at"]
-                except orjson.JSONDecodeError:
-                    pass
-                return "redis", generated, items[:k]
+            try:
+                trending = TrendingList.decode(blob)
+                self._unreadable.discard(key)
+            except ValueError as exc:
+                if key not in self._unreadable:  # once per key, not once per request
+                    self._unreadable.add(key)
+                    log.warning("%s: %s; serving popularity until it is rewritten", key, exc)
+                trending = None
+            if trending is not None and trending.items:
+                items = [{"title_id": t, "score": n} for t, n in trending.items[:k]]
+                return "redis", trending.generated_at, items
         return "engine_popularity", _now_ms(), self.engine_popular(country, k)
 
     def _decorate(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -326,11 +304,10 @@ class Api:
         }
 
     async def user_country(self, user_id: str) -> str | None:
-        country = await self.redis.hget(features_key(self.prefix, user_id), "country")
-        if country:
-            cc = country.decode("utf-8", "replace").strip('"')
-            if COUNTRY_RE.match(cc):
-                return cc
+        """The country of the user's latest event: the serving hash, else the local profile."""
+        cc = user_country(await self.redis.hget(features_key(self.prefix, user_id), USER_COUNTRY))
+        if cc is not None:
+            return cc
         p = self.local_profile(user_id)
         return p.country if p is not None else None
 
@@ -354,7 +331,7 @@ class Api:
             }
         return 200, {
             "user_id": user_id,
-            "features": _decode_hash(raw) if raw else None,
+            "features": decode_user_features(raw) if raw else None,
             "profile": profile,
         }
 
@@ -368,7 +345,7 @@ class Api:
         return 200, {
             "title_id": title_id,
             "catalog": title_document(t) if t is not None else None,
-            "stats": _decode_hash(raw) if raw else None,
+            "stats": decode_title_stats(raw) if raw else None,
             "popularity": round(pop.value(title_id, pop.ref_ts or 0), 5),
         }
 

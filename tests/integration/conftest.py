@@ -21,8 +21,8 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
 
-from streams.demo import scrape
 from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.scrape import scrape
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -135,7 +135,7 @@ class WorkerProcess:
     def metrics(self) -> dict[str, float]:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-        return scrape(self.port)
+        return scrape(self.port).totals()
 
     def tail(self, n: int = 40) -> str:
         lines = self.log_path.read_text(errors="replace").splitlines()

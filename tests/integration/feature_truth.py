@@ -12,6 +12,7 @@ from features.title_stats import TitleStats
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from streams.redis_keys import features_key, title_key, trending_key
+from streams.redis_values import TrendingList, title_stats_fields, user_features_fields
 from streams.settings import Settings
 from streams.synthetic import Simulation
 
@@ -42,11 +43,6 @@ def stream_with_faults(sim: Simulation, n: int) -> tuple[list[dict[str, Any]], d
     return out, faults
 
 
-def _fields(d: dict[str, Any]) -> dict[str, str]:
-    """What redis-py stores for a mapping: repr for floats, str for the rest."""
-    return {k: repr(v) if isinstance(v, float) else str(v) for k, v in d.items()}
-
-
 def expected(sim: Simulation, sent: list[dict[str, Any]]) -> dict[str, Any]:
     eng = Engine(catalog=sim.title_catalog())
     titles: dict[str, TitleStats] = {}
@@ -59,8 +55,9 @@ def expected(sim: Simulation, sent: list[dict[str, Any]]) -> dict[str, Any]:
     for tid, s in titles.items():
         view.apply(tid, s.snapshot())
     return {
-        "users": {u: _fields(p.features.serving_fields()) for u, p in eng.profiles.items()},
-        "titles": {t: _fields(s.serving_fields()) for t, s in titles.items()},
+        # The hashes as the worker's writer spells them (streams/redis_values.py).
+        "users": {u: user_features_fields(p) for u, p in eng.profiles.items()},
+        "titles": {t: title_stats_fields(s) for t, s in titles.items()},
         "trending_all_1d": [[t, c] for t, c in view.trending("ALL", "1d", 20)],
         "as_of": view.high_water,
     }
@@ -76,7 +73,9 @@ def read_redis(settings: Settings, truth: dict[str, Any]) -> dict[str, Any]:
     for u in truth["users"]:
         pipe.hgetall(features_key(p, u))
     users = dict(zip(truth["users"], pipe.execute(), strict=True))
-    return {"titles": titles, "users": users, "trending": r.get(trending_key(p, "ALL", "1d"))}
+    raw = r.get(trending_key(p, "ALL", "1d"))
+    trending = TrendingList.decode(raw.encode()) if raw else None
+    return {"titles": titles, "users": users, "trending": trending}
 
 
 def plays_total(state: dict[str, Any]) -> int:

@@ -7,16 +7,22 @@ import asyncio
 import subprocess
 import sys
 import time
-import urllib.request
+from collections import Counter
 
 import aiohttp
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from features.event_gate import OK
 from features.title_popularity import TitlePopularity
+from online_models.engine import Engine
+from streams.feature_sink import FeatureSink
 from streams.producer import EventProducer
-from streams.redis_keys import features_key, recs_key, trending_key
+from streams.redis_keys import recs_key, trending_key
+from streams.redis_values import TrendingList
+from streams.scrape import Scrape, scrape
 from streams.synthetic import SimConfig, Simulation
 from tests.integration.conftest import settings_env, wait_for
 from tests.openapi_check import check_response
@@ -28,20 +34,20 @@ WARM_EVENTS = 3000
 REFRESH_TYPES = {"play", "complete", "stop", "thumbs", "click", "intro_skip"}
 
 
-def scrape_samples(port: int) -> tuple[dict[str, float], str]:
-    """(sample with labels -> value, raw text) of the worker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples, text
+def delta(after: Scrape, before: Scrape, sample: str, **labels: str) -> float:
+    return after.value(sample, **labels) - before.value(sample, **labels)
 
 
-def delta(after: dict[str, float], before: dict[str, float], sample: str) -> float:
-    return after.get(sample, 0.0) - before.get(sample, 0.0)
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+def series_names(page: Scrape) -> set[str]:
+    """Every series name the page's families can carry, including labelled series that
+    have no sample yet (an error counter before its first error)."""
+    names = {s.name for s in page.samples}
+    for family, kind in page.types.items():
+        names |= {family + suffix for suffix in SUFFIXES.get(kind, ("",))}
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -114,51 +120,115 @@ async def test_recommendations_come_from_redis_with_reasons_artwork_and_age(run_
     assert body["age_ms"] >= int(time.time() * 1000) - stored["generated_at"] - 1000
 
 
-async def test_unknown_user_gets_the_cold_start_list_from_the_engine_popularity(served):
+async def test_unknown_user_gets_the_workers_all_countries_trending_list(run_settings, served):
+    """A newcomer without a country: the ALL/1d list the worker keeps in Redis. (This test
+    used to expect the popularity fallback, which holds only in the second between the
+    worker's view catching up and its next trending write: it failed now and then.)"""
+    r = redis.Redis.from_url(run_settings.redis_url)
+    key = trending_key(run_settings.key_prefix, "ALL", "1d")
+
+    async def cold_start() -> tuple | None:
+        raw = r.get(key)
+        status, body = await get(served, "/recommendations/brand-new-user?k=3")
+        want = [t for t, _ in TrendingList.decode(raw).items[:3]] if raw else None
+        return (status, body) if [i["title_id"] for i in body["items"]] == want else None
+
+    status, body = await wait_for(cold_start, "the cold start to serve the worker's ALL/1d list")
+    check_response("/recommendations/{user_id}", status, body)
+    assert (status, body["source"], body["fallback"]) == (200, "cold_start", "trending:ALL:1d")
+
+
+async def test_a_country_without_a_list_gets_the_engine_popularity(sim, served):
     pop = TitlePopularity()
     for ev in served["warm"]:
         pop.observe(ev)
-    expected = [t for t, _ in pop.top(3, pop.ref_ts)]
+    catalog = sim.title_catalog()
+    ranked = [t for t, _ in pop.top(len(catalog.titles), pop.ref_ts)]
+    expected = [t for t in ranked if catalog.get(t).available_in("CA")][:3]
 
     # Popularity is global and asynchronous (title owners publish snapshots about every
     # second, docs/architecture.md): wait until the view has caught up.
-    async def cold_start():
-        status, body = await get(served, "/recommendations/brand-new-user?k=3")
+    async def popular():
+        status, body = await get(served, "/trending?country=CA&k=3")
         got = [i["title_id"] for i in body.get("items", [])]
         return (status, body) if got == expected else None
 
-    status, body = await wait_for(cold_start, "the cold-start list to follow global popularity")
-    check_response("/recommendations/{user_id}", status, body)
-    assert (status, body["source"], body["fallback"]) == (200, "cold_start", "popularity:ALL")
-    assert [i["title_id"] for i in body["items"]] == expected
+    status, body = await wait_for(popular, "the CA list to follow global popularity")
+    check_response("/trending", status, body)
+    assert (status, body["source"]) == (200, "engine_popularity")
 
 
-async def test_trending_blob_in_redis_serves_trending_and_country_cold_start(
+async def test_trending_serves_the_workers_list_with_plays_as_scores(run_settings, served):
+    """The list the worker itself wrote (GET /trending once served score and generated_at
+    null: the writer and the reader disagreed on field names)."""
+    r = redis.Redis.from_url(run_settings.redis_url)
+    country = Counter(e["country"] for e in served["warm"]).most_common(1)[0][0]
+    for cc in ("ALL", country):
+        key = trending_key(run_settings.key_prefix, cc, "1d")
+
+        async def served_list(key: str = key, cc: str = cc) -> tuple | None:
+            raw = r.get(key)
+            if raw is None:
+                return None
+            written = TrendingList.decode(raw)
+            status, body = await get(served, f"/trending?country={cc}&window=1d&k=5")
+            got = [(i["title_id"], i["score"]) for i in body["items"]]
+            return (status, body, written) if got == list(written.items[:5]) else None
+
+        status, body, written = await wait_for(served_list, f"the worker's {cc}/1d list")
+        check_response("/trending", status, body)
+        assert (body["source"], body["country"]) == ("redis", cc)
+        assert all(isinstance(i["score"], int) and i["score"] > 0 for i in body["items"])
+        assert body["generated_at"] is not None and body["generated_at"] >= written.generated_at
+
+
+async def test_cold_start_follows_the_users_country_written_by_the_worker_sink(
     run_settings, sim, served
 ):
-    r = redis.Redis.from_url(run_settings.redis_url)
-    picks = [t["title_id"] for t in sim.catalog[5:9]]
-    blob = orjson.dumps(
-        {
-            "generated_at": int(time.time() * 1000),
-            "items": [{"title_id": t, "score": 1.0} for t in picks],
-        }
+    """A country no event mentions, so the worker's own publisher never overwrites it."""
+    cc = "NZ"
+    assert all(e["country"] != cc for e in served["warm"])
+    picks = [(t["title_id"], 40 - i) for i, t in enumerate(sim.catalog[5:9])]
+    engine = Engine(catalog=sim.title_catalog())  # the worker's core computes the profile
+    now = int(time.time() * 1000)
+    play = {**served["warm"][0], "user_id": "newcomer-nz", "event_id": "nz-1", "country": cc}
+    assert (
+        engine.ingest({**play, "event_type": "play", "ts": now, "position_s": 0}, now).status == OK
     )
-    r.set(trending_key(run_settings.key_prefix, "FR", "1h"), blob)
-    r.set(trending_key(run_settings.key_prefix, "FR", "1d"), blob)
-    r.hset(features_key(run_settings.key_prefix, "newcomer-fr"), mapping={"country": "FR"})
-    status, body = await get(served, "/trending?country=fr&window=1h&k=3")
+    profile = engine.profiles["newcomer-nz"]
+    client = aioredis.Redis.from_url(run_settings.redis_url)
+    sink = FeatureSink(client, run_settings.key_prefix, feature_ttl_s=60)
+    try:
+        assert await sink.write_trending([(cc, w, 1, picks) for w in ("1h", "1d")])
+        assert await sink.write_users([("newcomer-nz", profile)])
+    finally:
+        await client.aclose()
+    status, body = await get(served, f"/trending?country={cc.lower()}&window=1h&k=3")
     check_response("/trending", status, body)
-    assert (body["source"], body["country"]) == ("redis", "FR")
-    assert [i["title_id"] for i in body["items"]] == picks[:3]
+    assert (body["source"], body["country"]) == ("redis", cc)
+    assert [(i["title_id"], i["score"]) for i in body["items"]] == picks[:3]
     assert body["items"][0]["name"] == sim.catalog[5]["name"]
-    status, body = await get(served, "/recommendations/newcomer-fr")
+    status, body = await get(served, "/recommendations/newcomer-nz")
     check_response("/recommendations/{user_id}", status, body)
-    assert (body["source"], body["fallback"]) == ("cold_start", "trending:FR:1d")
-    assert [i["title_id"] for i in body["items"]] == picks
-    status, body = await get(served, "/trending?country=DE")
+    assert (body["source"], body["fallback"]) == ("cold_start", f"trending:{cc}:1d")
+    assert [(i["title_id"], i["score"]) for i in body["items"]] == picks
+    status, body = await get(served, "/users/newcomer-nz/features")
+    assert body["features"]["country"] == cc and body["features"]["plays"] == 1
+
+
+@pytest.mark.parametrize("path", ["/table/user-profiles/", "/router/", "/debug/title-exchange"])
+async def test_without_a_debug_token_debug_and_faust_pages_do_not_exist(served, path):
+    status, body = await get(served, path)
+    assert (status, body["error"]) == (404, "not_found")
+
+
+async def test_a_blob_that_is_not_a_trending_list_is_not_served(run_settings, served):
+    r = redis.Redis.from_url(run_settings.redis_url)
+    old_shape = orjson.dumps({"generated_at": 1, "items": [{"title_id": "t1", "score": 1.0}]})
+    r.set(trending_key(run_settings.key_prefix, "AU", "1d"), old_shape)
+    status, body = await get(served, "/trending?country=AU")
     check_response("/trending", status, body)
-    assert body["source"] == "engine_popularity" and body["items"]
+    assert (status, body["source"]) == (200, "engine_popularity")
 
 
 async def test_features_and_titles(sim, served):
@@ -205,27 +275,26 @@ async def test_metrics_move_by_the_burst(run_settings, served):
     worker = served["worker"]
     burst = served["burst"]
     malformed = [b"{not json", b'{"event_id": "x"}', b"[]"]
-    before, _ = scrape_samples(worker.port)
+    before = scrape(worker.port, timeout=5)
     async with EventProducer(run_settings) as producer:
         for ev in burst:
             await producer.send(ev)
         for raw in malformed:
             await producer.send_raw(run_settings.events_topic, b"u1", raw)
-    target = before["reelstream_records_consumed_total"] + len(burst) + len(malformed)
+    target = before.value("reelstream_records_consumed_total") + len(burst) + len(malformed)
     await wait_for(
         lambda: worker.metrics().get("reelstream_records_consumed_total", 0) >= target,
         "the worker to consume the burst",
         timeout=120,
     )
-    after, text = scrape_samples(worker.port)
+    after = scrape(worker.port, timeout=5)
     assert delta(after, before, "reelstream_records_consumed_total") == len(burst) + 3
     types = {e["event_type"] for e in burst}
     for t in types:
         want = sum(1 for e in burst if e["event_type"] == t)
-        assert delta(after, before, f'reelstream_events_consumed_total{{event_type="{t}"}}') == want
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="invalid_json"}') == 1
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="missing_field"}') == 1
-    assert delta(after, before, 'reelstream_events_rejected_total{reason="not_an_object"}') == 1
+        assert delta(after, before, "reelstream_events_consumed_total", event_type=t) == want
+    for reason in ("invalid_json", "missing_field", "not_an_object"):
+        assert delta(after, before, "reelstream_events_rejected_total", reason=reason) == 1
     refresh_events = sum(1 for e in burst if e["event_type"] in REFRESH_TYPES)
     refreshes = delta(after, before, "reelstream_score_refreshes_total")
     debounced = delta(after, before, "reelstream_refreshes_debounced_total")
@@ -234,39 +303,31 @@ async def test_metrics_move_by_the_burst(run_settings, served):
     assert delta(after, before, "reelstream_event_processing_seconds_count") >= 1
     # Lag and table gauges appear once the 5 s monitor timer has run.
     await wait_for(
-        lambda: "reelstream_consumer_lag_records{" in scrape_samples(worker.port)[1],
+        lambda: any(scrape(worker.port).matching("reelstream_consumer_lag_records")),
         "the consumer lag gauge",
         timeout=30,
     )
-    samples, text = scrape_samples(worker.port)
-    lag = {k: v for k, v in samples.items() if k.startswith("reelstream_consumer_lag_records")}
+    page = scrape(worker.port, timeout=5)
+    lag = page.by_label("reelstream_consumer_lag_records", "partition")
     assert len(lag) == run_settings.partitions
-    assert samples['reelstream_table_keys{table="user-profiles"}'] > 0
+    assert page.value("reelstream_table_keys", table="user-profiles") > 0
     # Every metric the dashboard and the alert rules query is on the live endpoint.
     used = {
         n for e in [r["expr"] for r in rules()] + dashboard_exprs() for n in METRIC_RE.findall(e)
     }
-    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    live = set(samples) | families
-    live_names = {s.split("{")[0] for s in live}
-    missing = {
-        n for n in used if n not in live_names and not any(n.startswith(f) for f in families)
-    }
-    assert missing == set()
+    assert used - series_names(page) == set()
 
 
 async def test_http_requests_are_counted_by_route_template_and_status(served):
     port = served["worker"].port
-    sample_ok = (
-        "reelstream_http_request_duration_seconds_count"
-        '{method="GET",route="/titles/{title_id}",status="404"}'
-    )
-    before, _ = scrape_samples(port)
+    sample = "reelstream_http_request_duration_seconds_count"
+    labels = {"method": "GET", "route": "/titles/{title_id}", "status": "404"}
+    before = scrape(port, timeout=5)
     for i in range(5):
         await get(served, f"/titles/missing-{i}")
-    after, _ = scrape_samples(port)
-    assert delta(after, before, sample_ok) == 5
-    assert not any("missing-" in k for k in after)
+    after = scrape(port, timeout=5)
+    assert delta(after, before, sample, **labels) == 5
+    assert not any("missing-" in v for s in after.samples for v in s.labels.values())
 
 
 def _cli(run_settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

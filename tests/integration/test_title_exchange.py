@@ -23,11 +23,15 @@ from tests.integration.conftest import free_port, wait_for
 pytestmark = pytest.mark.integration
 
 N_EVENTS = 4000
+DEBUG_TOKEN = "it-title-exchange"  # debug pages answer only to their token
 
 
 def debug(port: int) -> dict:
-    url = f"http://127.0.0.1:{port}/debug/title-exchange?detail=1"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/debug/title-exchange?detail=1",
+        headers={"Authorization": f"Bearer {DEBUG_TOKEN}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return orjson.loads(resp.read())
 
 
@@ -39,7 +43,11 @@ def in_units(values: dict[str, float], ref_ts: int, to_ref: int, inv_tau: float)
 async def test_two_workers_share_title_factors_and_counts_once(run_settings, start_worker):
     sim = Simulation(SimConfig(users=80, titles=60, seed=41))
     events = list(sim.events(limit=N_EVENTS))
-    env = {"REELSTREAM_EXCHANGE_INTERVAL_S": "0.5", "REELSTREAM_EXCHANGE_FACTORS": "sum"}
+    env = {
+        "REELSTREAM_EXCHANGE_INTERVAL_S": "0.5",
+        "REELSTREAM_EXCHANGE_FACTORS": "sum",
+        "REELSTREAM_DEBUG_TOKEN": DEBUG_TOKEN,
+    }
     a = start_worker(REELSTREAM_WORKER_ID="wa", **env)
     b = start_worker(REELSTREAM_WORKER_ID="wb", REELSTREAM_WEB_PORT=str(free_port()), **env)
     await wait_for(

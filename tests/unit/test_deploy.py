@@ -226,3 +226,38 @@ def test_openapi_documents_exactly_the_served_routes():
         params = doc["paths"][path]["get"].get("parameters", [])
         names = {p["name"] for p in params if "name" in p and p.get("in") == "query"}
         assert names == set(allowed), path
+
+
+def test_kubernetes_lets_only_api_clients_and_prometheus_reach_the_workers():
+    docs = k8s_docs()
+    deny = docs["NetworkPolicy/default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    allow = docs["NetworkPolicy/reelstream-worker-http"]
+    sts = docs["StatefulSet/reelstream-worker"]
+    assert allow["metadata"]["namespace"] == sts["metadata"]["namespace"]
+    assert allow["spec"]["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    (rule,) = allow["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert {"reelstream.io/api-client": "true"} in [
+        p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p
+    ]
+    assert all("ipBlock" not in p for p in rule["from"])
+    kust = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert "networkpolicy.yaml" in kust["resources"]
+
+
+def test_deploy_files_set_the_bind_and_the_topic_replication_explicitly():
+    config = k8s_docs()["ConfigMap/reelstream-config"]["data"]
+    env = compose()["services"]["worker"]["environment"]
+    for values in (config, env):
+        assert "REELSTREAM_WEB_HOST" in values
+        assert (
+            "REELSTREAM_REPLICATION_FACTOR" in values and "REELSTREAM_MIN_INSYNC_REPLICAS" in values
+        )
+    prod = Settings(
+        replication_factor=int(config["REELSTREAM_REPLICATION_FACTOR"]),
+        min_insync_replicas=int(config["REELSTREAM_MIN_INSYNC_REPLICAS"]),
+    )
+    assert (prod.replication_factor, prod.topic_configs()) == (3, {"min.insync.replicas": "2"})
+    assert "REELSTREAM_DEBUG_TOKEN" not in config and "REELSTREAM_DEBUG_TOKEN" not in env
