@@ -61,11 +61,13 @@ plausible_events = st.fixed_dictionaries(
         "ts": st.one_of(
             st.integers(min_value=-(2**63), max_value=2**63 - 1),
             st.integers(min_value=946_684_800_000, max_value=4_102_444_800_000),
-            st.floats(allow_nan=False),
+            st.floats(allow_nan=False, allow_infinity=False),
             st.text(max_size=5),
         ),
-        "position_s": st.one_of(st.floats(allow_nan=False), st.integers(), st.text(max_size=3)),
-        "duration_s": st.one_of(st.floats(allow_nan=False), st.integers()),
+        "position_s": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False), st.integers(), st.text(max_size=3)
+        ),
+        "duration_s": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers()),
         "value": json_values,
         "country": st.one_of(st.text(max_size=3), st.none()),
         "v": st.one_of(st.just(1), st.integers(), st.text(max_size=2)),
