@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+from features.ids import ID_RE
+
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,47}$")
 KINDS = frozenset({"movie", "episode", "special"})
 

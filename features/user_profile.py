@@ -23,15 +23,12 @@ from typing import Any
 
 from features.catalog import Title
 from features.event_gate import EventGate
-from features.user_features import UserFeatures
+from features.user_features import FINISHED_RATIO, MAX_CREDIT_S, RECENT_MAX, UserFeatures
 
 AFFINITY_HALF_LIFE_MS = 14 * 86_400_000
 _DECAY_PER_MS = math.log(2) / AFFINITY_HALF_LIFE_MS
-RECENT_MAX = 20
 IN_PROGRESS_MAX = 50
 FINISHED_MAX = 500
-FINISHED_RATIO = 0.9  # watched this far (or a `complete` event): the title is finished
-MAX_CREDIT_S = 900.0  # one step of position never credits more than this much watching
 # Events after which the user's recommendations should be recomputed.
 REFRESH_EVENTS = frozenset({"play", "complete", "stop", "thumbs", "click", "intro_skip"})
 

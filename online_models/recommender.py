@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from features.catalog import Catalog
-from features.user_profile import FINISHED_RATIO, UserProfile
+from features.user_features import FINISHED_RATIO, RECENT_MAX
+from features.user_profile import UserProfile
 from online_models.cowatch import CoWatch
 from online_models.labels import POSITIVE_RATIO, outcome, watched_ratio
 from online_models.mf import ImplicitMF
@@ -58,7 +59,6 @@ FEATURES = [
 _F = {f: i for i, f in enumerate(FEATURES)}
 # Used before the ranker has seen ``warmup`` examples of each kind.
 PRIOR = {"content": 5.0, "mf": 0.5, "cowatch": 2.0, "next_ep": 3.0, "trend": 0.25, "pop": 0.25}
-RECENT_MAX = 20
 POSITIVES_MAX = 1000
 IMPRESSION_TTL_MS = 3 * 3_600_000
 

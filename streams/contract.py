@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 
+from features.ids import ID_RE, is_valid_id
+
 CONTRACT_VERSION = 1
 MAX_RECORD_BYTES = 256 * 1024
 MAX_EVENTS_PER_ENVELOPE = 500
 
-# Ids end up inside Redis keys and log lines: keep them to a safe alphabet.
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 PLAYBACK_TYPES = frozenset(
@@ -69,10 +69,6 @@ class ContractError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and ID_RE.match(value) is not None
 
 
 def _number(ev: Event, name: str, lo: float, hi: float) -> float | None:
