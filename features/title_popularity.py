@@ -14,51 +14,43 @@ same way as the global count; see docs/architecture.md.
 
 from __future__ import annotations
 
-import math
+from features.decay import DecayClock
 
 # Weight of each event type in "plays-equivalent"; impressions count negatively-neutral.
 EVENT_WEIGHTS = {"play": 1.0, "complete": 1.0, "thumbs": 0.5, "click": 0.3}
-_RESCALE_AT = 50.0  # rebase when exponents grow beyond this, to stay in float range
 
 
 class TitlePopularity:
-    __slots__ = ("_inv_tau", "counts", "ref_ts")
+    __slots__ = ("clock", "counts")
 
     def __init__(self, half_life_ms: float = 86_400_000) -> None:
-        self._inv_tau = math.log(2) / half_life_ms
+        self.clock = DecayClock(half_life_ms)
         self.counts: dict[str, float] = {}
-        self.ref_ts: int | None = None
+
+    @property
+    def ref_ts(self) -> int | None:
+        return self.clock.ref_ts
 
     def update(self, title_id: str, ts: int, weight: float = 1.0) -> None:
-        if self.ref_ts is None:
-            self.ref_ts = ts
-        x = (ts - self.ref_ts) * self._inv_tau
-        if x > _RESCALE_AT:
-            self._rebase(ts)
-            x = 0.0
-        self.counts[title_id] = self.counts.get(title_id, 0.0) + weight * math.exp(x)
+        self.clock.rebase_counts(ts, self.counts)
+        self.counts[title_id] = self.counts.get(title_id, 0.0) + weight * self.clock.weight(ts)
+
+    def set_decayed(self, title_id: str, value: float, ts: int) -> None:
+        """Set a title's popularity to ``value`` as of ``ts`` (a snapshot from its owner)."""
+        self.clock.rebase_counts(ts, self.counts)
+        self.counts[title_id] = value * self.clock.weight(ts)
 
     def observe(self, ev: dict) -> None:
         w = EVENT_WEIGHTS.get(ev["event_type"])
         if w:
             self.update(ev["title_id"], ev["ts"], w)
 
-    def _rebase(self, ts: int) -> None:
-        factor = math.exp(-(ts - (self.ref_ts or ts)) * self._inv_tau)
-        for k in self.counts:
-            self.counts[k] *= factor
-        self.ref_ts = ts
-
     def value(self, title_id: str, now_ts: int) -> float:
-        if self.ref_ts is None:
-            return 0.0
-        return self.counts.get(title_id, 0.0) * math.exp(-(now_ts - self.ref_ts) * self._inv_tau)
+        return self.counts.get(title_id, 0.0) * self.clock.scale(now_ts)
 
     def scale(self, now_ts: int) -> float:
         """Factor turning stored counts into decayed counts at ``now_ts``."""
-        if self.ref_ts is None:
-            return 0.0
-        return math.exp(-(now_ts - self.ref_ts) * self._inv_tau)
+        return self.clock.scale(now_ts)
 
     def top(self, n: int, now_ts: int) -> list[tuple[str, float]]:
         s = self.scale(now_ts)

@@ -32,14 +32,14 @@ True
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from features.decay import decay_factor, rate
 from features.title_popularity import EVENT_WEIGHTS
 from features.user_features import EARLY_ABANDON_RATIO
 
 POP_HALF_LIFE_MS = 86_400_000  # same decay as features.title_popularity's default
-_INV_TAU = math.log(2) / POP_HALF_LIFE_MS
+_PER_MS = rate(POP_HALF_LIFE_MS)
 # window -> (size ms, hop ms)
 WINDOWS: dict[str, tuple[int, int]] = {"1h": (3_600_000, 300_000), "1d": (86_400_000, 3_600_000)}
 WINDOW_SLACK_MS = 3_600_000  # buckets kept this long past their window (allowed lateness)
@@ -116,10 +116,10 @@ class TitleStats:
         w = EVENT_WEIGHTS.get(etype)
         if w:
             if ts >= self.pop_ts:
-                self.pop = self.pop * math.exp(-(ts - self.pop_ts) * _INV_TAU) + w
+                self.pop = self.pop * decay_factor(ts - self.pop_ts, _PER_MS) + w
                 self.pop_ts = ts
             else:
-                self.pop += w * math.exp(-(self.pop_ts - ts) * _INV_TAU)
+                self.pop += w * decay_factor(self.pop_ts - ts, _PER_MS)
         return True
 
     def _window(self, ts: int, country: str) -> None:

@@ -20,13 +20,10 @@ It is a :class:`~features.title_popularity.TitlePopularity` (``counts`` and
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from features.title_popularity import TitlePopularity
 from features.title_stats import ALL, POP_HALF_LIFE_MS, WINDOWS, window_count
-
-_RESCALE_AT = 50.0
 
 
 class GlobalTitleView(TitlePopularity):
@@ -52,14 +49,7 @@ class GlobalTitleView(TitlePopularity):
         hw = int(snap.get("high_water", 0))
         if hw > self.high_water:
             self.high_water = hw
-        pop_ts = int(snap.get("pop_ts", 0))
-        if self.ref_ts is None:
-            self.ref_ts = pop_ts
-        x = (pop_ts - self.ref_ts) * self._inv_tau
-        if x > _RESCALE_AT:
-            self._rebase(pop_ts)
-            x = 0.0
-        self.counts[title_id] = float(snap.get("pop", 0.0)) * math.exp(x)
+        self.set_decayed(title_id, float(snap.get("pop", 0.0)), int(snap.get("pop_ts", 0)))
 
     def trending(
         self, country: str, window: str, n: int = 20, now_ts: int | None = None

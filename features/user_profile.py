@@ -22,11 +22,12 @@ import math
 from typing import Any
 
 from features.catalog import Title
+from features.decay import decay_factor, rate
 from features.event_gate import EventGate
 from features.user_features import FINISHED_RATIO, MAX_CREDIT_S, RECENT_MAX, UserFeatures
 
 AFFINITY_HALF_LIFE_MS = 14 * 86_400_000
-_DECAY_PER_MS = math.log(2) / AFFINITY_HALF_LIFE_MS
+_DECAY_PER_MS = rate(AFFINITY_HALF_LIFE_MS)
 IN_PROGRESS_MAX = 50
 FINISHED_MAX = 500
 # Events after which the user's recommendations should be recomputed.
@@ -67,7 +68,7 @@ class UserProfile:
 
     def _decay_to(self, ts: int) -> None:
         if ts > self.last_ts and self.affinity:
-            factor = math.exp(-_DECAY_PER_MS * (ts - self.last_ts))
+            factor = decay_factor(ts - self.last_ts, _DECAY_PER_MS)
             for tag in self.affinity:
                 self.affinity[tag] *= factor
         if ts > self.last_ts:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from online_models.decay import DecayClock
+from features.decay import DecayClock
 from online_models.titles import grow
 
 

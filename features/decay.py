@@ -19,6 +19,16 @@ from collections.abc import Callable
 REBASE_AT = 40.0
 
 
+def rate(half_life_ms: float) -> float:
+    """Decay per millisecond of a half-life."""
+    return math.log(2) / half_life_ms
+
+
+def decay_factor(elapsed_ms: float, per_ms: float) -> float:
+    """What is left of 1 after ``elapsed_ms`` (capped so a far future never underflows to 0)."""
+    return math.exp(-min(max(elapsed_ms, 0.0) * per_ms, 700.0))
+
+
 class DecayClock:
     __slots__ = ("inv_tau", "ref_ts")
 
@@ -61,6 +71,13 @@ class DecayClock:
             rescale(math.exp(-(ref_ts - self.ref_ts) * self.inv_tau))
             self.ref_ts = ref_ts
         return math.exp(max(-700.0, (ref_ts - self.ref_ts) * self.inv_tau))
+
+    def rebase_counts(self, ts: int, counts: dict[str, float]) -> None:
+        """Rebase if ``ts`` is far ahead, rescaling ``counts`` stored in this clock's units."""
+        factor = self.needs_rebase(ts)
+        if factor is not None:
+            for k in counts:
+                counts[k] *= factor
 
     def scale(self, now_ts: int) -> float:
         if self.ref_ts is None:
