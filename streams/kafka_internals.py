@@ -17,12 +17,14 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
 - Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
   (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
 - Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
+- Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 
 The transport is selected by the broker URL scheme ``reelstream+kafka://``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Iterable, Iterator
@@ -230,6 +232,18 @@ async def commit_offsets(app: Any, topic: str, offsets: dict[int, int]) -> None:
     tps = {TP(topic, p): off for p, off in offsets.items()}
     if tps and not await app.consumer._commit(tps):
         raise RuntimeError(f"the broker refused to commit {topic} offsets {offsets}")
+
+
+async def broker_metadata_ok(app: Any, timeout_s: float) -> bool:
+    """One metadata round trip through the worker's own producer (Faust's ``_producer``)."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:
+        return False
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout_s)
+    except Exception:
+        return False
+    return True
 
 
 def active_partition_dbs(table: Any) -> Iterable[Any] | None:

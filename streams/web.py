@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from features.catalog import Title
 from streams import metrics as m
 from streams.contract import COUNTRY_RE, is_valid_id
+from streams.kafka_internals import broker_metadata_ok
 from streams.redis_keys import features_key, recs_key, title_key, trending_key
 from streams.redis_values import (
     USER_COUNTRY,
@@ -369,14 +370,7 @@ class Api:
         """Metadata round trip through the worker's producer; cached for two seconds."""
         if time.monotonic() - self._broker_checked < 2.0:
             return self._broker_ok
-        ok = False
-        producer = getattr(self.app.producer, "_producer", None)
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3.0)
-                ok = True
-            except Exception:
-                ok = False
+        ok = await broker_metadata_ok(self.app, timeout_s=3.0)
         self._broker_checked, self._broker_ok = time.monotonic(), ok
         return ok
 

@@ -200,3 +200,22 @@ def test_reading_partition_reads_that_partition_and_restores_the_current_event(p
     profile_store.forget()
     with kafka_internals.reading_partition(2):
         assert profile_store["bob"].events == 9
+
+
+def test_faust_producer_keeps_its_aiokafka_producer_in_producer_attribute():
+    source = inspect.getsource(faust_aiokafka.Producer)
+    assert "self._producer" in source
+    assert "fetch_all_metadata" in dir(AIOKafkaClient)
+
+
+def test_faust_consumer_commits_explicit_offsets_with_commit():
+    from faust.transport.consumer import Consumer
+
+    params = list(inspect.signature(Consumer._commit).parameters)
+    assert params[:2] == ["self", "offsets"]
+
+
+def test_faust_rocksdb_store_lists_active_partition_dbs():
+    from faust.stores.rocksdb import Store
+
+    assert callable(Store._dbs_for_actives)
