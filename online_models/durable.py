@@ -1,6 +1,6 @@
 """Durable learning, the pure part: model state export/import, chunk framing, replay rules.
 
-The worker (``streams/checkpoints.py``) owns the Kafka I/O; everything here is
+The worker (``streams/worker/checkpoints.py``) owns the Kafka I/O; everything here is
 plain Python/numpy so it can be unit-tested and reused by ``reelstream replay``.
 
 State is split in two (docs/models.md, "Durability"):

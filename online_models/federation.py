@@ -34,7 +34,7 @@ Merge rules (``factors`` for MF title factors and biases, ``ranker`` for the ran
 
 :class:`Federation` is the deterministic multi-worker simulation used by
 ``reelstream replay --workers N``: users go to partitions with the producer's
-partitioner (passed in; ``streams.kafka_admin.kafka_partition``), partitions to
+partitioner (passed in; ``streams.adapters.kafka_admin.kafka_partition``), partitions to
 workers round-robin, and every ``exchange_every`` events every worker publishes and
 merges its peers' records, through the same bytes the worker sends to Kafka.
 
@@ -563,7 +563,7 @@ class Federation:
     """N engines fed like N workers of one consumer group, exchanging title-side state.
 
     ``partition_of(user_id, partitions)`` must be the producer's partitioner
-    (``streams.kafka_admin.kafka_partition``: murmur2 of the key bytes, as aiokafka and
+    (``streams.adapters.kafka_admin.kafka_partition``: murmur2 of the key bytes, as aiokafka and
     the Java client do). ``exchange_every`` counts events over all workers; None (or 0)
     means the workers never exchange. An exchange is one synchronous round: every worker
     publishes, then every worker merges every peer's record; the lag it models is the

@@ -10,12 +10,13 @@ import sys
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from streams import kafka_internals, logs
+from streams import logs
+from streams.adapters import kafka_internals
 from streams.settings import Settings
 
 
 def _sim(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.synthetic import SimConfig, Simulation
 
     return Simulation(SimConfig(users=args.users, titles=args.titles, seed=args.seed))
 
@@ -27,7 +28,7 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from streams import stack
+    from streams.tools import stack
 
     return stack.main([args.action])
 
@@ -39,7 +40,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["REELSTREAM_WEB_PORT"] = str(args.web_port)
     from faust.worker import Worker
 
-    from streams.app import app, settings
+    from streams.worker.app import app, settings
 
     worker = Worker(
         app,
@@ -57,7 +58,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     import orjson
 
-    from streams.jsonl import write_jsonl
+    from streams.adapters.jsonl import write_jsonl
 
     sim = _sim(args)
     n = write_jsonl(args.out, sim.events(limit=args.events))
@@ -73,8 +74,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from streams.jsonl import read_jsonl
-    from streams.traffic import send_events
+    from streams.adapters.jsonl import read_jsonl
+    from streams.tools.traffic import send_events
 
     settings = Settings.from_env()
     events = read_jsonl(args.file) if args.file else _sim(args).events(limit=args.events)
@@ -97,8 +98,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from streams.jsonl import read_jsonl, write_jsonl
-    from streams.producer import EventProducer
+    from streams.adapters.jsonl import read_jsonl, write_jsonl
+    from streams.adapters.producer import EventProducer
 
     if args.action == "synth":
         n = write_jsonl(args.file, _sim(args).catalog)
@@ -116,7 +117,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import BenchConfig, main, parse_env_pairs
+    from streams.tools.bench import BenchConfig, main, parse_env_pairs
 
     cfg = BenchConfig(
         events=args.events,
@@ -140,7 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(
         seconds=args.seconds, rate=args.rate, users=args.users, titles=args.titles, seed=args.seed
@@ -148,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.replay import run
+    from streams.tools.replay import run
 
     run(
         args.events,
@@ -167,7 +168,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_tail_scores(args: argparse.Namespace) -> int:
-    from streams.tail_scores import run
+    from streams.tools.tail_scores import run
 
     run(
         Settings.from_env(),
@@ -180,7 +181,7 @@ def cmd_tail_scores(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild_redis(args: argparse.Namespace) -> int:
-    from streams.rebuild import rebuild_redis
+    from streams.adapters.rebuild import rebuild_redis
 
     settings = Settings.from_env()
     report = asyncio.run(rebuild_redis(settings))
@@ -189,7 +190,7 @@ def cmd_rebuild_redis(args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
-    from streams.loadtest import run
+    from streams.tools.loadtest import run
 
     report = run(Settings.from_env(), args.url, args.concurrency, args.seconds, args.cold_share)
     print(f"GET /recommendations: {report}")

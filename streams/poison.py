@@ -2,7 +2,7 @@
 
 A batch that cannot be decompressed (a codec library missing) or fails its CRC
 must not crash the consumer and must not be skipped silently either. The fetch
-guard in :mod:`streams.kafka_internals` turns each offset of such a batch into
+guard in :mod:`streams.adapters.kafka_internals` turns each offset of such a batch into
 a stand-in record with no key, no value and one header naming the reason. The
 stand-in flows through the normal path, so the agent or follower dead-letters
 it with its coordinates and the offset is committed like any other.

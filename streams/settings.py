@@ -41,7 +41,7 @@ class Settings:
     # NetworkPolicy in Kubernetes; see docs/operations.md, "Exposure").
     web_host: str = "127.0.0.1"
     # Debug pages (/debug/...) are served only when this is set, and answer only requests
-    # presenting it as ``Authorization: Bearer <token>`` (streams/web_lockdown.py).
+    # presenting it as ``Authorization: Bearer <token>`` (streams/api/web_lockdown.py).
     debug_token: str = field(default="", repr=False)
     # Every topic this app creates, changelogs included: replicas and the in-sync replicas
     # an acks=all write needs. 1/1 for the single local broker; deploy files use 3/2.
@@ -136,12 +136,12 @@ class Settings:
 
     @property
     def checkpoint_topic(self) -> str:
-        """Compacted topic of model checkpoints (streams/checkpoints.py)."""
+        """Compacted topic of model checkpoints (streams/worker/checkpoints.py)."""
         return f"{self.app_id}-model-checkpoints"
 
     @property
     def title_factors_topic(self) -> str:
-        """Compacted topic of each worker's title-side contribution (streams/title_exchange.py)."""
+        """Compacted topic of each worker's title-side contribution (adapters/title_exchange.py)."""
         return f"{self.app_id}-title-factors"
 
     def isolated(self, name: str, **overrides: object) -> Settings:

@@ -21,8 +21,8 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer
 
-from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
-from streams.scrape import scrape
+from streams.adapters.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.adapters.scrape import scrape
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from features.event_gate import ALLOWED_LATENESS_MS, MAX_FUTURE_MS
 from features.title_stats import TitleStats
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
-from streams.redis_keys import features_key, title_key, trending_key
-from streams.redis_values import TrendingList, title_stats_fields, user_features_fields
+from streams.adapters.redis_keys import features_key, title_key, trending_key
+from streams.adapters.redis_values import TrendingList, title_stats_fields, user_features_fields
 from streams.settings import Settings
-from streams.synthetic import Simulation
+from streams.tools.synthetic import Simulation
 
 
 def stream_with_faults(sim: Simulation, n: int) -> tuple[list[dict[str, Any]], dict[str, set]]:
@@ -55,7 +55,7 @@ def expected(sim: Simulation, sent: list[dict[str, Any]]) -> dict[str, Any]:
     for tid, s in titles.items():
         view.apply(tid, s.snapshot())
     return {
-        # The hashes as the worker's writer spells them (streams/redis_values.py).
+        # The hashes as the worker's writer spells them (streams/adapters/redis_values.py).
         "users": {u: user_features_fields(p) for u, p in eng.profiles.items()},
         "titles": {t: title_stats_fields(s) for t, s in titles.items()},
         "trending_all_1d": [[t, c] for t, c in view.trending("ALL", "1d", 20)],

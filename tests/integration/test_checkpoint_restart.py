@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from online_models.engine import Engine
-from streams.checkpoints import read_latest
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
+from streams.worker.checkpoints import read_latest
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, wait_for
 from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
 

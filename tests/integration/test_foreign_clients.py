@@ -17,9 +17,9 @@ import jsonschema
 import orjson
 import pytest
 
-from streams.producer import EventProducer
-from streams.stack import fetch_kafka_jars
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.stack import fetch_kafka_jars
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import decode_values, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import decode_values, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

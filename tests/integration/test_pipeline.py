@@ -7,9 +7,9 @@ import pytest
 import redis
 
 from features.catalog import parse_title
-from streams.producer import EventProducer
-from streams.redis_keys import recs_key
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.adapters.redis_keys import recs_key
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import decode_values, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

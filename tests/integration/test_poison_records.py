@@ -16,8 +16,8 @@ import time
 import orjson
 import pytest
 
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import decode_values, read_topic, wait_for
 from tests.integration.test_foreign_clients import kcat_consume, kcat_produce, viewing
 

@@ -10,7 +10,7 @@ those by ``event_id``), and every user with a refreshing event has scores in
 Redis.
 
 No event is lost: a batch's offsets stay uncommitted until its profiles are
-persisted (streams/app.py), so a worker stopped mid-batch leaves them to the
+persisted (streams/worker/app.py), so a worker stopped mid-batch leaves them to the
 next owner, whose event-id gate drops what was already counted.
 """
 
@@ -25,10 +25,10 @@ import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.producer import EventProducer
-from streams.redis_keys import recs_key
+from streams.adapters.producer import EventProducer
+from streams.adapters.redis_keys import recs_key
 from streams.settings import Settings
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import delete_run_topics, free_port, read_topic, wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,12 +18,12 @@ import redis.asyncio as aioredis
 from features.event_gate import OK
 from features.title_popularity import TitlePopularity
 from online_models.engine import Engine
-from streams.feature_sink import FeatureSink
-from streams.producer import EventProducer
-from streams.redis_keys import recs_key, trending_key
-from streams.redis_values import TrendingList
-from streams.scrape import Scrape, scrape
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.feature_sink import FeatureSink
+from streams.adapters.producer import EventProducer
+from streams.adapters.redis_keys import recs_key, trending_key
+from streams.adapters.redis_values import TrendingList
+from streams.adapters.scrape import Scrape, scrape
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import settings_env, wait_for
 from tests.openapi_check import check_response
 from tests.unit.test_deploy import METRIC_RE, dashboard_exprs, rules

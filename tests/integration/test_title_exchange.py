@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from online_models.engine import Engine
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The worker's per-batch logic (streams/batch_core.py) without Kafka: fake records, real engine."""
+"""The worker's per-batch logic (streams/worker/batch_core.py) without Kafka, real engine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from online_models.engine import Engine
 from streams import poison
-from streams.batch_core import process_batch
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
+from streams.worker.batch_core import process_batch
 
 TS = 1_767_571_200_000
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streams.bench import format_table, histogram_share, percentile
 from streams.contract import MAX_EVENTS_PER_ENVELOPE, decode_record
-from streams.synthetic import SimConfig, Simulation
-from streams.traffic import envelopes
+from streams.tools.bench import format_table, histogram_share, percentile
+from streams.tools.synthetic import SimConfig, Simulation
+from streams.tools.traffic import envelopes
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import pytest
 
 from features.catalog import Catalog, CatalogError, parse_title
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 def test_synthetic_catalog_follows_the_contract():

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from streams import metrics
+from streams.api.web import ROUTES
 from streams.settings import Settings
-from streams.web import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -22,8 +22,8 @@ from online_models.durable import (
 )
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams.checkpoints import candidates
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
+from streams.worker.checkpoints import candidates
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 from features.catalog import parse_title
 from online_models.engine import Engine
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 def favourite_overlap(sim, user_id, title_ids):

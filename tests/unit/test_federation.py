@@ -12,10 +12,10 @@ from online_models.durable import export_shared, import_shared
 from online_models.engine import Engine
 from online_models.federation import Federation, TitleExchange
 from online_models.mf import blend_title_factors
+from streams.adapters.jsonl import write_jsonl
+from streams.adapters.kafka_admin import kafka_partition
 from streams.cli import main
-from streams.jsonl import write_jsonl
-from streams.kafka_admin import kafka_partition
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Guards for every private Faust and aiokafka attribute :mod:`streams.kafka_internals` uses.
+"""Guards for each private Faust and aiokafka attribute streams/adapters/kafka_internals uses.
 
 Each test fails when an upgrade moves what the adapter relies on, so the breakage shows
 here instead of as a silent change of behaviour in a running worker.
@@ -19,7 +19,8 @@ from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import kafka_internals, poison
+from streams import poison
+from streams.adapters import kafka_internals
 
 TP = TopicPartition("events", 3)
 LZ4, ZSTD, SNAPPY, GZIP = 3, 4, 2, 1
@@ -154,7 +155,7 @@ def profile_store(tmp_path):
     """The worker's profile store over a real Faust RocksDB table (no broker needed)."""
     import faust
 
-    from streams.profile_store import TableProfileStore
+    from streams.worker.profile_store import TableProfileStore
 
     app = faust.App("guard", store="rocksdb://", datadir=str(tmp_path), broker="kafka://x:1")
     schema = faust.Schema(

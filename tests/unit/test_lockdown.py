@@ -1,4 +1,4 @@
-"""Locked down by default (streams/web_lockdown.py, streams/settings.py): what a worker
+"""Locked down by default (streams/api/web_lockdown.py, streams/settings.py): what a worker
 serves without configuration. The live proof is tests/integration/test_lockdown.py."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import faust
 import pytest
 
+from streams.api.web_lockdown import FAUST_PAGES_OFF, debug_page, token_presented
 from streams.settings import Settings
-from streams.web_lockdown import FAUST_PAGES_OFF, debug_page, token_presented
 
 
 def test_defaults_bind_loopback_serve_no_debug_and_keep_one_replica():
@@ -76,7 +76,7 @@ def test_without_a_token_a_debug_page_is_not_registered_at_all():
 
 
 async def test_topics_are_created_with_the_configured_replication(monkeypatch):
-    from streams import kafka_admin
+    from streams.adapters import kafka_admin
 
     created: list = []
 

@@ -1,5 +1,5 @@
 """The Redis values' one definition: what the writer encodes, the reader decodes, field
-for field (streams/redis_values.py)."""
+for field (streams/adapters/redis_values.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from features.event_gate import OK
 from features.title_stats import TitleStats
 from online_models.engine import Engine
-from streams.redis_values import (
+from streams.adapters.redis_values import (
     USER_FIELDS,
     TrendingList,
     decode_title_stats,
@@ -20,7 +20,7 @@ from streams.redis_values import (
     user_country,
     user_features_fields,
 )
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 def as_stored(fields: dict[str, str]) -> dict[bytes, bytes]:

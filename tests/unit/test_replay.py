@@ -6,9 +6,9 @@ import json
 import pytest
 
 from online_models.evaluation import RankingMetrics, replay
+from streams.adapters.jsonl import write_jsonl
 from streams.cli import main
-from streams.jsonl import write_jsonl
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_replay_cli_skips_invalid_lines_and_writes_json(tmp_path, capsys):
 
 
 def test_format_table_mentions_both_systems():
-    from streams.replay import format_table
+    from streams.tools.replay import format_table
 
     sim = Simulation(SimConfig(users=30, titles=40, seed=2))
     catalog = sim.title_catalog()

@@ -10,7 +10,7 @@ import pytest
 from features.catalog import parse_title
 from online_models.engine import Engine
 from streams.contract import decode_record
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "streams" / "schemas"
 

@@ -1,4 +1,4 @@
-"""The one /metrics reader (streams/scrape.py) on pages prometheus_client itself writes."""
+"""The one /metrics reader (streams/adapters/scrape.py) on pages prometheus_client itself writes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import socket
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streams.scrape import Scrape, scrape
+from streams.adapters.scrape import Scrape, scrape
 
 
 def _page() -> str:

@@ -1,7 +1,7 @@
 from collections import defaultdict
 
 from streams.contract import validate_event
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 def test_same_seed_same_traffic_other_seed_other_traffic():

@@ -6,7 +6,7 @@ import pytest
 from multidict import MultiDict
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.web import ApiError, check_params, parse_country, parse_k, run_handler
+from streams.api.web import ApiError, check_params, parse_country, parse_k, run_handler
 from tests.openapi_check import check_response
 
 

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from streams import kafka_internals, poison
+from streams import poison
+from streams.adapters import kafka_internals
+from streams.adapters.kafka_admin import assign_all
 from streams.contract import Rejection, dead_letter
-from streams.kafka_admin import assign_all
 from streams.settings import Settings
 
 # Sends one dead-letter record (key, value); the worker's producer in production.

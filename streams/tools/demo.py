@@ -18,11 +18,11 @@ from pathlib import Path
 
 import orjson
 
-from streams import stack
-from streams.redis_keys import recs_key
-from streams.scrape import scrape
+from streams.adapters.redis_keys import recs_key
+from streams.adapters.scrape import scrape
 from streams.settings import Settings, stack_dir
-from streams.synthetic import SimConfig, Simulation
+from streams.tools import stack
+from streams.tools.synthetic import SimConfig, Simulation
 
 MALFORMED = [
     b'{"event_id": "bad-1", "user_id": "u1"}',
@@ -125,7 +125,7 @@ Stopped. The stack is still up (stop it with `make stack-down`). To look around:
 
 
 async def _publish_catalog(settings: Settings, sim: Simulation) -> None:
-    from streams.producer import EventProducer
+    from streams.adapters.producer import EventProducer
 
     async with EventProducer(settings) as producer:
         await producer.send_titles(sim.catalog)
@@ -138,7 +138,7 @@ async def _drive(
     rate: float,
     worker: subprocess.Popen[bytes],
 ) -> None:
-    from streams.producer import EventProducer
+    from streams.adapters.producer import EventProducer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

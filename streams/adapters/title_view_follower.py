@@ -1,7 +1,7 @@
 """Every worker follows the compacted title-snapshot topic into its :class:`GlobalTitleView`.
 
 A (re)started worker rebuilds the global view from the latest snapshot of each
-title, then keeps following (:mod:`streams.topic_follower`).
+title, then keeps following (:mod:`streams.adapters.topic_follower`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from features.title_view import GlobalTitleView
+from streams.adapters.topic_follower import CompactedTopicFollower, Reject
 from streams.contract import Rejection
 from streams.metrics import TITLE_VIEW_TITLES
 from streams.settings import Settings
-from streams.topic_follower import CompactedTopicFollower, Reject
 
 
 class TitleViewFollower(CompactedTopicFollower):

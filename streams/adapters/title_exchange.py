@@ -36,9 +36,9 @@ from online_models.durable import (
 from online_models.engine import Engine
 from online_models.federation import TitleExchange
 from streams import metrics as m
+from streams.adapters.topic_follower import CompactedTopicFollower
 from streams.contract import Rejection
 from streams.settings import Settings
-from streams.topic_follower import CompactedTopicFollower
 
 log = logging.getLogger("reelstream.title_exchange")
 CHUNK_SIZE = 512 * 1024  # well below the producer's and the broker's 1 MB record limits

@@ -50,12 +50,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.adapters.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.adapters.scrape import scrape
 from streams.contract import decode_record
-from streams.demo import start_worker, stop_worker
-from streams.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
-from streams.scrape import scrape
 from streams.settings import Settings
-from streams.traffic import envelopes
+from streams.tools.demo import start_worker, stop_worker
+from streams.tools.traffic import envelopes
 
 CONSUMED = "reelstream_events_consumed_total"
 FRESH_HIST = "reelstream_score_freshness_seconds_bucket"
@@ -175,7 +175,7 @@ class Worker:
             # Experimental knobs: the same worker, started through the patching entry point.
             log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.bench_experiments"],
+                [sys.executable, "-m", "streams.tools.bench_experiments"],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -215,7 +215,7 @@ async def _load(
     say: Progress,
 ) -> dict[str, Any]:
     """Publish the catalog, then ``n`` events; returns records, events and rates."""
-    from streams.producer import EventProducer
+    from streams.adapters.producer import EventProducer
 
     batch = list(itertools.islice(events, n))
     groups = envelopes(batch, envelope) if envelope > 1 else ([e] for e in batch)
@@ -362,7 +362,7 @@ async def _freshness(
     session's consecutive events per record, every event stamped ``ts`` = now
     as its record is sent (so a client's batching delay is not included).
     """
-    from streams.producer import EventProducer
+    from streams.adapters.producer import EventProducer
 
     scores = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False
@@ -541,7 +541,7 @@ async def _phases(
     say: Progress,
 ) -> None:
     """The measured phases, in order; each one adds its figures to ``result``."""
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.synthetic import SimConfig, Simulation
 
     await ensure_topics_async(settings)
     sim = Simulation(SimConfig(users=cfg.users, titles=cfg.titles, seed=cfg.seed))

@@ -8,7 +8,7 @@
   one worker (the owner of partition 0 of the title topic) from its global view.
 
 The sink takes domain objects, not field dicts, and encodes them through
-streams/redis_values.py, the module the API decodes with: nothing else can be written.
+streams/adapters/redis_values.py, the module the API decodes with: nothing else can be written.
 Redis is rebuildable from the tables; errors are counted, never fatal.
 """
 
@@ -22,9 +22,9 @@ from redis.exceptions import RedisError
 
 from features.title_stats import TitleStats
 from features.user_profile import UserProfile
+from streams.adapters.redis_keys import features_key, title_key, trending_key
+from streams.adapters.redis_values import TrendingList, title_stats_fields, user_features_fields
 from streams.metrics import REDIS_ERRORS
-from streams.redis_keys import features_key, title_key, trending_key
-from streams.redis_values import TrendingList, title_stats_fields, user_features_fields
 
 
 class FeatureSink:

@@ -1,4 +1,4 @@
-"""Per-event cost of the feature update on one core: ``python -m features.bench``.
+"""Per-event cost of the feature update on one core: ``python -m streams.tools.bench_features``.
 
 Runs the pure path the worker runs per event (admission gate, profile, behavioural
 and per-title features, title-side record) over synthetic events, then the title
@@ -14,7 +14,7 @@ import time
 from features.catalog import parse_title
 from features.title_stats import TitleStats
 from online_models.engine import Engine
-from streams.synthetic import SimConfig, Simulation
+from streams.tools.synthetic import SimConfig, Simulation
 
 
 def main(argv: list[str] | None = None) -> None:

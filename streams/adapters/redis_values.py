@@ -1,7 +1,7 @@
 """What each Redis value holds: one encoder for the worker, one decoder for the API.
 
-``streams/redis_keys.py`` says *where* a value lives; this module says *what* it is.
-The worker (streams/feature_sink.py) and the API (streams/web.py) are different
+``streams/adapters/redis_keys.py`` says *where* a value lives; this module says *what* it is.
+The worker (streams/adapters/feature_sink.py) and the API (streams/api/web.py) are different
 code paths over the same bytes. When each kept its own idea of a value, the API
 served ``score: null`` for every trending item (the worker wrote ``plays`` and
 ``as_of``, the API read ``score`` and ``generated_at``) and looked up a user's

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from streams.adapters.redis_keys import recs_key
 from streams.metrics import REDIS_ERRORS
-from streams.redis_keys import recs_key
 
 
 def connect(url: str) -> aioredis.Redis:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.adapters.kafka_admin import assign_all
+from streams.adapters.redis_keys import recs_key
+from streams.adapters.redis_sink import connect
 from streams.contract import is_valid_id
-from streams.kafka_admin import assign_all
-from streams.redis_keys import recs_key
-from streams.redis_sink import connect
 from streams.settings import Settings
 
 CHUNK = 1000

@@ -16,21 +16,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from online_models.health import ModelHealth
-from streams import kafka_internals, monitor, poison, web_lockdown
 from streams import metrics as m
-from streams import web as web_api
-from streams.batch_core import BatchOutput, process_batch
-from streams.catalog_follower import CatalogFollower
-from streams.checkpoints import ModelDurability
+from streams import poison
+from streams.adapters import kafka_internals
+from streams.adapters.catalog_follower import CatalogFollower
+from streams.adapters.feature_sink import FeatureSink
+from streams.adapters.kafka_admin import ensure_topics_async
+from streams.adapters.redis_sink import ScoreSink, connect
+from streams.adapters.title_exchange import TitleFactorExchange
+from streams.adapters.title_view_follower import TitleViewFollower
+from streams.api import web as web_api
+from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
-from streams.feature_sink import FeatureSink
-from streams.kafka_admin import ensure_topics_async
-from streams.profile_store import TableProfileStore
-from streams.redis_sink import ScoreSink, connect
 from streams.settings import Settings
-from streams.title_exchange import TitleFactorExchange
-from streams.title_store import TableTitleStore
-from streams.title_view_follower import TitleViewFollower
+from streams.worker import monitor
+from streams.worker.batch_core import BatchOutput, process_batch
+from streams.worker.checkpoints import ModelDurability
+from streams.worker.profile_store import TableProfileStore
+from streams.worker.title_store import TableTitleStore
 
 settings = Settings.from_env()
 log = logging.getLogger("reelstream.worker")
@@ -269,7 +272,7 @@ class _WorkerHooks:
 
 
 async def handle_batch(batch: list) -> None:
-    """Run the batch core (streams/batch_core.py), then publish what it produced, in order."""
+    """Run the batch core (worker/batch_core.py), then publish what it produced, in order."""
     started = time.perf_counter()
     out = process_batch(batch, engine, _WorkerHooks, health, int(time.time() * 1000))
     for dl in out.dead_letters:
@@ -384,7 +387,7 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
 
 
 # The HTTP API (/recommendations, /users, /titles, /trending, /healthz, /readyz) and the
-# periodic lag and table-size gauges: streams/web.py, streams/monitor.py.
+# periodic lag and table-size gauges: streams/api/web.py, streams/worker/monitor.py.
 api = web_api.Api(
     app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url)
 )

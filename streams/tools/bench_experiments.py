@@ -2,12 +2,12 @@
 
 Some levers worth measuring are not Faust settings (its group consumer's
 ``fetch_max_wait_ms`` is hard-coded to 1500 ms) or are not exposed by
-streams/app.py (``cython_optimizations``). This entry point patches them in
+streams/worker/app.py (``cython_optimizations``). This entry point patches them in
 from ``REELSTREAM_EXP_*`` variables, then runs the ordinary worker, so a
 lever can be measured before anyone changes the worker for it. Never used in
 production.
 
-    REELSTREAM_EXP_FETCH_MAX_WAIT_MS=100 python -m streams.bench_experiments
+    REELSTREAM_EXP_FETCH_MAX_WAIT_MS=100 python -m streams.tools.bench_experiments
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from features.title_stats import TitleStats
-from streams.kafka_internals import bind_event
+from streams.adapters.kafka_internals import bind_event
 
 
 class TableTitleStore:

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from streams.settings import Settings, stack_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
 
 LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -325,7 +325,7 @@ def _stop(pid_file: Path, name: str, timeout: float = 60) -> str:
 
 
 def up(settings: Settings) -> None:
-    from streams.kafka_admin import ensure_topics
+    from streams.adapters.kafka_admin import ensure_topics
 
     _log(redis_up(settings))
     _log(kafka_up(settings))

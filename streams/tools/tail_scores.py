@@ -16,7 +16,7 @@ from typing import TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.kafka_admin import assign_all
+from streams.adapters.kafka_admin import assign_all
 from streams.settings import Settings
 
 

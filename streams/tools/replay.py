@@ -20,9 +20,9 @@ import orjson
 
 from features.catalog import Catalog, CatalogError, parse_title
 from online_models.evaluation import replay
+from streams.adapters.jsonl import read_raw_lines
+from streams.adapters.kafka_admin import kafka_partition
 from streams.contract import ContractError, validate_event
-from streams.jsonl import read_raw_lines
-from streams.kafka_admin import kafka_partition
 from streams.settings import Settings
 
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from streams import metrics as m
-from streams.kafka_internals import active_partition_dbs
+from streams.adapters.kafka_internals import active_partition_dbs
 
 INTERVAL_S = 5.0
 log = logging.getLogger("reelstream.monitor")

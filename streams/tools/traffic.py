@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from streams.adapters.producer import EventProducer
 from streams.contract import MAX_EVENTS_PER_ENVELOPE
-from streams.producer import EventProducer
 from streams.settings import Settings
 
 Event = dict[str, Any]

@@ -7,7 +7,7 @@ worker's own user profiles. Every handler is wrapped so that bad input gets a
 JSON 500/503, never a stack trace; each request is timed into
 ``reelstream_http_request_duration_seconds`` by route template.
 
-Values read from Redis are decoded by streams/redis_values.py, the module the
+Values read from Redis are decoded by streams/adapters/redis_values.py, the module the
 worker encodes them with. Pure helpers (parameter parsing, title documents) are
 importable without Faust:
 
@@ -16,7 +16,7 @@ importable without Faust:
 >>> parse_k({"k": "0"})
 Traceback (most recent call last):
 ...
-streams.web.ApiError: invalid_k: k must be an integer from 1 to 100
+streams.api.web.ApiError: invalid_k: k must be an integer from 1 to 100
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ from redis.exceptions import RedisError
 
 from features.catalog import Title
 from streams import metrics as m
-from streams.contract import COUNTRY_RE, is_valid_id
-from streams.kafka_internals import broker_metadata_ok
-from streams.redis_keys import features_key, recs_key, title_key, trending_key
-from streams.redis_values import (
+from streams.adapters.kafka_internals import broker_metadata_ok
+from streams.adapters.redis_keys import features_key, recs_key, title_key, trending_key
+from streams.adapters.redis_values import (
     USER_COUNTRY,
     TrendingList,
     decode_title_stats,
     decode_user_features,
     user_country,
 )
+from streams.contract import COUNTRY_RE, is_valid_id
 
 log = logging.getLogger("reelstream.web")
 

@@ -50,7 +50,7 @@ from online_models.durable import (
 )
 from online_models.engine import Engine
 from streams import metrics as m
-from streams.kafka_internals import reading_partition
+from streams.adapters.kafka_internals import reading_partition
 from streams.settings import Settings
 
 log = logging.getLogger("reelstream.checkpoints")

@@ -1,6 +1,6 @@
 """Every worker reads the whole compacted ``catalog`` topic: titles are needed on all of them.
 
-``ready`` (see :mod:`streams.topic_follower`) is set once it has caught up, so
+``ready`` (see :mod:`streams.adapters.topic_follower`) is set once it has caught up, so
 the events agent never scores against an empty catalog.
 """
 
@@ -10,10 +10,10 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from features.catalog import Catalog, CatalogError, parse_title
+from streams.adapters.topic_follower import CompactedTopicFollower, Reject
 from streams.contract import Rejection
 from streams.metrics import CATALOG_TITLES, EVENTS_REJECTED
 from streams.settings import Settings
-from streams.topic_follower import CompactedTopicFollower, Reject
 
 
 class CatalogFollower(CompactedTopicFollower):

@@ -16,7 +16,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from features.user_profile import UserProfile
-from streams.kafka_internals import bind_event
+from streams.adapters.kafka_internals import bind_event
 
 CACHE_MAX = 200_000
 
