@@ -283,10 +283,22 @@ def audience_for(genres: list[str], rng: random.Random) -> str:
     return rng.choices(AUDIENCES, weights=[0.05, 0.25, 0.25, 0.45])[0]
 
 
-def synopsis(tags: dict[str, list[str]], rng: random.Random) -> str:
-    """A synopsis for ``tags`` (dimension -> values; genres under ``genre``)."""
-    genre = [rng.choice(PHRASES["genre"][g]) for g in tags.get("genre", [])]
-    theme = [rng.choice(PHRASES["theme"][t]) for t in tags.get("theme", [])]
+def synopsis(tags: dict[str, list[str]], rng: random.Random, phrasing: int | None = None) -> str:
+    """A synopsis for ``tags`` (dimension -> values; genres under ``genre``).
+
+    ``phrasing`` 0 or 1 draws only from the even or odd paraphrases of each bank, so an
+    evaluation can train on one half and test on wordings it never saw
+    (``reelstream tags eval --unseen-phrasing``).
+    """
+
+    def pick(dim: str, value: str) -> str:
+        bank = PHRASES[dim][value]
+        if phrasing is not None:
+            bank = bank[phrasing::2]
+        return rng.choice(bank)
+
+    genre = [pick("genre", g) for g in tags.get("genre", [])]
+    theme = [pick("theme", t) for t in tags.get("theme", [])]
     lead = "A story of " + " and ".join(genre) if genre else "A story"
     if theme and rng.random() < MENTION_P:
         lead += ", about " + " and ".join(theme)
@@ -294,7 +306,7 @@ def synopsis(tags: dict[str, list[str]], rng: random.Random) -> str:
     for dim in ("tone", "pacing", "narrative", "setting", "audience"):
         for value in tags.get(dim, []):
             if rng.random() < MENTION_P:
-                sentences.append(rng.choice(PHRASES[dim][value]))
+                sentences.append(pick(dim, value))
     head, rest = sentences[0], sentences[1:]
     rng.shuffle(rest)
     return " ".join([head, *rest])
