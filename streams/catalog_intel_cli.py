@@ -91,3 +91,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--both", action="store_true", help="eval: both phrasing settings")
     p.add_argument("--json", help="eval: also write the report here")
     p.set_defaults(func=cmd_tags)
+
+
+def simulated_engine(users: int, titles: int, seed: int, events: int) -> tuple[Any, Any]:
+    """(simulation, engine) after folding ``events`` simulated events into a fresh engine."""
+    from online_models.engine import Engine
+    from streams.synthetic import SimConfig, Simulation
+
+    sim = Simulation(SimConfig(users=users, titles=titles, seed=seed))
+    engine = Engine(catalog=sim.title_catalog())
+    for ev in sim.events(limit=events):
+        engine.ingest(ev)
+    return sim, engine
