@@ -226,8 +226,8 @@ KINDS: dict[str, str] = {
     "tv show": "episode",
 }
 NEGATIONS = ("no", "not", "without", "nothing", "avoid", "except", "never", "skip", "none")
-STOPWORDS = set(  # noqa: SIM905 - a word list reads better as text
-    """a an the and or but for of to in on at with from about something anything some any
+_STOPWORDS_TEXT = """a an the and or but for of to in on at with from about
+    something anything some any
     me my i we us our you want would like to watch find show give recommend please
     that this those these is are be it its just really very too so kind sort type
     tonight today weekend evening night afternoon morning lazy sunday saturday friday
@@ -240,8 +240,8 @@ STOPWORDS = set(  # noqa: SIM905 - a word list reads better as text
     stuff title titles watchlist list options pick picks thing things watching seen
     them they he she his her their something's it's i'm i'd that's lot lots much many
     all whole only also even both same other another such still released watched
-    enjoy enjoyed""".split()
-)
+    enjoy enjoyed"""
+STOPWORDS = set(_STOPWORDS_TEXT.split())
 NUMBERS = {
     "one": 1,
     "two": 2,
@@ -511,7 +511,7 @@ def _add_audience(intent: Intent, values: Iterable[str]) -> None:
 
 
 def _split_compounds(norm: str) -> str:
-    """"light-paced" -> "light paced": hyphenated words the tables do not know are split."""
+    """ "light-paced" -> "light paced": hyphenated words the tables do not know are split."""
     known = {p for table in (LEXICON, AUDIENCE, MOODS, KINDS) for p in table if "-" in p}
 
     def fix(m: re.Match[str]) -> str:
@@ -522,7 +522,7 @@ def _split_compounds(norm: str) -> str:
 
 
 def _similar(norm: str, vocab: Vocabulary, intent: Intent) -> str:
-    """"like X", "similar to X", "in the style of X": X matched against title names
+    """ "like X", "similar to X", "in the style of X": X matched against title names
     (the matched name is removed from the text parsed next)."""
     m = re.search(
         r"(?<!would )(?<!'d )(?<!i )"

@@ -179,9 +179,7 @@ class QueryService:
             out["reason"] = "no title in the catalog satisfies every hard constraint"
             return out
         if now_ts is None:
-            now_ts = (profile.last_ts if profile else 0) or int(
-                self.engine.popularity.ref_ts or 0
-            )
+            now_ts = (profile.last_ts if profile else 0) or int(self.engine.popularity.ref_ts or 0)
         model, personal = viewer_scores(self.engine, user_id, profile, idx, now_ts)
         out["personalized"] = personal
         std = float(model.std())
