@@ -78,7 +78,82 @@ def _derive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """Answer one request for one viewer against a replayed world, print the answer."""
+    import orjson
+
+    from online_models.watchlist import QueryService
+
+    if args.catalog:
+        engine = replayed_engine(args.catalog, args.event_log)
+    else:
+        _, engine = simulated_engine(args.users, args.titles, args.seed, args.events)
+    svc = QueryService(engine, now_year=args.now_year)
+    answer = svc.answer(args.user, args.text, args.k, engine.profiles.get(args.user))
+    if args.json:
+        print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+        return 0 if answer["answerable"] else 2
+    print(format_answer(answer))
+    return 0 if answer["answerable"] else 2
+
+
+def format_answer(answer: dict[str, Any]) -> str:
+    intent = answer["intent"]
+    hard = {k: v for k, v in intent["hard"].items() if v not in (None, [])}
+    lines = [
+        f"request: {answer['text']!r}",
+        f"hard: {hard or '-'}",
+        f"soft: {intent['soft']['wanted'] or '-'}  mood: {intent['soft']['mood'] or '-'}",
+    ]
+    if intent["similar_to"]:
+        lines.append("like: " + ", ".join(t["name"] for t in intent["similar_to"]))
+    if intent["corrections"]:
+        lines.append(f"read as: {intent['corrections']}")
+    if intent["unknown_words"]:
+        lines.append(f"not understood: {', '.join(intent['unknown_words'])}")
+    lines += [f"note: {n}" for n in intent["notes"]]
+    if not answer["answerable"] or not answer["items"]:
+        lines.append(f"no answer: {answer['reason']}")
+        return "\n".join(lines)
+    who = "your model" if answer["personalized"] else "popularity (unknown viewer)"
+    lines.append(f"{answer['satisfying']} titles satisfy the request; ranked by {who}:")
+    for it in answer["items"]:
+        mins = round(it["runtime_s"] / 60)
+        lines.append(
+            f"{it['rank']:>3}. {it['name']:<24} {it['release_year']} {mins:>4} min "
+            f"{'/'.join(it['genres']):<22} {'; '.join(it['reasons'])}"
+        )
+    return "\n".join(lines)
+
+
+def replayed_engine(catalog_path: str, events_path: str | None) -> Any:
+    from features.catalog import parse_title
+    from online_models.engine import Engine
+    from streams.jsonl import read_jsonl
+
+    engine = Engine()
+    for rec in read_jsonl(catalog_path):
+        engine.catalog.upsert(parse_title(rec))
+    for ev in read_jsonl(events_path) if events_path else ():
+        engine.ingest(ev)
+    return engine
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query", help="a watchlist in plain language for one viewer")
+    p.add_argument("text", help='the request, e.g. "no horror, under 2 hours, for the kids"')
+    p.add_argument("--user", required=True, help="viewer id (e.g. u000001)")
+    p.add_argument("--k", type=int, default=10, help="titles returned (default 10)")
+    p.add_argument("--json", action="store_true", help="print the full answer as JSON")
+    p.add_argument("--catalog", help="JSON-lines catalog (default: the simulated one)")
+    p.add_argument("--event-log", help="with --catalog: JSON-lines events to replay first")
+    p.add_argument("--users", type=int, default=300, help="simulated viewers (300)")
+    p.add_argument("--titles", type=int, default=600, help="simulated catalog size (600)")
+    p.add_argument("--seed", type=int, default=42, help="simulation seed (42)")
+    p.add_argument("--events", type=int, default=30_000, help="simulated events replayed")
+    p.add_argument("--now-year", type=int, default=None, help="'this year' (default: clock)")
+    p.set_defaults(func=cmd_query)
+
     p = sub.add_parser("tags", help="tags from synopses: eval (held-out tags) | derive FILE")
     p.add_argument("action", choices=["eval", "derive"])
     p.add_argument("file", nargs="?", help="derive: JSON-lines catalog")
