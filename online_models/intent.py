@@ -443,6 +443,7 @@ def parse(text: str, vocab: Vocabulary) -> Intent:
         intent.answerable, intent.reason = False, "empty request"
         return intent
     norm = _split_compounds(norm)
+    norm = re.sub(r"\b(anything|everything|all|whatever) but\b", r"\1 except", norm)
     norm = _similar(norm, vocab, intent)
     norm = _bounds(norm, vocab, intent)
     words = _correct(norm.split(" "), intent)
@@ -550,6 +551,7 @@ def _similar(norm: str, vocab: Vocabulary, intent: Intent) -> str:
         intent.year_min = ref.year + 1
     if re.search(r"\bolder\b", rest) and ref.year:
         intent.year_max = ref.year - 1
+    rest = re.sub(r"\b(but )?(shorter|longer|newer|more recent|older)\b", " ", rest)
     return norm[: m.start()] + " , " + rest
 
 
