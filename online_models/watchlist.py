@@ -28,7 +28,7 @@ from features.user_profile import UserProfile
 from online_models.intent import Intent, Vocabulary, parse
 
 SOFT_WEIGHT = 1.5
-SIMILAR_WEIGHT = 3.0
+SIMILAR_WEIGHT = 6.0
 ANONYMOUS = "\x00query-anonymous"  # scoring id for a viewer the engine has never seen
 
 
