@@ -404,24 +404,24 @@ def _correct(words: list[str], intent: Intent) -> list[str]:
     return out
 
 
-def _phrases(table: Mapping[str, Any]) -> list[str]:
-    return sorted(table, key=lambda p: -len(p))
+def _pattern(table: Mapping[str, Any]) -> re.Pattern[str]:
+    """One regex for all phrases of a table, longest first, on word boundaries."""
+    alts = "|".join(re.escape(p) for p in sorted(table, key=lambda p: -len(p)))
+    return re.compile(r"(?<![a-z\-])(" + alts + r")(?![a-z\-])")
 
 
-_LEX_ORDER = _phrases(LEXICON)
-_AUD_ORDER = _phrases(AUDIENCE)
-_MOOD_ORDER = _phrases(MOODS)
-_KIND_ORDER = _phrases(KINDS)
+_LEX_RE = _pattern(LEXICON)
+_AUD_RE = _pattern(AUDIENCE)
+_MOOD_RE = _pattern(MOODS)
+_KIND_RE = _pattern(KINDS)
 
 
-def _take(clause: str, order: list[str]) -> tuple[list[tuple[int, str]], str]:
-    """Occurrences (position, phrase) of table phrases in ``clause``, longest first;
-    matched text is blanked so a shorter phrase does not match inside a longer one."""
-    found = []
-    for p in order:
-        for m in re.finditer(r"(?<![a-z\-])" + re.escape(p) + r"(?![a-z\-])", clause):
-            found.append((m.start(), p))
-            clause = clause[: m.start()] + " " * len(p) + clause[m.end() :]
+def _take(clause: str, pattern: re.Pattern[str]) -> tuple[list[tuple[int, str]], str]:
+    """Occurrences (position, phrase) of a table's phrases in ``clause``; matched text is
+    blanked so later tables do not read it again."""
+    found = [(m.start(), m.group(1)) for m in pattern.finditer(clause)]
+    for pos, p in found:
+        clause = clause[:pos] + " " * len(p) + clause[pos + len(p) :]
     return found, clause
 
 
@@ -451,27 +451,27 @@ def parse(text: str, vocab: Vocabulary) -> Intent:
     recognised: set[str] = set()
     for clause in _CLAUSE_SPLIT.split(norm):
         clause = f" {clause.strip()} "
-        aud, clause = _take(clause, _AUD_ORDER)
+        aud, clause = _take(clause, _AUD_RE)
         for pos, p in aud:
             recognised.update(p.split())
             if _negated_at(clause, pos):
                 intent.notes.append(f"'{p}' negated: audience not restricted")
                 continue
             _add_audience(intent, AUDIENCE[p])
-        moods, clause = _take(clause, _MOOD_ORDER)
+        moods, clause = _take(clause, _MOOD_RE)
         for pos, p in moods:
             recognised.update(p.split())
             if not _negated_at(clause, pos):
                 intent.mood.append(p)
                 _add(intent.wanted, MOODS[p], vocab)
-        kinds, clause = _take(clause, _KIND_ORDER)
+        kinds, clause = _take(clause, _KIND_RE)
         for pos, p in kinds:
             recognised.update(p.split())
             if not _negated_at(clause, pos):
                 intent.kind = KINDS[p]
             else:
                 intent.kind = "movie" if KINDS[p] == "episode" else "episode"
-        tags, clause = _take(clause, _LEX_ORDER)
+        tags, clause = _take(clause, _LEX_RE)
         for pos, p in tags:
             recognised.update(p.split())
             keys = LEXICON[p]
@@ -511,9 +511,12 @@ def _add_audience(intent: Intent, values: Iterable[str]) -> None:
     intent.audience = sorted(set(intent.audience) & allowed if intent.audience else allowed)
 
 
+_HYPHENATED = frozenset(p for t in (LEXICON, AUDIENCE, MOODS, KINDS) for p in t if "-" in p)
+
+
 def _split_compounds(norm: str) -> str:
     """ "light-paced" -> "light paced": hyphenated words the tables do not know are split."""
-    known = {p for table in (LEXICON, AUDIENCE, MOODS, KINDS) for p in table if "-" in p}
+    known = _HYPHENATED
 
     def fix(m: re.Match[str]) -> str:
         w = m.group(0)

@@ -60,6 +60,7 @@ class _Arrays:
     is_movie: np.ndarray
     series: list[str | None]
     episode: np.ndarray  # episode number (0 for a movie)
+    members: dict[str, list[int]]  # series id -> its catalog rows, earliest episode first
 
 
 class QueryService:
@@ -97,7 +98,13 @@ class QueryService:
                 is_movie[i] = t.kind == "movie"
                 series[i] = t.series_id
                 episode[i] = ((t.season or 1) * 10_000 + t.episode) if t.episode else 0
-            self._arrays = _Arrays(ix.version, runtime, year, is_movie, series, episode)
+            members: dict[str, list[int]] = {}
+            for i, sid in enumerate(series):
+                if sid is not None:
+                    members.setdefault(sid, []).append(i)
+            for rows in members.values():
+                rows.sort(key=lambda i: episode[i])
+            self._arrays = _Arrays(ix.version, runtime, year, is_movie, series, episode, members)
         return self._arrays
 
     # --- answering ----------------------------------------------------------------------
@@ -140,7 +147,7 @@ class QueryService:
                 mask[i] = False
                 s = a.series[i]
                 if s is not None:
-                    mask &= np.array([x != s for x in a.series])
+                    mask[a.members[s]] = False
         if profile is not None:
             for tid in profile.finished:
                 i = ix.index.get(tid)
@@ -199,11 +206,6 @@ class QueryService:
         a = self.arrays()
         # A series is listed once, where its best episode ranks, as its earliest
         # episode that satisfies the request.
-        first: dict[str, int] = {}
-        for o, i in enumerate(idx.tolist()):
-            s = a.series[i]
-            if s is not None and (s not in first or a.episode[i] < a.episode[idx[first[s]]]):
-                first[s] = o
         seen_series: set[str] = set()
         items = []
         for o in order.tolist():
@@ -212,7 +214,8 @@ class QueryService:
                 if s in seen_series:
                     continue
                 seen_series.add(s)
-                o = first[s]
+                earliest = next(j for j in a.members[s] if mask[j])
+                o = int(np.searchsorted(idx, earliest))
             i = int(idx[o])
             t = ix.titles[i]
             assert t is not None
