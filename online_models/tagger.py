@@ -74,7 +74,7 @@ class SynopsisTagger:
     def __init__(
         self,
         model: TextModel | None = None,
-        ridge: float = 10.0,
+        ridge: float = 1.0,
         min_confidence: float = 0.15,
         multi_threshold: float = 0.4,
     ) -> None:
