@@ -63,7 +63,11 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 
 def _derive(args: argparse.Namespace) -> int:
-    """Derive tags for every record of a catalog file, learning from its tagged records."""
+    """Write the catalog with ``derived_tags`` for dimensions its editors left empty.
+
+    The tagger learns from the file's own editorial tags; the output loads with
+    ``reelstream catalog load`` (derived tags then feed content similarity).
+    """
     import orjson
 
     from online_models.tagger import SynopsisTagger, editorial_tags, merge_tags, record_text
@@ -72,9 +76,18 @@ def _derive(args: argparse.Namespace) -> int:
     records = list(read_jsonl(args.file))
     tagger = SynopsisTagger().fit(r for r in records if editorial_tags(r))
     derived = tagger.predict([record_text(r) for r in records])
+    added = 0
     for rec, d in zip(records, derived, strict=True):
-        line = {"title_id": rec["title_id"], "tags": merge_tags(editorial_tags(rec), d)}
-        sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        merged = merge_tags(editorial_tags(rec), d)
+        extra = {
+            dim: [{k: t[k] for k in ("value", "confidence", "source")} for t in tags]
+            for dim, tags in merged.items()
+            if tags[0]["source"] == "derived"
+        }
+        added += sum(len(v) for v in extra.values())
+        out = {**rec, "derived_tags": extra} if extra else rec
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    print(f"{len(records)} records, {added} derived tags added", file=sys.stderr)
     return 0
 
 
@@ -154,7 +167,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--now-year", type=int, default=None, help="'this year' (default: clock)")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("tags", help="tags from synopses: eval (held-out tags) | derive FILE")
+    p = sub.add_parser(
+        "tags", help="tags from synopses: eval (held-out tags) | derive FILE > enriched.jsonl"
+    )
     p.add_argument("action", choices=["eval", "derive"])
     p.add_argument("file", nargs="?", help="derive: JSON-lines catalog")
     p.add_argument("--titles", type=int, default=2000, help="eval: synthetic catalog size")

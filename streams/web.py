@@ -160,6 +160,10 @@ def title_document(title: Title) -> dict[str, Any]:
         "season": title.season,
         "episode": title.episode,
         "artwork": list(title.artwork),
+        "derived_tags": {  # docs/catalog-intelligence.md: model tags where editors left none
+            d: [{"value": v, "confidence": c, "source": "derived"} for v, c in pairs]
+            for d, pairs in title.derived_tags.items()
+        },
     }
 
 

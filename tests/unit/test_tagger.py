@@ -92,3 +92,50 @@ def test_held_out_tags_beat_the_baselines():
     # Wordings never seen: weaker, but the embedding generalises where words cannot.
     assert mean(unseen, "model_recall") > mean(unseen, "bow_recall")
     assert unseen["pacing"]["model_recall"] > 1 / 3  # better than guessing among three
+
+
+def test_derived_tags_fill_empty_dimensions_and_feed_tag_keys():
+    from features.catalog import CatalogError, parse_title
+    from streams.web import title_document
+
+    rec = {
+        "title_id": "t1",
+        "name": "X",
+        "genres": ["drama"],
+        "tags": {"tone": ["dark"]},
+        "derived_tags": {
+            "genre": [{"value": "horror", "confidence": 0.9}],  # editorial genre wins
+            "pacing": [{"value": "slow", "confidence": 0.62, "source": "derived"}],
+        },
+    }
+    t = parse_title(rec)
+    assert t.tag_keys == ("genre:drama", "tone:dark", "pacing:slow")
+    assert t.derived_tags == {"pacing": (("slow", 0.62),)}
+    doc = title_document(t)
+    assert doc["derived_tags"] == {
+        "pacing": [{"value": "slow", "confidence": 0.62, "source": "derived"}]
+    }
+    with pytest.raises(CatalogError):
+        parse_title({**rec, "derived_tags": {"pacing": [{"value": "slow", "confidence": 2}]}})
+
+
+def test_derive_command_writes_loadable_records(tmp_path, capsys):
+    import orjson
+
+    from features.catalog import parse_title
+    from streams.cli import main
+    from streams.synthetic import SimConfig, Simulation
+
+    catalog = Simulation(SimConfig(users=1, titles=200, seed=4)).catalog
+    for rec in catalog[::2]:  # editors tagged only half the catalog's pacing
+        rec["tags"] = {k: v for k, v in rec["tags"].items() if k != "pacing"}
+    path = tmp_path / "cat.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in catalog))
+    assert main(["tags", "derive", str(path)]) == 0
+    out = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == len(catalog)
+    hidden = [r for r in out[::2] if "derived_tags" in r]
+    assert len(hidden) >= 90 and all("pacing" in r["derived_tags"] for r in hidden)
+    assert all("derived_tags" not in r or "pacing" not in r["derived_tags"] for r in out[1::2])
+    for r in out:
+        parse_title(r)
