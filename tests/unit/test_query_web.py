@@ -81,3 +81,22 @@ async def test_unanswerable_and_bad_input_are_documented(endpoint):
     check_response(PATH, 400, err, method="post")
     status, err = await call(endpoint, b'{"user_id": "u9", "text": "x"}', {"k": "1"})
     assert status == 400 and err["error"] == "unknown_parameter"
+
+
+async def test_post_query_through_a_faust_app_over_loopback():
+    """The registered view answers real HTTP (aiohttp test server on 127.0.0.1)."""
+    import faust
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams import query_web
+
+    app = faust.App("query-web-test", broker="memory://", web_enabled=True)
+    api = FakeApi()
+    query_web.register(app, api)
+    user = sorted(api.engine.models.users)[0]
+    async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as client:
+        r = await client.post("/query", json={"user_id": user, "text": "a comedy", "k": 3})
+        body = await r.json()
+        assert r.status == 200 and body["personalized"] and len(body["items"]) == 3
+        r = await client.post("/query", data=b"nope")
+        assert r.status == 400 and (await r.json())["error"] == "invalid_body"
