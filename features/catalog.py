@@ -43,6 +43,9 @@ class Title:
     episode: int | None = None
     artwork: tuple[str, ...] = ()
     tag_keys: tuple[str, ...] = ()
+    # Tags a model derived from the synopsis (online_models/tagger.py), for dimensions the
+    # editors left empty: dimension -> ((value, confidence), ...). Also in ``tag_keys``.
+    derived_tags: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
 
     def available_in(self, country: str | None) -> bool:
         return not self.regions or country is None or country in self.regions
@@ -104,6 +107,9 @@ def parse_title(rec: object) -> Title:
     keys = tuple(f"genre:{g}" for g in genres) + tuple(
         f"{dim}:{v}" for dim, values in tags.items() if dim != "genre" for v in values
     )
+    editorial = {dim for dim, values in tags.items() if values} | ({"genre"} if genres else set())
+    derived = _derived_tags(rec.get("derived_tags"), editorial)
+    keys += tuple(f"{dim}:{v}" for dim, pairs in derived.items() for v, _ in pairs)
     return Title(
         title_id=tid,
         name=name,
@@ -120,7 +126,32 @@ def parse_title(rec: object) -> Title:
         episode=rec.get("episode"),
         artwork=tuple(art_ids),
         tag_keys=tuple(dict.fromkeys(keys)),
+        derived_tags=derived,
     )
+
+
+def _derived_tags(raw: object, editorial: set[str]) -> dict[str, tuple[tuple[str, float], ...]]:
+    """``derived_tags`` of a record ({dim: [{"value", "confidence"}]}); editorial dims win."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CatalogError("derived_tags must be an object of dimension -> list of tags")
+    out: dict[str, tuple[tuple[str, float], ...]] = {}
+    for dim, entries in raw.items():
+        if not isinstance(dim, str) or not TAG_RE.match(dim) or not isinstance(entries, list):
+            raise CatalogError("derived_tags: dimension -> list of {value, confidence}")
+        pairs = []
+        for e in entries:
+            value = e.get("value") if isinstance(e, dict) else None
+            conf = e.get("confidence") if isinstance(e, dict) else None
+            if not isinstance(value, str) or not TAG_RE.match(value):
+                raise CatalogError(f"derived_tags value must match {TAG_RE.pattern}")
+            if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0 <= conf <= 1:
+                raise CatalogError("derived_tags confidence must be a number from 0 to 1")
+            pairs.append((value, float(conf)))
+        if pairs and dim not in editorial:
+            out[dim] = tuple(pairs)
+    return out
 
 
 class Catalog:

@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge rule for the ranker's weights",
     )
     p.set_defaults(func=cmd_replay)
+    from streams import catalog_intel_cli
+
+    catalog_intel_cli.add_commands(sub)  # tags, query (docs/catalog-intelligence.md)
     return parser
 
 

@@ -147,6 +147,10 @@ def title_document(title: Title) -> dict[str, Any]:
         "season": title.season,
         "episode": title.episode,
         "artwork": list(title.artwork),
+        "derived_tags": {  # docs/catalog-intelligence.md: model tags where editors left none
+            d: [{"value": v, "confidence": c, "source": "derived"} for v, c in pairs]
+            for d, pairs in title.derived_tags.items()
+        },
     }
 
 
@@ -458,6 +462,9 @@ def register(app: Any, api: Api) -> None:
         # not the router, decides what an invalid id is, and answers 400 with a JSON body.
         pattern = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", path)
         app.page(pattern, name=method_name)(make())
+    from streams import query_web  # POST /query (docs/catalog-intelligence.md)
+
+    query_web.register(app, api)
     _json_errors_for_unrouted(app)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.catalog import Catalog, parse_title
+from streams.synopses import audience_for, side_rng, synopsis
 
 TAG_DIMENSIONS: dict[str, list[str]] = {
     "genre": [
@@ -172,6 +173,9 @@ class Simulation:
                 if dim not in ("genre", "theme")
             }
             tags["theme"] = rng.sample(TAG_DIMENSIONS["theme"], rng.choice([1, 2]))
+            # Audience and synopses draw from their own generator: events stay byte-identical.
+            side = side_rng(self.cfg.seed, f"t{i:05d}")
+            tags["audience"] = [audience_for(genres, side)]
             name = " ".join(w.capitalize() for w in rng.sample(WORDS, 2))
             base_pop = rng.paretovariate(1.3)
             regions = [] if rng.random() < 0.8 else rng.sample(sorted(COUNTRIES), 3)
@@ -186,8 +190,7 @@ class Simulation:
                     "title_id": tid,
                     "name": f"{name} E{ep + 1}" if is_series else name,
                     "kind": "episode" if is_series else "movie",
-                    "synopsis": f"A {tags['tone'][0]} {genres[0]} story about "
-                    f"{' and '.join(tags['theme'])}.",
+                    "synopsis": synopsis({"genre": genres, **tags}, side),
                     "genres": genres,
                     "tags": tags,
                     "cast": cast,
