@@ -17,7 +17,7 @@ fill the other dimensions and are marked ``"source": "derived"``.
 :class:`KeywordTagger` is the baseline: a tag when its name appears in the text.
 :func:`evaluate` predicts the hidden tags of held-out titles and reports precision
 and recall per dimension beside a bag-of-words ridge and the keyword baseline
-(``reelstream tags eval``, streams/catalog_intel_cli.py).
+(``reelstream tags eval``, streams/tools/catalog_intel_cli.py).
 
 >>> recs = [{"title_id": f"t{i}", "name": "x", "genres": [g], "tags": {}, "synopsis": s}
 ...         for i, (g, s) in enumerate([("horror", "a haunted house of ghosts"),

@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge rule for the ranker's weights",
     )
     p.set_defaults(func=cmd_replay)
-    from streams import catalog_intel_cli
+    from streams.tools import catalog_intel_cli
 
     catalog_intel_cli.add_commands(sub)  # tags, query (docs/catalog-intelligence.md)
     return parser

@@ -85,8 +85,8 @@ class MiniLM:
 
 def main() -> None:
     from online_models import tagger
-    from streams.catalog_intel_cli import tag_eval_report
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.catalog_intel_cli import tag_eval_report
+    from streams.tools.synthetic import SimConfig, Simulation
 
     model = MiniLM(Path(sys.argv[1]))
     texts = [r["synopsis"] for r in Simulation(SimConfig(users=1, titles=100, seed=1)).catalog]

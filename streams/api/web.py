@@ -462,7 +462,7 @@ def register(app: Any, api: Api) -> None:
         # not the router, decides what an invalid id is, and answers 400 with a JSON body.
         pattern = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", path)
         app.page(pattern, name=method_name)(make())
-    from streams import query_web  # POST /query (docs/catalog-intelligence.md)
+    from streams.api import query_web  # POST /query (docs/catalog-intelligence.md)
 
     query_web.register(app, api)
     _json_errors_for_unrouted(app)

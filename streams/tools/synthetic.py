@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.catalog import Catalog, parse_title
-from streams.synopses import audience_for, side_rng, synopsis
+from streams.tools.synopses import audience_for, side_rng, synopsis
 
 TAG_DIMENSIONS: dict[str, list[str]] = {
     "genre": [

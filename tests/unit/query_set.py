@@ -4,7 +4,7 @@ Each entry is (request, expected): every key of ``expected`` must match the pars
 (lists compare as sets; ``wanted`` lists soft tags that must be among those read;
 ``similar`` is the name of the title the request refers to). Shared by the parser
 tests and the ranking tests (tests/unit/test_watchlist.py) and the latency
-benchmark (streams/bench_query.py).
+benchmark (streams/tools/bench_query.py).
 """
 
 NOW_YEAR = 2026

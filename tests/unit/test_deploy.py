@@ -221,7 +221,7 @@ def test_openapi_documents_exactly_the_served_routes():
 
     doc = spec()
     assert doc["openapi"].startswith("3.")
-    from streams.query_web import PATH as QUERY_PATH  # the one POST route
+    from streams.api.query_web import PATH as QUERY_PATH  # the one POST route
 
     assert set(doc["paths"]) == {path for path, _, _ in ROUTES} | {QUERY_PATH}
     for path, _, allowed in ROUTES:

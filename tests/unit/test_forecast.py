@@ -3,8 +3,8 @@
 import pytest
 
 from online_models.forecast import GreenlightForecaster
-from streams.catalog_intel_cli import forecast_backtest_report
-from streams.greenlight_sim import REGIONS, Slate, SlateConfig
+from streams.tools.catalog_intel_cli import forecast_backtest_report
+from streams.tools.greenlight_sim import REGIONS, Slate, SlateConfig
 
 
 @pytest.fixture(scope="module")

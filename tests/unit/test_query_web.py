@@ -7,14 +7,14 @@ import pytest
 from multidict import MultiDict
 
 from online_models.engine import Engine
-from streams.query_web import PATH, QueryEndpoint, parse_body
-from streams.synthetic import SimConfig, Simulation
-from streams.web import ApiError, run_handler
+from streams.api.query_web import PATH, QueryEndpoint, parse_body
+from streams.api.web import ApiError, run_handler
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.openapi_check import check_response
 
 
 class FakeApi:
-    """Stands in for streams.web.Api: an engine and this worker's profiles."""
+    """Stands in for streams.api.web.Api: an engine and this worker's profiles."""
 
     def __init__(self) -> None:
         sim = Simulation(SimConfig(users=30, titles=120, seed=5))
@@ -88,7 +88,7 @@ async def test_post_query_through_a_faust_app_over_loopback():
     import faust
     from aiohttp.test_utils import TestClient, TestServer
 
-    from streams import query_web
+    from streams.api import query_web
 
     app = faust.App("query-web-test", broker="memory://", web_enabled=True)
     api = FakeApi()

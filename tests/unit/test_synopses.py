@@ -5,8 +5,8 @@ import re
 
 import orjson
 
-from streams.synopses import PHRASES
-from streams.synthetic import TAG_DIMENSIONS, SimConfig, Simulation
+from streams.tools.synopses import PHRASES
+from streams.tools.synthetic import TAG_DIMENSIONS, SimConfig, Simulation
 
 # sha256 of the first 20,000 events (sorted-key JSON lines) before synopses existed.
 EVENTS_DIGEST = {

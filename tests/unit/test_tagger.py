@@ -13,7 +13,7 @@ from online_models.tagger import (
     editorial_tags,
     merge_tags,
 )
-from streams.catalog_intel_cli import tag_eval_report
+from streams.tools.catalog_intel_cli import tag_eval_report
 
 
 def test_model_loads_from_the_wheel_with_pinned_digests():
@@ -96,7 +96,7 @@ def test_held_out_tags_beat_the_baselines():
 
 def test_derived_tags_fill_empty_dimensions_and_feed_tag_keys():
     from features.catalog import CatalogError, parse_title
-    from streams.web import title_document
+    from streams.api.web import title_document
 
     rec = {
         "title_id": "t1",
@@ -124,7 +124,7 @@ def test_derive_command_writes_loadable_records(tmp_path, capsys):
 
     from features.catalog import parse_title
     from streams.cli import main
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.synthetic import SimConfig, Simulation
 
     catalog = Simulation(SimConfig(users=1, titles=200, seed=4)).catalog
     for rec in catalog[::2]:  # editors tagged only half the catalog's pacing

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from online_models.watchlist import QueryService
-from streams.catalog_intel_cli import format_answer, simulated_engine
+from streams.tools.catalog_intel_cli import format_answer, simulated_engine
 from tests.unit.query_set import NOW_YEAR, QUERIES, TITLES
 
 

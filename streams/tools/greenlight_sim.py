@@ -1,6 +1,6 @@
 """A seeded release slate with planted regional tastes: the ground for greenlight forecasts.
 
-The event simulator (streams/synthetic.py) has no release dates and no regional
+The event simulator (streams/tools/synthetic.py) has no release dates and no regional
 tastes, so forecasts are backtested here instead: titles are released one after
 another, each with attributes known at greenlight (genres, tags, runtime, cast,
 kind, synopsis) and, per region, a first-28-day audience (completion-weighted
@@ -26,8 +26,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.synopses import audience_for, synopsis
-from streams.synthetic import TAG_DIMENSIONS
+from streams.tools.synopses import audience_for, synopsis
+from streams.tools.synthetic import TAG_DIMENSIONS
 
 REGIONS = ("US", "GB", "FR", "DE", "BR", "IN", "JP")
 REGION_SIZE = {"US": 8.0, "GB": 6.8, "FR": 6.6, "DE": 6.7, "BR": 6.9, "IN": 7.2, "JP": 6.5}

@@ -7,7 +7,7 @@ constraint, ordered by the viewer's own model. A worker scores with its own
 engine: a viewer on another worker's partitions is ranked as a newcomer
 (``"personalized": false``), like the cold-start path of ``/recommendations``.
 
-Registered from :func:`streams.web.register`; validation and errors follow the
+Registered from :func:`streams.api.web.register`; validation and errors follow the
 other routes (``{"error", "detail"}``, 4xx for bad input, never a stack trace).
 """
 
@@ -20,7 +20,7 @@ import orjson
 
 from online_models.watchlist import QueryService
 from streams import metrics as m
-from streams.web import K_DEFAULT, K_MAX, ApiError, check_id, run_handler
+from streams.api.web import K_DEFAULT, K_MAX, ApiError, check_id, run_handler
 
 PATH = "/query"
 TEXT_MAX = 500
@@ -54,7 +54,7 @@ def parse_body(raw: bytes) -> tuple[str, str, int]:
 
 
 class QueryEndpoint:
-    """The handler, bound to a worker's :class:`streams.web.Api` (engine and profiles)."""
+    """The handler, bound to a worker's :class:`streams.api.web.Api` (engine and profiles)."""
 
     def __init__(self, api: Any, now_year: int | None = None) -> None:
         self.api = api

@@ -21,8 +21,8 @@ def tag_eval_report(
     seen in training.
     """
     from online_models.tagger import editorial_tags, evaluate, split_records
-    from streams.synopses import side_rng, synopsis
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.synopses import side_rng, synopsis
+    from streams.tools.synthetic import SimConfig, Simulation
 
     records = Simulation(SimConfig(users=1, titles=titles, seed=seed)).catalog
     train, test = split_records(records, holdout, split_seed)
@@ -71,7 +71,7 @@ def _derive(args: argparse.Namespace) -> int:
     import orjson
 
     from online_models.tagger import SynopsisTagger, editorial_tags, merge_tags, record_text
-    from streams.jsonl import read_jsonl
+    from streams.adapters.jsonl import read_jsonl
 
     records = list(read_jsonl(args.file))
     tagger = SynopsisTagger().fit(r for r in records if editorial_tags(r))
@@ -142,7 +142,7 @@ def format_answer(answer: dict[str, Any]) -> str:
 def replayed_engine(catalog_path: str, events_path: str | None) -> Any:
     from features.catalog import parse_title
     from online_models.engine import Engine
-    from streams.jsonl import read_jsonl
+    from streams.adapters.jsonl import read_jsonl
 
     engine = Engine()
     for rec in read_jsonl(catalog_path):
@@ -159,7 +159,7 @@ def forecast_backtest_report(titles: int, seed: int, warmup: int = 100) -> dict[
     import numpy as np
 
     from online_models.forecast import backtest
-    from streams.greenlight_sim import REGIONS, Slate, SlateConfig
+    from streams.tools.greenlight_sim import REGIONS, Slate, SlateConfig
 
     slate = Slate(SlateConfig(titles=titles, seed=seed))
     report = backtest([(t.attributes, t.audience) for t in slate.titles], REGIONS, warmup=warmup)
@@ -196,8 +196,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                 fh.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return 0
     from online_models.forecast import GreenlightForecaster
-    from streams.greenlight_sim import REGIONS, Slate, SlateConfig
-    from streams.jsonl import read_jsonl
+    from streams.adapters.jsonl import read_jsonl
+    from streams.tools.greenlight_sim import REGIONS, Slate, SlateConfig
 
     model = GreenlightForecaster(REGIONS)
     for t in Slate(SlateConfig(titles=args.titles, seed=args.seed)).titles:
@@ -254,7 +254,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def simulated_engine(users: int, titles: int, seed: int, events: int) -> tuple[Any, Any]:
     """(simulation, engine) after folding ``events`` simulated events into a fresh engine."""
     from online_models.engine import Engine
-    from streams.synthetic import SimConfig, Simulation
+    from streams.tools.synthetic import SimConfig, Simulation
 
     sim = Simulation(SimConfig(users=users, titles=titles, seed=seed))
     engine = Engine(catalog=sim.title_catalog())

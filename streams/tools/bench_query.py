@@ -1,6 +1,6 @@
 """Latency of plain-language watchlist answers on a large simulated catalog.
 
-    python -m streams.bench_query --titles 10000 --users 500 --events 20000 --rounds 5
+    python -m streams.tools.bench_query --titles 10000 --users 500 --events 20000 --rounds 5
 
 Builds the simulated world, replays ``events`` events into an engine, then
 answers every request of the query set (tests/unit/query_set.py, its example
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from online_models.watchlist import QueryService
-    from streams.catalog_intel_cli import simulated_engine
+    from streams.tools.catalog_intel_cli import simulated_engine
     from tests.unit.query_set import NOW_YEAR, QUERIES, TITLES
 
     t0 = time.perf_counter()
