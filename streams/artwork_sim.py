@@ -79,19 +79,15 @@ def run(
         if policy in ("learned", "ucb", "uniform"):
             arts = hook.choose_list(user.user_id, prof, row, int(ts), device=device)
             return [a or f"{t}-a0" for t, a in zip(row, arts, strict=True)]
-        if policy == "first":
-            k = 0
-        else:
-            k = ARTWORK_STYLES.index(sim.preferred_style(user, device))
+        pref = sim.preferred_style(user, device)
+        k = 0 if policy == "first" else ARTWORK_STYLES.index(pref)
         x = hook.context(prof, int(ts), device)
         out = []
         for tid in row:
             variants = catalog.get(tid).artwork  # type: ignore[union-attr]
             choice = variants[k]
             d = Decision(choice, 1.0, tuple(float(v == choice) for v in variants))
-            hook.attributor.decided(
-                decision_record(user.user_id, tid, variants, d, x, int(ts)), x
-            )
+            hook.attributor.decided(decision_record(user.user_id, tid, variants, d, x, int(ts)), x)
             out.append(choice)
         return out
 

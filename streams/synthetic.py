@@ -115,6 +115,9 @@ HOUR_RHYTHM = [
 HEARTBEAT_S = 300.0
 ARTWORK_STYLES = ("hero", "character", "moody")  # variant k of every title has style k
 DARK_TONES = frozenset({"tone:dark", "tone:gritty", "tone:suspenseful"})
+INTENSE_GENRES = frozenset(
+    f"genre:{g}" for g in ("thriller", "horror", "crime", "scifi", "fantasy")
+)
 # Chooses the artwork of every title in an impression row:
 # (user, title ids, device, ts) -> artwork ids. Set on Simulation.artwork_chooser.
 ArtworkChooser = Callable[["SimUser", list[str], str, float], list[str]]
@@ -261,14 +264,16 @@ class Simulation:
     def preferred_style(self, user: SimUser, device: str) -> str:
         """The planted artwork preference of a segment: device and favourite tone.
 
-        Mobile viewers take to faces (``character``); elsewhere viewers whose
-        favourite tone is dark, gritty or suspenseful take to ``moody`` art and the
-        rest to ``hero`` art. Both are observable: device on every event, tone
-        through the tag affinities their viewing builds.
+        Mobile viewers take to faces (``character``); elsewhere viewers who lean
+        intense (favourite genres among thriller, horror, crime, scifi, fantasy, and a
+        dark, gritty or suspenseful favourite tone, counted: two or more) take to
+        ``moody`` art and the rest to ``hero`` art. Both are observable: device on
+        every event, the lean through the genres and tones their viewing builds.
         """
         if device == "mobile":
             return "character"
-        return "moody" if any(f in DARK_TONES for f in user.favorites) else "hero"
+        lean = sum(f in INTENSE_GENRES or f in DARK_TONES for f in user.favorites)
+        return "moody" if lean >= 2 else "hero"
 
     def _artwork_active(self) -> bool:
         return self.cfg.artwork_effect != 0.0 or self.artwork_chooser is not None
