@@ -60,6 +60,7 @@ def run(
     floor: float = 0.03,
     pool: str = "style",
     keep_records: bool = False,
+    scale: float = 0.2,
 ) -> SimResult:
     """Simulate ``days`` days with ``policy`` choosing every impression's artwork."""
     if policy not in POLICIES:
@@ -67,7 +68,9 @@ def run(
     sim = Simulation(SimConfig(users=users, titles=titles, seed=seed, artwork_effect=effect))
     catalog = sim.title_catalog()
     mode = "ucb" if policy == "ucb" else "ts"
-    cfg = ArtworkConfig(mode=mode, floor=1.0 if policy == "uniform" else floor, pool=pool)
+    cfg = ArtworkConfig(
+        mode=mode, floor=1.0 if policy == "uniform" else floor, pool=pool, scale=scale
+    )
     pol = ArtworkPolicy(cfg)
     pol.learn_styles(sim.catalog)
     hook = ArtworkHook(pol, catalog, log_sink=lambda rec: None)
