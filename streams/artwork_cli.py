@@ -125,6 +125,11 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
     results = {}
     for pol in args.policies.split(","):
         r = run(pol, keep_records=pol == "uniform", **kw)
+        if args.log and pol == "uniform":
+            from streams.jsonl import write_jsonl
+
+            n = write_jsonl(args.log, r.records)
+            print(f"wrote {n} uniform-policy decisions with rewards to {args.log}")
         results[pol] = r
         print(
             f"{pol:8s} exposures {r.exposures:7d} quality plays {r.quality_plays:6d} "
@@ -152,6 +157,48 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments_check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from online_models.experiments import Assigner
+
+    a = Assigner.from_file(args.file)
+    counts: Counter[str] = Counter()
+    for i in range(args.users):
+        for _, (e, arm) in a.assign(f"u{i:06d}").items():
+            counts[f"{e.id}:{arm.name}"] += 1
+    for layer, exps in sorted(a.layers.items()):
+        print(f"layer {layer}")
+        for e in exps:
+            for arm in e.arms:
+                want = e.traffic * arm.share
+                got = counts[f"{e.id}:{arm.name}"] / args.users
+                print(f"  {e.id}:{arm.name:20s} configured {want:.4f} assigned {got:.4f}")
+    return 0
+
+
+def cmd_experiments_sim(args: argparse.Namespace) -> int:
+    from online_models.experiment_sim import simulate
+
+    common = {"users": args.users, "look_every": args.look_every, "alpha": args.alpha}
+    aa = simulate(args.experiments, seed=args.seed, **common)
+    print(
+        f"A/A: {aa.experiments} experiments, {aa.looks} looks each (every {args.look_every}): "
+        f"false-positive rate {aa.rate:.3f} (alpha {args.alpha}); "
+        f"a fixed-n 95 % interval read at every look: {aa.naive_rate:.3f}"
+    )
+    for cup in (True, False):
+        ab = simulate(
+            args.experiments, effect=args.effect, use_cuped=cup, seed=args.seed + 1, **common
+        )
+        med = float(np.median(ab.first_look)) if ab.first_look else float("nan")
+        print(
+            f"planted +{100 * args.effect:.0f} % minutes, CUPED {'on ' if cup else 'off'}: "
+            f"detected in {ab.rate:.3f} of experiments, median stop at {med:.0f} users"
+        )
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "artwork-eval",
@@ -170,4 +217,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=10)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--effect", type=float, default=1.5, help="planted log-weight of the style")
+    p.add_argument("--log", help="write the uniform policy's decisions with rewards here")
     p.set_defaults(func=cmd_artwork_sim)
+
+    p = sub.add_parser(
+        "experiments-check", help="validate an experiments file and show its assignment shares"
+    )
+    p.add_argument("file", help="experiments TOML or YAML")
+    p.add_argument("--users", type=int, default=100_000, help="synthetic user ids to assign")
+    p.set_defaults(func=cmd_experiments_check)
+
+    p = sub.add_parser(
+        "experiments-sim",
+        help="A/A false positives and power of the always-valid analysis, looking repeatedly",
+    )
+    p.add_argument("--experiments", type=int, default=200)
+    p.add_argument("--users", type=int, default=20_000, help="exposed users per experiment")
+    p.add_argument("--look-every", type=int, default=1_000)
+    p.add_argument("--effect", type=float, default=0.1, help="planted relative arm effect")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_experiments_sim)

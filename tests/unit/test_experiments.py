@@ -176,3 +176,24 @@ def test_cuped_srm_and_the_full_analysis():
 def test_compare_reports_no_decision_without_data():
     c = compare("m", mean_stat(np.array([1.0])), mean_stat(np.array([])))
     assert not c.significant
+
+
+def test_example_config_loads_and_hooks_install_from_settings(tmp_path):
+    from online_models.hooks import install
+    from streams.settings import Settings
+
+    ex = Assigner.from_file("docs/experiments.example.toml")
+    assert set(ex.layers) == {"ranking", "artwork"}
+    eng = Engine()
+    eng.catalog.upsert(
+        parse_title({"title_id": "t1", "name": "A", "artwork": [{"artwork_id": "a0"}, "a1"]})
+    )
+    off = install(Engine(), Settings())
+    assert off.artwork is None and off.experiments is None
+    sent = []
+    s = Settings(artwork_policy="ucb", experiments_file="docs/experiments.example.toml")
+    install(eng, s, decision_sink=sent.append)
+    msg = eng.score_message("u000003", 1000, 1001)
+    assert [i["artwork_id"] for i in msg["items"]] == [sent[0]["choice"]]
+    assert msg["experiment_arm"] and sent[0]["experiment_arm"] == msg["experiment_arm"]
+    assert s.artwork_decisions_topic == "reelstream-artwork-decisions"

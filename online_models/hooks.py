@@ -1,0 +1,41 @@
+"""Install the optional artwork and experiment hooks on an engine from settings.
+
+The worker calls ``install(engine, settings)`` once after building its engine
+(one line in streams/app.py; replay and tests call it the same way). With the
+defaults (``REELSTREAM_ARTWORK_POLICY=off``, no ``REELSTREAM_EXPERIMENTS_FILE``)
+it leaves the engine as it was: first artwork variant, null ``experiment_arm``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from online_models.engine import Engine
+
+
+def install(
+    engine: Engine,
+    settings: Any,
+    catalog_records: Iterable[Mapping[str, Any]] = (),
+    decision_sink: Callable[[dict[str, Any]], None] | None = None,
+) -> Engine:
+    """Set ``engine.artwork`` and ``engine.experiments`` as ``settings`` ask.
+
+    ``decision_sink`` receives each decision record (the worker sends them to
+    ``settings.artwork_decisions_topic``); without one they collect in
+    ``engine.artwork.log``.
+    """
+    if settings.artwork_policy != "off":
+        from online_models.artwork import ArtworkConfig, ArtworkHook, ArtworkPolicy
+
+        policy = ArtworkPolicy(
+            ArtworkConfig(mode=settings.artwork_policy, floor=settings.artwork_floor)
+        )
+        policy.learn_styles(catalog_records)
+        engine.artwork = ArtworkHook(policy, engine.catalog, log_sink=decision_sink)
+    if settings.experiments_file:
+        from online_models.experiments import Assigner
+
+        engine.experiments = Assigner.from_file(settings.experiments_file)
+    return engine
