@@ -142,19 +142,50 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
         lift = got.take_rate_after(args.days // 2) / base.take_rate_after(args.days // 2) - 1
         print(f"learned vs uniform, days {args.days // 2}+: {100 * lift:+.1f} % take rate")
     if "uniform" in results:
-        from streams.synthetic import SimConfig, Simulation
-
-        sim = Simulation(SimConfig(users=1, titles=args.titles, seed=args.seed))
-        styles = {
-            a["artwork_id"]: a["style"] for rec in sim.catalog for a in rec.get("artwork", [])
-        }
-        rep = learned_policy_report(
-            results["uniform"].records, 20.0, 0, pool="style", styles=styles
-        )
-        print("off-policy estimates of a style-pooled LinTS policy from the uniform log:")
-        for est, e in rep.items():
-            print(f"  {est:26s} {_fmt(e)}")
+        fixed_policy_check(results, args)
     return 0
+
+
+def fixed_policy_check(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Off-policy estimates from the uniform log beside each fixed policy's simulated truth."""
+    from online_models.artwork import DEVICES, FEATURES
+    from online_models.artwork_eval import deterministic, dr, ips, mean_reward_model, replay, snips
+    from streams.synthetic import ARTWORK_STYLES, SimConfig, Simulation
+
+    log = results["uniform"].records
+    sim = Simulation(SimConfig(users=args.users, titles=args.titles, seed=args.seed))
+    users = {u.user_id: u for u in sim.users}
+    styles = {a["artwork_id"]: a["style"] for rec in sim.catalog for a in rec.get("artwork", [])}
+    dev0 = FEATURES.index("device:tv")
+
+    def device(rec: dict[str, Any]) -> str:
+        hot = [d for i, d in enumerate(DEVICES) if rec["x"][dev0 + i]]
+        return hot[0] if hot else ""
+
+    def oracle(rec: dict[str, Any]) -> str:
+        k = ARTWORK_STYLES.index(sim.preferred_style(users[rec["user_id"]], device(rec)))
+        return rec["variants"][k]
+
+    picks = {"first": lambda rec: rec["variants"][0], "oracle": oracle}
+    q = mean_reward_model(log)
+    print("fixed policies: simulated truth (closed loop) vs estimates from the uniform log")
+    for name, pick in picks.items():
+        if name not in results:
+            continue
+        truth = results[name].take_rate
+        pol = deterministic(pick)
+        for e in (
+            ips(log, pol, 20.0),
+            snips(log, pol, 20.0),
+            dr(log, pol, q, 20.0),
+            replay(log, pick),
+        ):
+            inside = "inside" if e.low <= truth <= e.high else "OUTSIDE"
+            print(f"  {name:7s} truth {truth:.4f}  {e.estimator:7s} {_fmt(e.as_dict())} {inside}")
+    rep = learned_policy_report(log, 20.0, 0, pool="style", styles=styles)
+    print("a style-pooled LinTS policy, estimated from the uniform log:")
+    for est, e in rep.items():
+        print(f"  {est:26s} {_fmt(e)}")
 
 
 def cmd_experiments_check(args: argparse.Namespace) -> int:
