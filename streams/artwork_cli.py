@@ -100,12 +100,29 @@ def cmd_artwork_eval(args: argparse.Namespace) -> int:
         clip=clip,
         bootstrap=args.bootstrap,
     )
-    report["learned-lints"] = learned_policy_report(records, clip, args.bootstrap)
+    half = len(records) // 2
+    held = evaluate(
+        records[half:],
+        {"best-variant-per-title (fit on 1st half)": best_variant_per_title(records[:half])},
+        clip=clip,
+        bootstrap=args.bootstrap,
+    )
+    report.update(held)
+    styles: dict[str, str] = {}
+    if args.catalog:
+        for rec in read_jsonl(args.catalog):
+            for a in rec.get("artwork") or []:
+                if isinstance(a, dict) and a.get("style"):
+                    styles[a["artwork_id"]] = a["style"]
+    pool = "style" if styles else "variant"
+    report[f"learned-lints ({pool})"] = learned_policy_report(
+        records, clip, args.bootstrap, pool=pool, styles=styles
+    )
     mean = float(np.mean([float(r["reward"]) for r in records]))
     print(f"{len(records)} decisions, logged mean reward {mean:.4f}, clip {clip}")
     for name, res in report.items():
         for est, e in res.items():
-            print(f"  {name:24s} {est:26s} {_fmt(e)}")
+            print(f"  {name:40s} {est:26s} {_fmt(e)}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"n": len(records), "logged_mean": mean, "policies": report}, fh, indent=2)
@@ -239,6 +256,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", type=float, default=20.0, help="weight clip (0: none; default 20)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: normal CI)")
     p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--catalog", help="JSON-lines catalog: pool the learned policy by style")
     p.set_defaults(func=cmd_artwork_eval)
 
     p = sub.add_parser("artwork-sim", help="artwork policies on a simulation with a planted effect")
