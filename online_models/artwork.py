@@ -460,6 +460,45 @@ class ArtworkHook:
             out.append(d.choice)
         return out
 
+    def explain(
+        self, profile: Any, title_id: str, event_ts: int, device: str | None = None
+    ) -> dict[str, Any]:
+        """What ``GET /artwork/{user_id}/{title_id}`` shows; decides nothing, logs nothing."""
+        title = self.catalog.get(title_id)
+        variants = tuple(title.artwork) if title is not None else ()
+        x = self.context(profile, event_ts, device)
+        out: dict[str, Any] = {
+            "title_id": title_id,
+            "policy": POLICY_VERSION,
+            "mode": self.policy.cfg.mode,
+            "floor": self.policy.cfg.floor,
+            "context": {f: v for f, v in zip(FEATURES, x.tolist(), strict=True) if v},
+            "variants": [],
+        }
+        if not variants:
+            return out
+        idx = np.array(self.policy._rows(variants), dtype=np.intp)
+        mu = self.policy._theta[idx] @ x
+        sd = self.policy.cfg.scale * np.sqrt(np.maximum((self.policy._a_inv[idx] @ x) @ x, 1e-12))
+        k = len(variants)
+        if self.policy.cfg.mode == "ucb":
+            win = (np.arange(k) == int(np.argmax(mu + sd))).astype(float)
+        else:
+            win = win_probabilities(mu[None, :], sd[None, :])[0]
+        probs = self.policy.cfg.floor / k + (1 - self.policy.cfg.floor) * win
+        for v, m, s_, p in zip(variants, mu.tolist(), sd.tolist(), probs.tolist(), strict=True):
+            out["variants"].append(
+                {
+                    "artwork_id": v,
+                    "style": self.policy.styles.get(v),
+                    "expected_reward": round(m, 5),
+                    "uncertainty": round(s_, 5),
+                    "probability": round(p, 5),
+                    "observations": self.policy.observations(v),
+                }
+            )
+        return out
+
     def observe(self, ev: Mapping[str, Any]) -> None:
         for rec in self.attributor.observe(ev):
             self.policy.update(rec["choice"], np.asarray(rec["x"], dtype=float), rec["reward"])

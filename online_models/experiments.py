@@ -145,6 +145,28 @@ class Assigner:
                     break
         return out
 
+    def describe(self) -> list[dict[str, Any]]:
+        """What ``GET /experiments`` lists: layers, traffic, arms, shares, exposures."""
+        return [
+            {
+                "id": e.id,
+                "layer": e.layer,
+                "traffic": e.traffic,
+                "control": e.control,
+                "arms": [
+                    {
+                        "name": a.name,
+                        "share": a.share,
+                        "params": a.params,
+                        "exposures": self.exposures[(e.id, a.name)],
+                    }
+                    for a in e.arms
+                ],
+            }
+            for es in self.layers.values()
+            for e in es
+        ]
+
     def arm_label(self, user_id: str, count: bool = True) -> str | None:
         """``experiment:arm`` per layer joined by ``,`` (the score message's ``experiment_arm``).
 

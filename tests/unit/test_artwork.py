@@ -235,3 +235,16 @@ def test_planted_artwork_preference_raises_clicks():
 
     matched, mismatched = clicks(True), clicks(False)
     assert matched > 1.3 * mismatched
+
+
+def test_explain_shows_context_and_probabilities_without_deciding():
+    eng = _engine_with_titles()
+    eng.artwork = ArtworkHook(ArtworkPolicy(ArtworkConfig(floor=0.03)), eng.catalog)
+    for _ in range(30):
+        eng.artwork.policy.update("t2-a1", TV, 1.0)
+    doc = eng.artwork.explain(eng.profile("u1"), "t2", 2000, device="tv")
+    assert doc["context"]["device:tv"] == 1.0
+    probs = {v["artwork_id"]: v["probability"] for v in doc["variants"]}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+    assert max(probs, key=probs.get) == "t2-a1"
+    assert eng.artwork.log == []

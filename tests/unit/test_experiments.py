@@ -197,3 +197,14 @@ def test_example_config_loads_and_hooks_install_from_settings(tmp_path):
     assert [i["artwork_id"] for i in msg["items"]] == [sent[0]["choice"]]
     assert msg["experiment_arm"] and sent[0]["experiment_arm"] == msg["experiment_arm"]
     assert s.artwork_decisions_topic == "reelstream-artwork-decisions"
+
+
+def test_describe_lists_experiments_with_exposures():
+    a = Assigner.from_dict(CFG)
+    for u in USERS[:100]:
+        a.arm_label(u)
+    doc = {e["id"]: e for e in a.describe()}
+    assert set(doc) == {"blend", "mix", "art"}
+    assert sum(arm["exposures"] for e in doc.values() for arm in e["arms"]) == sum(
+        len(a.assign(u)) for u in USERS[:100]
+    )
