@@ -138,6 +138,7 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
         "days": args.days,
         "seed": args.seed,
         "effect": args.effect,
+        "outside": args.outside,
     }
     results = {}
     for pol in args.policies.split(","):
@@ -266,6 +267,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=10)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--effect", type=float, default=1.5, help="planted log-weight of the style")
+    p.add_argument(
+        "--outside",
+        type=float,
+        default=1.0,
+        help="weight of clicking nothing, times the row's (large: titles barely compete)",
+    )
     p.add_argument("--log", help="write the uniform policy's decisions with rewards here")
     p.set_defaults(func=cmd_artwork_sim)
 

@@ -61,11 +61,16 @@ def run(
     pool: str = "style",
     keep_records: bool = False,
     scale: float = 0.2,
+    outside: float = 1.0,
 ) -> SimResult:
     """Simulate ``days`` days with ``policy`` choosing every impression's artwork."""
     if policy not in POLICIES:
         raise ValueError(f"policy {policy!r}: one of {POLICIES}")
-    sim = Simulation(SimConfig(users=users, titles=titles, seed=seed, artwork_effect=effect))
+    sim = Simulation(
+        SimConfig(
+            users=users, titles=titles, seed=seed, artwork_effect=effect, artwork_outside=outside
+        )
+    )
     catalog = sim.title_catalog()
     mode = "ucb" if policy == "ucb" else "ts"
     cfg = ArtworkConfig(
