@@ -206,3 +206,27 @@ def simulate_adaptive(
         for a in arms
     }
     return {"analysis": res, "naive": naive, "final_shares": dict(al.shares), "allocator": al}
+
+
+def coverage(
+    means: Sequence[float], seeds: int = 100, batches: int = 10, batch_size: int = 1000
+) -> dict[str, Any]:
+    """Share of seeds whose AIPW intervals cover each true arm mean and the best-vs-first contrast."""
+    arms = [f"arm{i}" for i in range(len(means))]
+    best = arms[int(np.argmax(means))]
+    hits = dict.fromkeys(arms, 0)
+    contrast = 0
+    final_best = 0.0
+    for s in range(seeds):
+        r = simulate_adaptive(means, batches, batch_size, seed=s)
+        for a, m in zip(arms, means, strict=True):
+            e = r["analysis"]["arms"][a]
+            hits[a] += e.low <= m <= e.high
+        c = r["analysis"]["contrasts"][best]
+        contrast += c.low <= max(means) - means[0] <= c.high
+        final_best += r["final_shares"][best] / seeds
+    return {
+        "arm_coverage": {a: h / seeds for a, h in hits.items()},
+        "contrast_coverage": contrast / seeds,
+        "final_share_of_best": final_best,
+    }

@@ -245,6 +245,17 @@ def cmd_experiments_sim(args: argparse.Namespace) -> int:
             f"planted +{100 * args.effect:.0f} % minutes, CUPED {'on ' if cup else 'off'}: "
             f"detected in {ab.rate:.3f} of experiments, median stop at {med:.0f} users"
         )
+    if args.bandit_seeds:
+        from online_models.bandit_traffic import coverage
+
+        cov = coverage([0.10, 0.12, 0.15], seeds=args.bandit_seeds)
+        arms = ", ".join(f"{a} {c:.2f}" for a, c in cov["arm_coverage"].items())
+        print(
+            f"bandit traffic (means 0.10, 0.12, 0.15; 10 batches of 1000; min share 0.05; "
+            f"{args.bandit_seeds} seeds): AIPW 95 % coverage {arms}; best-vs-control contrast "
+            f"{cov['contrast_coverage']:.2f}; final share of the best arm "
+            f"{cov['final_share_of_best']:.2f}"
+        )
     return 0
 
 
@@ -293,4 +304,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--effect", type=float, default=0.1, help="planted relative arm effect")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bandit-seeds", type=int, default=100, help="adaptive experiments for AIPW coverage"
+    )
     p.set_defaults(func=cmd_experiments_sim)
