@@ -211,7 +211,7 @@ def simulate_adaptive(
 def coverage(
     means: Sequence[float], seeds: int = 100, batches: int = 10, batch_size: int = 1000
 ) -> dict[str, Any]:
-    """Share of seeds whose AIPW intervals cover each true arm mean and the best-vs-first contrast."""
+    """Share of seeds whose AIPW intervals cover each arm mean and the best-vs-first contrast."""
     arms = [f"arm{i}" for i in range(len(means))]
     best = arms[int(np.argmax(means))]
     hits = dict.fromkeys(arms, 0)
