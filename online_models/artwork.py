@@ -399,7 +399,10 @@ class ArtworkHook:
         self.attributor = attributor if attributor is not None else Attributor()
         self.log: list[dict[str, Any]] = []
         self.closed: list[dict[str, Any]] = []
+        self.closed_max = 10_000  # the most recent closed records kept in memory
         self.log_sink = log_sink or self.log.append
+        self.decisions = 0
+        self.outcomes = {"0": 0, "1": 0}  # closed exposures by reward
 
     def context(self, profile: Any, event_ts: int, device: str | None = None) -> np.ndarray:
         lh = local_hour_weekday(event_ts, getattr(profile, "country", None))
@@ -430,6 +433,7 @@ class ArtworkHook:
         rec = decision_record(user_id, title_id, variants, d, x, event_ts, experiment_arm)
         self.attributor.decided(rec, x)
         self.log_sink(rec)
+        self.decisions += 1
         return d.choice
 
     def choose_list(
@@ -457,6 +461,7 @@ class ArtworkHook:
             rec = decision_record(user_id, tid, v, d, x, event_ts, experiment_arm)
             self.attributor.decided(rec, x)
             self.log_sink(rec)
+            self.decisions += 1
             out.append(d.choice)
         return out
 
@@ -502,7 +507,10 @@ class ArtworkHook:
     def observe(self, ev: Mapping[str, Any]) -> None:
         for rec in self.attributor.observe(ev):
             self.policy.update(rec["choice"], np.asarray(rec["x"], dtype=float), rec["reward"])
+            self.outcomes["1" if rec["reward"] > 0 else "0"] += 1
             self.closed.append(rec)
+            if len(self.closed) > self.closed_max:
+                del self.closed[: len(self.closed) - self.closed_max]
 
 
 def decision_record(

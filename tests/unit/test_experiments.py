@@ -208,3 +208,35 @@ def test_describe_lists_experiments_with_exposures():
     assert sum(arm["exposures"] for e in doc.values() for arm in e["arms"]) == sum(
         len(a.assign(u)) for u in USERS[:100]
     )
+
+
+def test_prometheus_collector_has_bounded_labels():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from online_models.artwork import ArtworkConfig, ArtworkHook, ArtworkPolicy
+    from online_models.bandit_traffic import Allocator
+    from streams.experiment_metrics import register
+
+    eng = Engine()
+    eng.catalog.upsert(
+        parse_title({"title_id": "t1", "name": "A", "artwork": [{"artwork_id": "a0"}, "a1"]})
+    )
+    eng.artwork = ArtworkHook(ArtworkPolicy(ArtworkConfig()), eng.catalog)
+    eng.experiments = Assigner.from_dict(CFG)
+    for u in USERS[:10]:
+        eng.score_message(u, 1000, 1001)
+    al = Allocator(["first", "lints"])
+    al.kill()
+    reg = CollectorRegistry()
+    register(eng, {"art": al}, registry=reg)
+    text = generate_latest(reg).decode()
+    assert 'reelstream_artwork_decisions_total{mode="ts"} 10.0' in text
+    assert 'reelstream_experiment_killed{experiment="art"} 1.0' in text
+    assert 'reelstream_experiment_arm_share{arm="first",experiment="art"} 1.0' in text
+    exposures = [
+        ln for ln in text.splitlines() if ln.startswith("reelstream_experiment_exposures_total")
+    ]
+    assert sum(float(ln.rsplit(" ", 1)[1]) for ln in exposures) == sum(
+        len(eng.experiments.assign(u)) for u in USERS[:10]
+    )
+    assert "u0000" not in text and "t1" not in text  # no ids in labels
