@@ -403,6 +403,9 @@ class ArtworkHook:
         self.log_sink = log_sink or self.log.append
         self.decisions = 0
         self.outcomes = {"0": 0, "1": 0}  # closed exposures by reward
+        # Per-user switch (an experiment's control arm): False keeps the first variant,
+        # decides and logs nothing. None: on for everyone.
+        self.enabled: Callable[[str], bool] | None = None
 
     def context(self, profile: Any, event_ts: int, device: str | None = None) -> np.ndarray:
         lh = local_hour_weekday(event_ts, getattr(profile, "country", None))
@@ -446,6 +449,12 @@ class ArtworkHook:
         device: str | None = None,
     ) -> list[str | None]:
         """Artwork for each title of a score message (one context, one vectorised call)."""
+        if self.enabled is not None and not self.enabled(user_id):
+            firsts: list[str | None] = []
+            for tid in title_ids:
+                t = self.catalog.get(tid)
+                firsts.append(t.artwork[0] if t is not None and t.artwork else None)
+            return firsts
         x = self.context(profile, event_ts, device)
         variants = []
         for tid in title_ids:

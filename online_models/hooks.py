@@ -38,4 +38,23 @@ def install(
         from online_models.experiments import Assigner
 
         engine.experiments = Assigner.from_file(settings.experiments_file)
+        if engine.artwork is not None:
+            engine.artwork.enabled = artwork_switch(engine.experiments)
     return engine
+
+
+def artwork_switch(assigner: Any) -> Callable[[str], bool] | None:
+    """Per user: False when the user's arm says ``artwork_policy = "off"`` (None: no such arm)."""
+    off_arms = {
+        (e.id, a.name)
+        for e in assigner.experiments.values()
+        for a in e.arms
+        if a.params.get("artwork_policy") == "off"
+    }
+    if not off_arms:
+        return None
+
+    def enabled(user_id: str) -> bool:
+        return not any((e.id, a.name) in off_arms for e, a in assigner.assign(user_id).values())
+
+    return enabled

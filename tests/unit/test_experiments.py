@@ -240,3 +240,27 @@ def test_prometheus_collector_has_bounded_labels():
         len(eng.experiments.assign(u)) for u in USERS[:10]
     )
     assert "u0000" not in text and "t1" not in text  # no ids in labels
+
+
+def test_an_arm_with_artwork_policy_off_keeps_the_first_variant():
+    from online_models.hooks import install
+    from streams.settings import Settings
+
+    eng = Engine()
+    eng.catalog.upsert(
+        parse_title(
+            {"title_id": "t1", "name": "A", "artwork": [{"artwork_id": f"a{k}"} for k in range(3)]}
+        )
+    )
+    install(eng, Settings(artwork_policy="ts", experiments_file="docs/experiments.example.toml"))
+    arms = {}
+    for u in USERS[:300]:
+        label = eng.experiments.arm_label(u, count=False) or ""
+        arm = next((p for p in label.split(",") if p.startswith("artwork-policy:")), None)
+        before = len(eng.artwork.log)
+        art = eng.score_message(u, 1000, 1001)["items"][0]["artwork_id"]
+        arms.setdefault(arm, []).append((art, len(eng.artwork.log) - before))
+    assert {a for a, _ in arms["artwork-policy:first-variant"]} == {"a0"}
+    assert all(n == 0 for _, n in arms["artwork-policy:first-variant"])  # nothing logged
+    assert all(n == 1 for _, n in arms["artwork-policy:lints"])
+    assert all(n == 1 for _, n in arms[None])  # outside the experiment: the policy runs
