@@ -29,8 +29,10 @@ def install(
     if settings.artwork_policy != "off":
         from online_models.artwork import ArtworkConfig, ArtworkHook, ArtworkPolicy
 
+        # Pooled by style where the catalog records name one (faster learning on a large
+        # catalog); a variant without a style keeps a model of its own.
         policy = ArtworkPolicy(
-            ArtworkConfig(mode=settings.artwork_policy, floor=settings.artwork_floor)
+            ArtworkConfig(mode=settings.artwork_policy, floor=settings.artwork_floor, pool="style")
         )
         policy.learn_styles(catalog_records)
         engine.artwork = ArtworkHook(policy, engine.catalog, log_sink=decision_sink)
