@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from features.catalog import Catalog
 from features.event_gate import DUPLICATE, OK
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
 from online_models.recommender import Recommender, Rows
+
+if TYPE_CHECKING:
+    from online_models.artwork import ArtworkHook
+    from online_models.experiments import Assigner
 
 SCORE_CONTRACT_VERSION = 1
 
@@ -61,6 +65,10 @@ class Engine:
         self.popularity = popularity if popularity is not None else TitlePopularity()
         self.top_k = top_k
         self.models = Recommender(self.catalog)
+        # Optional hooks (docs/artwork-and-experiments.md): None keeps the title's first
+        # artwork variant and a null experiment_arm.
+        self.artwork: ArtworkHook | None = None
+        self.experiments: Assigner | None = None
 
     def profile(self, user_id: str) -> UserProfile:
         p = self.profiles.get(user_id)
@@ -96,6 +104,8 @@ class Engine:
         refresh = profile.update(ev, title)
         rec = profile.features.update(ev, title.runtime_s if title else None)
         self.profiles[uid] = profile  # marks it dirty in write-back stores
+        if self.artwork is not None:
+            self.artwork.observe(ev)
         return Ingested(OK, refresh, rec)
 
     def score_message(
@@ -108,6 +118,12 @@ class Engine:
         """
         rows = self.rows(user_id, event_ts, k or self.top_k)
         items = rows.items
+        arm = self.experiments.arm_label(user_id) if self.experiments is not None else None
+        arts = [it.artwork_id for it in items]
+        if self.artwork is not None:
+            arts = self.artwork.choose_list(
+                user_id, self.profile(user_id), [it.title_id for it in items], event_ts, arm
+            )
         return {
             "v": SCORE_CONTRACT_VERSION,
             "user_id": user_id,
@@ -117,7 +133,7 @@ class Engine:
                     "score": it.score,
                     "rank": r + 1,
                     "reasons": list(it.reasons),
-                    "artwork_id": it.artwork_id,
+                    "artwork_id": arts[r],
                 }
                 for r, it in enumerate(items)
             ],
@@ -132,7 +148,7 @@ class Engine:
                 for r, it in enumerate(rows.continue_watching)
             ],
             "model_version": self.models.model_version,
-            "experiment_arm": None,
+            "experiment_arm": arm,
             "generated_at": now_ms,
             "event_ts": event_ts,
         }

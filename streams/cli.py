@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(p)
     p.set_defaults(func=cmd_demo)
     _add_ops_commands(sub)
+    from streams import artwork_cli
+
+    artwork_cli.add_commands(sub)
 
     p = sub.add_parser(
         "replay", help="prequential replay of an event log: Recall/NDCG@k vs popularity, AUC"

@@ -80,6 +80,11 @@ class Settings:
     exchange_interval_s: float = 5.0
     exchange_factors: str = "sum"
     exchange_ranker: str = "blend"
+    # Artwork per viewer (docs/artwork-and-experiments.md): off, ts or ucb; uniform floor.
+    artwork_policy: str = "off"
+    artwork_floor: float = 0.03
+    # Experiments config (TOML or YAML); empty: no experiments, experiment_arm stays null.
+    experiments_file: str = ""
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):
@@ -125,6 +130,11 @@ class Settings:
     def title_snapshots_topic(self) -> str:
         """Compacted topic of each title's latest statistics snapshot, read by every worker."""
         return f"{self.app_id}-title-snapshots"
+
+    @property
+    def artwork_decisions_topic(self) -> str:
+        """Artwork decision log: context, variants offered, choice, propensity (per decision)."""
+        return f"{self.app_id}-artwork-decisions"
 
     @property
     def resolved_worker_id(self) -> str:

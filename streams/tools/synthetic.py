@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,14 @@ HOUR_RHYTHM = [
     0.6,
 ]
 HEARTBEAT_S = 300.0
+ARTWORK_STYLES = ("hero", "character", "moody")  # variant k of every title has style k
+DARK_TONES = frozenset({"tone:dark", "tone:gritty", "tone:suspenseful"})
+INTENSE_GENRES = frozenset(
+    f"genre:{g}" for g in ("thriller", "horror", "crime", "scifi", "fantasy")
+)
+# Chooses the artwork of every title in an impression row:
+# (user, title ids, device, ts) -> artwork ids. Set on Simulation.artwork_chooser.
+ArtworkChooser = Callable[["SimUser", list[str], str, float], list[str]]
 START_MS = 1_767_571_200_000  # 2026-01-05 00:00 UTC, a Monday
 
 
@@ -126,6 +134,11 @@ class SimConfig:
     sessions_per_day: float = 1.2
     taste_strength: float = 2.5  # how strongly planted tastes steer choices
     popularity_skew: float = 0.9
+    # Planted artwork effect (docs/artwork-and-experiments.md): the log-weight a title
+    # in a row gains when shown in the viewer segment's preferred style. 0 (default)
+    # and no Simulation.artwork_chooser leave the traffic exactly as before.
+    artwork_effect: float = 0.0
+    artwork_outside: float = 1.0  # weight of "click nothing" relative to the row's weight
 
 
 @dataclass
@@ -156,6 +169,7 @@ class Simulation:
         self._build_catalog()
         self.users = [self._make_user(i) for i in range(cfg.users)]
         self._seq = 0
+        self.artwork_chooser: ArtworkChooser | None = None
 
     # --- catalog --------------------------------------------------------------------
 
@@ -250,6 +264,23 @@ class Simulation:
         """Planted match of a user and a title, roughly in [-1, 2]."""
         return sum(user.taste.get(tag, 0.0) for tag in self.title_tags[title_id])
 
+    def preferred_style(self, user: SimUser, device: str) -> str:
+        """The planted artwork preference of a segment: device and favourite tone.
+
+        Mobile viewers take to faces (``character``); elsewhere viewers who lean
+        intense (favourite genres among thriller, horror, crime, scifi, fantasy, and a
+        dark, gritty or suspenseful favourite tone, counted: two or more) take to
+        ``moody`` art and the rest to ``hero`` art. Both are observable: device on
+        every event, the lean through the genres and tones their viewing builds.
+        """
+        if device == "mobile":
+            return "character"
+        lean = sum(f in INTENSE_GENRES or f in DARK_TONES for f in user.favorites)
+        return "moody" if lean >= 2 else "hero"
+
+    def _artwork_active(self) -> bool:
+        return self.cfg.artwork_effect != 0.0 or self.artwork_chooser is not None
+
     def title_catalog(self) -> Catalog:
         """The simulated catalog as the core's :class:`~features.catalog.Catalog`."""
         catalog = Catalog()
@@ -320,6 +351,8 @@ class Simulation:
         device = rng.choice(user.devices)
         row = self._sample_popular(8, user.country)
         request = f"r{self._seq + 1}"
+        if self._artwork_active():
+            return self._session_with_artwork(user, now, session, device, row, request)
         for rank, tid in enumerate(row):
             out.append(
                 self._event(
@@ -352,6 +385,59 @@ class Simulation:
                 )
         else:  # browsing or search: the planted taste dominates
             pick = self._choose(user, self._sample_popular(30, user.country))
+        self._watch_session(user, pick, now, session, device, out)
+        return out
+
+    def _session_with_artwork(
+        self, user: SimUser, now: float, session: str, device: str, row: list[str], request: str
+    ) -> list[dict[str, Any]]:
+        """A session whose row shows chosen artwork and whose click feels its pull."""
+        rng = self.rng
+        out: list[dict[str, Any]] = []
+        chooser = self.artwork_chooser
+        arts = chooser(user, row, device, now) if chooser else [f"{t}-a0" for t in row]
+        for rank, (tid, art) in enumerate(zip(row, arts, strict=True)):
+            out.append(
+                self._event(
+                    user, "impression", now, tid, session, device,
+                    request_id=request, rank=rank, artwork_id=art,
+                )
+            )  # fmt: skip
+        now += rng.uniform(2_000, 20_000)
+        pick: str | None = None
+        if row and rng.random() < 0.5:
+            pref = f"-a{ARTWORK_STYLES.index(self.preferred_style(user, device))}"
+            strength = self.cfg.taste_strength
+            base = [math.exp(strength * self.affinity(user, t)) for t in row]
+            pull = [
+                b * math.exp(self.cfg.artwork_effect * a.endswith(pref))
+                for b, a in zip(base, arts, strict=True)
+            ]
+            outside = self.cfg.artwork_outside * sum(base)
+            j = rng.choices(range(len(row) + 1), weights=[*pull, outside])[0]
+            if j < len(row):
+                pick = row[j]
+                out.append(
+                    self._event(
+                        user, "click", now, pick, session, device,
+                        request_id=request, artwork_id=arts[j],
+                    )
+                )  # fmt: skip
+        if pick is None:
+            pick = self._choose(user, self._sample_popular(30, user.country))
+        self._watch_session(user, pick, now, session, device, out)
+        return out
+
+    def _watch_session(
+        self,
+        user: SimUser,
+        pick: str | None,
+        now: float,
+        session: str,
+        device: str,
+        out: list[dict[str, Any]],
+    ) -> None:
+        rng = self.rng
         watched_titles = 0
         while pick is not None and watched_titles < 6:
             now, completed = self._watch(user, pick, now, session, device, out)
@@ -364,7 +450,6 @@ class Simulation:
             else:
                 pick = None
             now += rng.uniform(5_000, 60_000)
-        return out
 
     def _watch(
         self,
