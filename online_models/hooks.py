@@ -1,7 +1,7 @@
 """Install the optional artwork and experiment hooks on an engine from settings.
 
 The worker calls ``install(engine, settings)`` once after building its engine
-(one line in streams/app.py; replay and tests call it the same way). With the
+(one line in streams/worker/app.py; replay and tests call it the same way). With the
 defaults (``REELSTREAM_ARTWORK_POLICY=off``, no ``REELSTREAM_EXPERIMENTS_FILE``)
 it leaves the engine as it was: first artwork variant, null ``experiment_arm``.
 """

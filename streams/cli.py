@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(p)
     p.set_defaults(func=cmd_demo)
     _add_ops_commands(sub)
-    from streams import artwork_cli
+    from streams.tools import artwork_cli
 
     artwork_cli.add_commands(sub)
 

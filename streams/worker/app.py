@@ -14,6 +14,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features.title_view import GlobalTitleView
+from online_models import hooks
 from online_models.engine import Engine
 from online_models.health import ModelHealth
 from streams import metrics as m
@@ -29,7 +30,7 @@ from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.settings import Settings
-from streams.worker import monitor
+from streams.worker import experiment_metrics, monitor
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
 from streams.worker.profile_store import TableProfileStore
@@ -122,6 +123,11 @@ store = TableProfileStore(profiles_table)
 title_store = TableTitleStore(titles_table)
 title_view = GlobalTitleView()
 engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
+# Artwork per viewer and experiments, as the settings ask (off by default); decision
+# records collect in engine.artwork.log and go to their topic after each batch.
+hooks.install(engine, settings)
+if engine.artwork is not None or engine.experiments is not None:
+    experiment_metrics.register(engine)
 follower = CatalogFollower(settings, engine.catalog)
 view_follower = TitleViewFollower(settings, title_view)
 health = ModelHealth()
@@ -279,6 +285,10 @@ async def handle_batch(batch: list) -> None:
         await _dead_letter(dl.topic, dl.partition, dl.offset, dl.key, dl.raw, dl.rejection)
     for key, record in out.title_records:
         await _send(settings.title_events_topic, key, record)
+    if engine.artwork is not None and engine.artwork.log:
+        decisions, engine.artwork.log[:] = list(engine.artwork.log), []
+        for rec in decisions:
+            await _send(settings.artwork_decisions_topic, None, orjson.dumps(rec))
     if _sink is not None:
         await _sink.write([(s.user_id, s.blob) for s in out.scores])
     written_ms = time.time() * 1000

@@ -21,7 +21,7 @@ from online_models.artwork import (
 )
 from online_models.engine import Engine
 from streams.contract import validate_event
-from streams.synthetic import ARTWORK_STYLES, SimConfig, Simulation
+from streams.tools.synthetic import ARTWORK_STYLES, SimConfig, Simulation
 
 VARIANTS = ("t1-a0", "t1-a1", "t1-a2")
 TV = context_vector({}, "tv", 20, [])

@@ -133,8 +133,8 @@ def test_evaluate_names_each_policy_and_estimator():
 
 
 def test_artwork_eval_command_on_a_logged_file(tmp_path, capsys):
+    from streams.adapters.jsonl import write_jsonl
     from streams.cli import main
-    from streams.jsonl import write_jsonl
 
     log, truth = _bandit_log(1_200, seed=8)
     for i, rec in enumerate(log):

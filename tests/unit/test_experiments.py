@@ -215,7 +215,7 @@ def test_prometheus_collector_has_bounded_labels():
 
     from online_models.artwork import ArtworkConfig, ArtworkHook, ArtworkPolicy
     from online_models.bandit_traffic import Allocator
-    from streams.experiment_metrics import register
+    from streams.worker.experiment_metrics import register
 
     eng = Engine()
     eng.catalog.upsert(

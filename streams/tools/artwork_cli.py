@@ -7,7 +7,7 @@ linear Thompson sampling policy, the replay, IPS, SNIPS and DR estimates of the
 mean reward per decision with confidence intervals.
 
 ``artwork-sim`` runs the closed-loop simulation with a planted artwork effect
-(streams/artwork_sim.py) for several policies and, from the uniform policy's
+(streams/tools/artwork_sim.py) for several policies and, from the uniform policy's
 log, the off-policy estimates of the learned policy beside its simulated truth.
 """
 
@@ -83,7 +83,7 @@ def learned_policy_report(
 
 def cmd_artwork_eval(args: argparse.Namespace) -> int:
     from online_models.artwork_eval import best_variant_per_title, evaluate, logged, uniform
-    from streams.jsonl import read_jsonl
+    from streams.adapters.jsonl import read_jsonl
 
     records = [r for r in read_jsonl(args.file) if "reward" in r]
     if not records:
@@ -130,7 +130,7 @@ def cmd_artwork_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_artwork_sim(args: argparse.Namespace) -> int:
-    from streams.artwork_sim import run
+    from streams.tools.artwork_sim import run
 
     kw = {
         "users": args.users,
@@ -144,7 +144,7 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
     for pol in args.policies.split(","):
         r = run(pol, keep_records=pol == "uniform", **kw)
         if args.log and pol == "uniform":
-            from streams.jsonl import write_jsonl
+            from streams.adapters.jsonl import write_jsonl
 
             n = write_jsonl(args.log, r.records)
             print(f"wrote {n} uniform-policy decisions with rewards to {args.log}")
@@ -168,7 +168,7 @@ def fixed_policy_check(results: dict[str, Any], args: argparse.Namespace) -> Non
     """Off-policy estimates from the uniform log beside each fixed policy's simulated truth."""
     from online_models.artwork import DEVICES, FEATURES
     from online_models.artwork_eval import deterministic, dr, ips, mean_reward_model, replay, snips
-    from streams.synthetic import ARTWORK_STYLES, SimConfig, Simulation
+    from streams.tools.synthetic import ARTWORK_STYLES, SimConfig, Simulation
 
     log = results["uniform"].records
     sim = Simulation(SimConfig(users=args.users, titles=args.titles, seed=args.seed))

@@ -1,6 +1,6 @@
 """Artwork policies on simulated truth: ``reelstream artwork-sim``.
 
-The simulator (streams/synthetic.py, ``artwork_effect``) plants a per-segment
+The simulator (streams/tools/synthetic.py, ``artwork_effect``) plants a per-segment
 artwork preference; this closes the loop: every impression row asks a policy for
 its artwork, the viewers' clicks feel the planted pull, and the policy learns
 from the quality plays attributed to its decisions (online_models/artwork.py).
@@ -25,7 +25,7 @@ from online_models.artwork import (
     Decision,
     decision_record,
 )
-from streams.synthetic import ARTWORK_STYLES, SimConfig, Simulation, SimUser
+from streams.tools.synthetic import ARTWORK_STYLES, SimConfig, Simulation, SimUser
 
 POLICIES = ("learned", "ucb", "uniform", "first", "oracle")
 DAY_MS = 86_400_000
