@@ -26,6 +26,7 @@ from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.feature_sink import FeatureSink
 from streams.kafka_admin import ensure_topics_async
 from streams.profile_store import TableProfileStore
+from streams.redis_recovery import RedisRecovery
 from streams.redis_sink import ScoreSink, connect
 from streams.settings import Settings
 from streams.title_exchange import TitleFactorExchange
@@ -124,6 +125,7 @@ view_follower = TitleViewFollower(settings, title_view)
 health = ModelHealth()
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
+_recovery: RedisRecovery | None = None  # Redis catch-up after outages (redis_recovery.py)
 
 
 async def _commit_offsets(offsets: dict[int, int]) -> None:
@@ -213,6 +215,16 @@ async def _on_rebalance_complete(app: faust.App, **kwargs: object) -> None:
     await durable.restore()
 
 
+def _after_redis_rebuild() -> None:
+    title_store.republish_all = True  # the title hashes were lost with the scores
+
+
+@app.timer(1.0)
+async def redis_catch_up() -> None:
+    if _recovery is not None:
+        await _recovery.tick()
+
+
 @app.timer(1.0)
 async def checkpoint_idle() -> None:
     await durable.tick()
@@ -228,8 +240,14 @@ async def model_health() -> None:
 
 @app.agent(events_topic)
 async def process_events(stream: faust.StreamT) -> None:
-    global _sink, _features
-    _sink = ScoreSink(connect(settings.redis_url), settings.key_prefix, settings.score_ttl_s)
+    global _sink, _features, _recovery
+    _sink = ScoreSink(
+        connect(settings.redis_url),
+        settings.key_prefix,
+        settings.score_ttl_s,
+        settings.redis_pending_max,
+    )
+    _recovery = RedisRecovery(settings, _sink, on_rebuilt=_after_redis_rebuild)
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
@@ -388,6 +406,7 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
 api = web_api.Api(
     app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url)
 )
+api.serving = lambda: _recovery.status() if _recovery is not None else None
 web_api.register(app, api)
 monitor.register(
     app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
