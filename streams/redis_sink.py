@@ -43,7 +43,7 @@ class Backoff:
     0.25
     """
 
-    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+    def __init__(self, first: float = 0.25, cap: float = 2.0) -> None:
         self.first = first
         self.cap = cap
         self.delay = 0.0
