@@ -152,6 +152,7 @@ async def _reject(key: bytes | None, record: bytes) -> None:
 
 follower.reject = _reject
 view_follower.reject = _reject
+poison.init_series([settings.events_topic, settings.catalog_topic, settings.title_events_topic])
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
