@@ -44,16 +44,24 @@ def scaled_rules(text: str) -> str:
     return _FOR.sub(lambda mt: f"{mt.group(1)}{mt.group(2)}{unit[mt.group(3)]}", text)
 
 
+def _duration(seconds: float) -> str:
+    """Prometheus spells durations without decimals: 5.0 -> '5000ms'."""
+    return f"{round(seconds * 1000)}ms"
+
+
 def config(rules: Path, targets_file: Path, scrape_s: float, eval_s: float) -> str:
     """prometheus.yml (JSON is YAML): one job over the file-discovered local workers."""
     doc = {
-        "global": {"scrape_interval": f"{scrape_s}s", "evaluation_interval": f"{eval_s}s"},
+        "global": {
+            "scrape_interval": _duration(scrape_s),
+            "evaluation_interval": _duration(eval_s),
+        },
         "rule_files": [str(rules)],
         "scrape_configs": [
             {
                 "job_name": JOB,
                 "metrics_path": "/metrics",
-                "scrape_timeout": f"{min(scrape_s, 5)}s",
+                "scrape_timeout": _duration(min(scrape_s, 5)),
                 "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "2s"}],
             }
         ],
