@@ -135,7 +135,8 @@ class RedisRecovery:
             self.settings.scores_topic,
         )
         try:
-            report = await self.rebuild(self.settings)
+            # Bounded like the lock: past it another worker may take over anyway.
+            report = await asyncio.wait_for(self.rebuild(self.settings), self.lock_ttl_s)
             await self.client.set(self.epoch, f"{self.worker_id} {int(time.time() * 1000)}")
         except Exception as exc:
             m.REDIS_REBUILDS.labels(outcome="failed").inc()

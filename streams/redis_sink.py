@@ -99,9 +99,11 @@ class ScoreSink:
 
     async def write(self, blobs: Sequence[tuple[str, bytes]]) -> bool:
         """SET each (user_id, score JSON) with the TTL, after any held ones; False while Redis
-        fails (the blobs are held and retried)."""
+        fails (the blobs are held, and :meth:`flush` retries them with backoff)."""
         if blobs:
             self.hold(blobs)
+        if self.down_since is not None:
+            return False  # retried by the timer's flush: a dead Redis never stalls the batch loop
         return await self.flush()
 
     async def flush(self) -> bool:
