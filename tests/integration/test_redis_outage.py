@@ -155,3 +155,23 @@ async def test_redis_restarted_empty_under_traffic_is_caught_up_without_a_rebuil
         f"{len(latest)} users equal to the topic; {sent} events during and after; "
         f"{failing} 'writes fail' log lines; newest score {max(generated)}"
     )
+
+
+def test_the_rebuild_never_overwrites_a_newer_blob_a_worker_wrote_meanwhile(own_redis):
+    """The comparison and the write are one Lua script: a worker's newer write cannot land
+    between them (the race a GET-then-SET rebuild had)."""
+    from streams.rebuild import SET_IF_NOT_OLDER
+
+    r = own_redis.client()
+    script = r.register_script(SET_IF_NOT_OLDER)
+    newer = orjson.dumps({"generated_at": 2000, "items": []})
+    older = orjson.dumps({"generated_at": 1000, "items": []})
+    r.set("cas:a", newer)
+    assert script(keys=["cas:a"], args=[older, 1000, 60_000]) == 0
+    assert r.get("cas:a") == newer
+    r.set("cas:b", older)
+    assert script(keys=["cas:b"], args=[newer, 2000, 60_000]) == 1
+    assert r.get("cas:b") == newer and 0 < r.pttl("cas:b") <= 60_000
+    r.set("cas:c", b"not json")
+    assert script(keys=["cas:c"], args=[older, 1000, 60_000]) == 1
+    assert script(keys=["cas:d"], args=[older, 1000, 60_000]) == 1 and r.get("cas:d") == older

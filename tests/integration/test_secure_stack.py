@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from streams import stack_secure
 from streams.kafka_admin import ensure_topics_async
 from streams.producer import EventProducer
+from streams.scrape import scrape
 from streams.synthetic import SimConfig, Simulation
 from tests.integration.conftest import WorkerProcess, read_topic, wait_for
 from tests.integration.own_services import free_port
@@ -153,6 +154,13 @@ async def test_events_become_scores_in_redis_through_scram_and_an_acl_user(
         sample = orjson.loads(next(iter(latest.values())))
         assert sample["items"] and sample["model_version"]
         page = worker.metrics()
+        # The first-start rebuild (Lua script, SCAN-free) runs under the ACL user's rights.
+        await wait_for(
+            lambda: scrape(worker.port).value("reelstream_redis_rebuilds_total", outcome="done"),
+            "the worker's first-start rebuild of the new Redis",
+            timeout=30,
+        )
+        assert r.exists(f"{s.key_prefix}:epoch")
         assert page.get("reelstream_redis_errors_total", 0) == 0
         assert page.get("reelstream_kafka_send_errors_total", 0) == 0
         assert s.sasl_password not in worker.log_path.read_text(errors="replace")
