@@ -373,6 +373,13 @@ def status(settings: Settings) -> bool:
         f"redis  {r.host}:{r.port}  {'up' if r_ok else 'down'}"
         f"  {'pid ' + str(r_pid) if r_pid else '(not managed here)'}"
     )
+    for name, pid_file in (
+        ("secure kafka+redis", stack_dir() / "secure" / "kafka" / "kafka.pid"),
+        ("prometheus", stack_dir() / "prometheus" / "prometheus.pid"),
+    ):
+        pid = _pid_alive(pid_file)
+        if pid:
+            print(f"{name}  pid {pid}  (stack up --{name.split()[0]})")
     print(f"stack dir: {stack_dir()}")
     return k_ok and r_ok
 
