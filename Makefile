@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_SECONDS ?= 60
 DEMO_RATE ?= 1500
+# e.g. STACK_FLAGS=--prometheus (Prometheus on 127.0.0.1:9090) or --secure (SASL/SCRAM, Redis ACL)
+STACK_FLAGS ?=
 
 .PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean test-tools
 
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 stack-up: venv
-	$(BIN)/reelstream stack up
+	$(BIN)/reelstream stack up $(STACK_FLAGS)
 
 stack-down: venv
 	$(BIN)/reelstream stack down

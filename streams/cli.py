@@ -30,7 +30,8 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
 def cmd_stack(args: argparse.Namespace) -> int:
     from streams.tools import stack
 
-    return stack.main([args.action])
+    flags = [f"--{f}" for f in ("secure", "prometheus") if getattr(args, f, False)]
+    return stack.main([args.action, *flags])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -222,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stack", help="local Kafka + Redis: up | down | status")
     p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument(
+        "--secure", action="store_true", help="also SASL/SCRAM Kafka and Redis with an ACL user"
+    )
+    p.add_argument(
+        "--prometheus", action="store_true", help="also Prometheus scraping local workers"
+    )
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("worker", help="run a Faust worker (settings from REELSTREAM_* env)")

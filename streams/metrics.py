@@ -235,3 +235,34 @@ TITLE_VIEW_TITLES = Gauge(
     "Titles in this worker's global title view (from the snapshot topic).",
     registry=REGISTRY,
 )
+
+# --- Redis outages and catch-up (issue 11; docs/operations.md, "Redis lost or flushed") ---
+REDIS_UP = Gauge(
+    "reelstream_redis_up",
+    "1 while this worker's Redis writes and checks succeed, 0 from a failure until one works.",
+    registry=REGISTRY,
+)
+REDIS_UP.set(1)
+REDIS_PENDING_SCORES = Gauge(
+    "reelstream_redis_pending_scores",
+    "Users whose latest scores are held for Redis, written when it answers again.",
+    registry=REGISTRY,
+)
+REDIS_PENDING_DROPPED = Counter(
+    "reelstream_redis_pending_dropped_total",
+    "Held scores dropped because more users than REELSTREAM_REDIS_PENDING_MAX waited "
+    "(they are still on the score topic; a rebuild restores them).",
+    registry=REGISTRY,
+)
+REDIS_REBUILDS = Counter(
+    "reelstream_redis_rebuilds_total",
+    "Automatic rebuilds of the serving copy from the score topic after Redis lost its data "
+    "(or started empty), by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+REDIS_REBUILDING = Gauge(
+    "reelstream_redis_rebuilding",
+    "1 while this worker rebuilds the serving copy from the score topic.",
+    registry=REGISTRY,
+)

@@ -31,6 +31,15 @@ UNDECODABLE_BATCH = "undecodable_batch"
 # A record whose handling raised: a bug or an input the validators did not foresee.
 PROCESSING_ERROR = "processing_error"
 
+# The reasons the ReelstreamPoisonRecords alert watches (deploy/prometheus/alerts.yml).
+ALERTED_REASONS = (
+    UNSUPPORTED_CODEC,
+    CORRUPT_BATCH,
+    UNDECODABLE_BATCH,
+    PROCESSING_ERROR,
+    "schema_registry_framed",
+)
+
 LOG_EVERY_S = 10.0
 log = logging.getLogger("reelstream.poison")
 _last_logged: dict[tuple[str, str], tuple[float, int]] = {}
@@ -62,6 +71,14 @@ def rejection(headers: Iterable[tuple[str, bytes]] | dict[str, bytes] | None) ->
 
 def processing_error(exc: BaseException) -> Rejection:
     return Rejection(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def init_series(topics: Iterable[str]) -> None:
+    """Export the alerted series at 0 from the start: ``increase()`` needs a sample before
+    the first poison record, or that record (a series born at 1) never fires the alert."""
+    for topic in topics:
+        for reason in ALERTED_REASONS:
+            DEAD_LETTERS.labels(topic=topic, reason=reason)
 
 
 def count(topic: str, partition: int, offset: int, rej: Rejection) -> None:

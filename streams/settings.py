@@ -67,6 +67,9 @@ class Settings:
     compression: str = "lz4"
     # Online features: TTL of an inactive user's Redis features hash; snapshot period.
     feature_ttl_s: int = 30 * 24 * 3600
+    # Scores held per worker while Redis does not answer (latest per user; oldest users
+    # dropped past this, still on the score topic): docs/operations.md, "Redis lost".
+    redis_pending_max: int = 100_000
     title_publish_interval_s: float = 1.0
     # Model checkpoints (docs/models.md, "Durability"): every this many seconds or
     # learned records, whichever comes first; the worker id names its shared state

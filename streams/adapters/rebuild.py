@@ -5,7 +5,9 @@ up to the end offsets seen at start gives every user's latest score message.
 Each is written back with the TTL it has left (messages older than
 ``REELSTREAM_SCORE_TTL_S`` are skipped). A key that Redis already holds with a
 newer ``generated_at`` (a running worker refreshed it meanwhile) is left alone,
-so the rebuild is safe to run while workers are live; tombstones delete.
+so the rebuild is safe to run while workers are live: the comparison and the write
+are one Lua script (``SET_IF_NOT_OLDER``), so a worker's write between them cannot be
+overwritten by the older message; tombstones delete.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ from streams.contract import is_valid_id
 from streams.settings import Settings
 
 CHUNK = 1000
+
+# KEYS[1] recs key; ARGV: blob, its generated_at, TTL in ms. 1 = written, 0 = Redis holds a
+# newer blob. Atomic in Redis: nothing lands between the comparison and the SET.
+SET_IF_NOT_OLDER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, doc = pcall(cjson.decode, cur)
+  if ok and type(doc) == 'table' then
+    local held = tonumber(doc['generated_at'])
+    if held and held > tonumber(ARGV[2]) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
 
 
 @dataclass
@@ -92,38 +109,36 @@ async def rebuild_redis(settings: Settings, now_ms: int | None = None) -> Rebuil
     now_ms = now_ms or int(time.time() * 1000)
     client = connect(settings.redis_url)
     try:
+        sha = await client.script_load(SET_IF_NOT_OLDER)
         items = list(latest.items())
         for start in range(0, len(items), CHUNK):
-            chunk = []
+            pipe = client.pipeline(transaction=False)
+            is_set: list[bool] = []  # per queued command: a conditional SET (else a DELETE)
             for uid, blob in items[start : start + CHUNK]:
                 if not is_valid_id(uid):
                     report.invalid += 1
                     continue
-                chunk.append((recs_key(settings.key_prefix, uid), blob))
-            pipe = client.pipeline(transaction=False)
-            for key, _ in chunk:
-                pipe.get(key)
-            current = await pipe.execute()
-            pipe = client.pipeline(transaction=False)
-            for (key, blob), existing in zip(chunk, current, strict=True):
+                key = recs_key(settings.key_prefix, uid)
                 if blob is None:
                     pipe.delete(key)
+                    is_set.append(False)
                     report.deleted += 1
                     continue
                 generated = _generated_at(blob)
                 if generated < 0:
                     report.invalid += 1
                     continue
-                if _generated_at(existing) > generated:
-                    report.kept_newer += 1
-                    continue
                 ttl_ms = settings.score_ttl_s * 1000 - max(0, now_ms - generated)
                 if ttl_ms <= 0:
                     report.expired += 1
                     continue
-                pipe.set(key, blob, px=ttl_ms)
-                report.written += 1
-            await pipe.execute()
+                pipe.evalsha(sha, 1, key, blob, generated, ttl_ms)
+                is_set.append(True)
+            results = await pipe.execute() if is_set else []
+            for was_set, result in zip(is_set, results, strict=True):
+                if was_set:
+                    report.written += result == 1
+                    report.kept_newer += result != 1
     finally:
         await client.aclose()
     return report

@@ -44,3 +44,14 @@ def trending_key(prefix: str, country: str, window: str) -> str:
     if window not in ("1h", "1d"):
         raise ValueError("invalid trending window")
     return f"{prefix}:trending:{country}:{window}"
+
+
+def epoch_key(prefix: str) -> str:
+    """STRING the workers set once the serving copy is complete; its absence after a
+    reconnect means Redis lost its data (streams/redis_recovery.py)."""
+    return f"{prefix}:epoch"
+
+
+def rebuild_lock_key(prefix: str) -> str:
+    """STRING (worker id, with a TTL): the one worker rebuilding the serving copy."""
+    return f"{prefix}:rebuild-lock"

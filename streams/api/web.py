@@ -183,6 +183,8 @@ class Api:
         self._broker_checked = 0.0
         self._broker_ok = False
         self._unreadable: set[str] = set()  # trending keys already logged as unreadable
+        # The worker's Redis catch-up state (streams/redis_recovery.py), shown by /readyz.
+        self.serving: Callable[[], dict[str, Any] | None] | None = None
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -384,6 +386,9 @@ class Api:
         except (RedisError, OSError, TimeoutError):
             m.REDIS_ERRORS.labels(op="ping").inc()
             redis_ok = False
+        serving = self.serving() if self.serving is not None else None
+        if serving is not None and not serving["writes_ok"]:
+            redis_ok = False  # answers PING, but the worker's writes still fail
         recovery = self.app.tables.recovery
         checks = {
             "broker": await self.broker_ok(),
@@ -393,14 +398,17 @@ class Api:
         }
         ready = all(checks.values())
         m.READY.set(1 if ready else 0)
+        # Not a check: during a rebuild every worker would leave the load balancer at once.
+        extra = {"serving_copy": serving} if serving is not None else {}
         if ready:
-            return 200, {"status": "ready", "checks": checks}
+            return 200, {"status": "ready", "checks": checks, **extra}
         failing = ", ".join(k for k, v in checks.items() if not v)
         return 503, {
             "status": "not_ready",
             "error": "not_ready",
             "detail": f"failing: {failing}",
             "checks": checks,
+            **extra,
         }
 
 

@@ -165,6 +165,67 @@ def _server_properties(settings: Settings, data: Path) -> str:
     )
 
 
+def start_kafka_process(
+    kdir: Path,
+    libs: Path,
+    props: Path,
+    data: Path,
+    scram_users: list[tuple[str, str]] | None = None,
+    heap: str = "1g",
+) -> subprocess.Popen:
+    """Format KRaft storage once (with SCRAM-SHA-512 users, if any), then start the broker."""
+    logs = kdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (kdir / "log4j2.xml").write_text(LOG4J2_XML)
+    java = [
+        "java",
+        "-cp",
+        f"{libs}/*",
+        f"-Dkafka.logs.dir={logs}",
+        f"-Dlog4j2.configurationFile={kdir / 'log4j2.xml'}",
+    ]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        _log(f"formatting KRaft storage in {data}")
+        scram: list[str] = []
+        for user, password in scram_users or []:
+            scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        res = subprocess.run(
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+                *scram,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise StackError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")
+    out = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [
+            *java,
+            "-Xms256m",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            "kafka.Kafka",
+            str(props),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out.close()
+    return proc
+
+
 def kafka_up(settings: Settings) -> str:
     ep = kafka_endpoint(settings)
     kdir = _kafka_dir()
@@ -179,52 +240,11 @@ def kafka_up(settings: Settings) -> str:
     libs = fetch_kafka_jars()
     data = kdir / "data"
     logs = kdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
     props.write_text(_server_properties(settings, data))
-    (kdir / "log4j2.xml").write_text(LOG4J2_XML)
-    java = [
-        "java",
-        "-cp",
-        f"{libs}/*",
-        f"-Dkafka.logs.dir={logs}",
-        f"-Dlog4j2.configurationFile={kdir / 'log4j2.xml'}",
-    ]
-    if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        _log(f"formatting KRaft storage in {data}")
-        res = subprocess.run(
-            [
-                *java,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props),
-                "--ignore-formatted",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            raise StackError(f"Kafka storage format failed:\n{res.stdout}\n{res.stderr}")
     _log(f"starting Kafka on {ep.host}:{ep.port}")
-    out = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        [
-            *java,
-            "-Xms256m",
-            "-Xmx1g",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            "kafka.Kafka",
-            str(props),
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_kafka_process(kdir, libs, props, data)
     pid_file.write_text(str(proc.pid))
 
     def ready() -> bool:
@@ -353,17 +373,45 @@ def status(settings: Settings) -> bool:
         f"redis  {r.host}:{r.port}  {'up' if r_ok else 'down'}"
         f"  {'pid ' + str(r_pid) if r_pid else '(not managed here)'}"
     )
+    for name, pid_file in (
+        ("secure kafka+redis", stack_dir() / "secure" / "kafka" / "kafka.pid"),
+        ("prometheus", stack_dir() / "prometheus" / "prometheus.pid"),
+    ):
+        pid = _pid_alive(pid_file)
+        if pid:
+            print(f"{name}  pid {pid}  (stack up --{name.split()[0]})")
     print(f"stack dir: {stack_dir()}")
     return k_ok and r_ok
 
 
 def main(argv: list[str]) -> int:
+    """``up | down | status`` and, for ``up``/``down``, ``--secure`` (SASL/SCRAM Kafka and
+    Redis with an ACL user: streams/stack_secure.py) and ``--prometheus``
+    (streams/stack_prometheus.py); ``down`` stops whatever of those is running."""
     settings = Settings.from_env()
-    cmd = argv[0] if argv else "status"
+    args = [a for a in argv if not a.startswith("--")]
+    flags = {a for a in argv if a.startswith("--")}
+    unknown = flags - {"--secure", "--prometheus"}
+    cmd = args[0] if args else "status"
+    if unknown:
+        print(f"unknown stack option(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     try:
         if cmd == "up":
             up(settings)
+            if "--secure" in flags:
+                from streams import stack_secure
+
+                stack_secure.up()
+            if "--prometheus" in flags:
+                from streams import stack_prometheus
+
+                stack_prometheus.up(settings)
         elif cmd == "down":
+            from streams import stack_prometheus, stack_secure
+
+            stack_prometheus.down()
+            stack_secure.down()
             down()
         elif cmd == "status":
             return 0 if status(settings) else 1

@@ -29,6 +29,7 @@ from streams.adapters.title_view_follower import TitleViewFollower
 from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
+from streams.redis_recovery import RedisRecovery
 from streams.settings import Settings
 from streams.worker import experiment_metrics, monitor
 from streams.worker.batch_core import BatchOutput, process_batch
@@ -133,6 +134,7 @@ view_follower = TitleViewFollower(settings, title_view)
 health = ModelHealth()
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
+_recovery: RedisRecovery | None = None  # Redis catch-up after outages (redis_recovery.py)
 
 
 async def _commit_offsets(offsets: dict[int, int]) -> None:
@@ -159,6 +161,7 @@ async def _reject(key: bytes | None, record: bytes) -> None:
 
 follower.reject = _reject
 view_follower.reject = _reject
+poison.init_series([settings.events_topic, settings.catalog_topic, settings.title_events_topic])
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
@@ -222,6 +225,16 @@ async def _on_rebalance_complete(app: faust.App, **kwargs: object) -> None:
     await durable.restore()
 
 
+def _after_redis_rebuild() -> None:
+    title_store.republish_all = True  # the title hashes were lost with the scores
+
+
+@app.timer(1.0)
+async def redis_catch_up() -> None:
+    if _recovery is not None:
+        await _recovery.tick()
+
+
 @app.timer(1.0)
 async def checkpoint_idle() -> None:
     await durable.tick()
@@ -237,8 +250,14 @@ async def model_health() -> None:
 
 @app.agent(events_topic)
 async def process_events(stream: faust.StreamT) -> None:
-    global _sink, _features
-    _sink = ScoreSink(connect(settings.redis_url), settings.key_prefix, settings.score_ttl_s)
+    global _sink, _features, _recovery
+    _sink = ScoreSink(
+        connect(settings.redis_url),
+        settings.key_prefix,
+        settings.score_ttl_s,
+        settings.redis_pending_max,
+    )
+    _recovery = RedisRecovery(settings, _sink, on_rebuilt=_after_redis_rebuild)
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
@@ -401,6 +420,7 @@ async def metrics_view(web, request):  # type: ignore[no-untyped-def]
 api = web_api.Api(
     app, settings, engine, store, follower.ready, web_api.connect_api(settings.redis_url)
 )
+api.serving = lambda: _recovery.status() if _recovery is not None else None
 web_api.register(app, api)
 monitor.register(
     app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
