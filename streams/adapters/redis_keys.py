@@ -48,7 +48,7 @@ def trending_key(prefix: str, country: str, window: str) -> str:
 
 def epoch_key(prefix: str) -> str:
     """STRING the workers set once the serving copy is complete; its absence after a
-    reconnect means Redis lost its data (streams/redis_recovery.py)."""
+    reconnect means Redis lost its data (streams/adapters/redis_recovery.py)."""
     return f"{prefix}:epoch"
 
 

@@ -4,7 +4,7 @@ Redis is a serving copy, so a failed write is not lost: the sink holds the lates
 unwritten score blob per user (bounded by ``max_pending``, oldest users dropped
 first and counted) and retries with exponential backoff, from the next batch or
 from :meth:`ScoreSink.flush` called by a timer when no traffic comes. A Redis that
-comes back *empty* is streams/redis_recovery.py's part.
+comes back *empty* is streams/adapters/redis_recovery.py's part.
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ class Api:
         self._broker_checked = 0.0
         self._broker_ok = False
         self._unreadable: set[str] = set()  # trending keys already logged as unreadable
-        # The worker's Redis catch-up state (streams/redis_recovery.py), shown by /readyz.
+        # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
         self.serving: Callable[[], dict[str, Any] | None] | None = None
 
     # ---- data access -------------------------------------------------------------------

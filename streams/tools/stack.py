@@ -386,8 +386,8 @@ def status(settings: Settings) -> bool:
 
 def main(argv: list[str]) -> int:
     """``up | down | status`` and, for ``up``/``down``, ``--secure`` (SASL/SCRAM Kafka and
-    Redis with an ACL user: streams/stack_secure.py) and ``--prometheus``
-    (streams/stack_prometheus.py); ``down`` stops whatever of those is running."""
+    Redis with an ACL user: streams/tools/stack_secure.py) and ``--prometheus``
+    (streams/tools/stack_prometheus.py); ``down`` stops whatever of those is running."""
     settings = Settings.from_env()
     args = [a for a in argv if not a.startswith("--")]
     flags = {a for a in argv if a.startswith("--")}
@@ -400,15 +400,15 @@ def main(argv: list[str]) -> int:
         if cmd == "up":
             up(settings)
             if "--secure" in flags:
-                from streams import stack_secure
+                from streams.tools import stack_secure
 
                 stack_secure.up()
             if "--prometheus" in flags:
-                from streams import stack_prometheus
+                from streams.tools import stack_prometheus
 
                 stack_prometheus.up(settings)
         elif cmd == "down":
-            from streams import stack_prometheus, stack_secure
+            from streams.tools import stack_prometheus, stack_secure
 
             stack_prometheus.down()
             stack_secure.down()

@@ -23,13 +23,13 @@ from streams.adapters import kafka_internals
 from streams.adapters.catalog_follower import CatalogFollower
 from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
+from streams.adapters.redis_recovery import RedisRecovery
 from streams.adapters.redis_sink import ScoreSink, connect
 from streams.adapters.title_exchange import TitleFactorExchange
 from streams.adapters.title_view_follower import TitleViewFollower
 from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
-from streams.redis_recovery import RedisRecovery
 from streams.settings import Settings
 from streams.worker import experiment_metrics, monitor
 from streams.worker.batch_core import BatchOutput, process_batch

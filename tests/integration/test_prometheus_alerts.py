@@ -2,7 +2,7 @@
 and ReelstreamPoisonRecords fires on a poison record, then resolves, through its HTTP API.
 
 The rules are the deploy file with every window and ``for`` sixty times shorter
-(streams/stack_prometheus.py, ``scaled_rules``): the expressions are the ones
+(streams/tools/stack_prometheus.py, ``scaled_rules``): the expressions are the ones
 production evaluates, on a timescale a test can wait for.
 """
 
@@ -13,9 +13,9 @@ import urllib.parse
 
 import pytest
 
-from streams import stack_prometheus
-from streams.producer import EventProducer
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.producer import EventProducer
+from streams.tools import stack_prometheus
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import wait_for
 from tests.integration.own_services import free_port
 

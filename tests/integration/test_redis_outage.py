@@ -16,10 +16,10 @@ import aiohttp
 import orjson
 import pytest
 
-from streams.producer import EventProducer
-from streams.scrape import scrape
-from streams.synthetic import SimConfig, Simulation
-from streams.traffic import send_events
+from streams.adapters.producer import EventProducer
+from streams.adapters.scrape import scrape
+from streams.tools.synthetic import SimConfig, Simulation
+from streams.tools.traffic import send_events
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.own_services import RedisServer
 
@@ -160,7 +160,7 @@ async def test_redis_restarted_empty_under_traffic_is_caught_up_without_a_rebuil
 def test_the_rebuild_never_overwrites_a_newer_blob_a_worker_wrote_meanwhile(own_redis):
     """The comparison and the write are one Lua script: a worker's newer write cannot land
     between them (the race a GET-then-SET rebuild had)."""
-    from streams.rebuild import SET_IF_NOT_OLDER
+    from streams.adapters.rebuild import SET_IF_NOT_OLDER
 
     r = own_redis.client()
     script = r.register_script(SET_IF_NOT_OLDER)

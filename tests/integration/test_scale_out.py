@@ -163,7 +163,7 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, run_topics_del
         return all(counted.get(u, 0) >= n for u, n in sent_per_user.items())
 
     with contextlib.suppress(AssertionError):  # judged, with details, by the tests below
-        await wait_for(changelog_complete, "every profile to reach the changelog", timeout=45)
+        await wait_for(changelog_complete, "every profile to reach the changelog", timeout=120)
     survivors = {"b": total(b), "c": total(c)}
     b.stop()
     c.stop()

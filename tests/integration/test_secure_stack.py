@@ -1,6 +1,6 @@
 """The whole pipeline through a SASL/SCRAM-SHA-512 Kafka listener and a Redis ACL user.
 
-The test starts its own secure Kafka node and Redis (streams/stack_secure.py, the
+The test starts its own secure Kafka node and Redis (streams/tools/stack_secure.py, the
 code behind ``reelstream stack up --secure``) on free loopback ports in a temporary
 directory, checks that neither lets in a client without the credentials, then runs a
 worker with ``REELSTREAM_SECURITY_PROTOCOL=SASL_PLAINTEXT`` and a Redis URL carrying
@@ -18,11 +18,11 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams import stack_secure
-from streams.kafka_admin import ensure_topics_async
-from streams.producer import EventProducer
-from streams.scrape import scrape
-from streams.synthetic import SimConfig, Simulation
+from streams.adapters.kafka_admin import ensure_topics_async
+from streams.adapters.producer import EventProducer
+from streams.adapters.scrape import scrape
+from streams.tools import stack_secure
+from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import WorkerProcess, read_topic, wait_for
 from tests.integration.own_services import free_port
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.redis_recovery import RedisRecovery
-from streams.redis_sink import Backoff, ScoreSink
+from streams.adapters.redis_recovery import RedisRecovery
+from streams.adapters.redis_sink import Backoff, ScoreSink
 from streams.settings import Settings
 
 

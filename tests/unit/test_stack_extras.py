@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from streams import stack_prometheus, stack_secure
 from streams.cli import build_parser
+from streams.tools import stack_prometheus, stack_secure
 
 
 def test_scaled_rules_keep_every_rule_and_shorten_every_window(tmp_path):

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from streams.settings import Settings, stack_dir
-from streams.stack import PROJECT_ROOT, StackError, _log, _pid_alive, _stop, _wait
+from streams.tools.stack import PROJECT_ROOT, StackError, _log, _pid_alive, _stop, _wait
 
 PORT = 9090
 RULES = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -3,7 +3,7 @@
 Two failures, two remedies:
 
 * **Redis unreachable for a while** (network, restart with persistence): the score
-  sink (streams/redis_sink.py) holds each user's latest unwritten scores and
+  sink (streams/adapters/redis_sink.py) holds each user's latest unwritten scores and
   retries with backoff; :meth:`RedisRecovery.tick` retries even when no event comes.
 * **Redis came back empty** (restart without persistence, failover to an empty
   replica, ``FLUSHALL``): every worker checks, once per tick while Redis answers,
@@ -11,7 +11,7 @@ Two failures, two remedies:
   serving copy is complete, so its absence means the data is gone (or was never
   built: a new Redis). One worker, the one that takes the rebuild lock
   (``SET NX`` with a TTL), rebuilds every user's scores from the compacted score
-  topic with the same code as ``reelstream rebuild-redis`` (streams/rebuild.py),
+  topic with the same code as ``reelstream rebuild-redis`` (streams/adapters/rebuild.py),
   then sets the epoch key; the others keep writing new scores meanwhile (the
   rebuild never overwrites a newer blob). A rebuild that fails releases the lock
   and is tried again after a backoff; a worker that dies mid-rebuild leaves the
@@ -29,8 +29,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from streams import metrics as m
-from streams.redis_keys import epoch_key, rebuild_lock_key
-from streams.redis_sink import Backoff, ScoreSink
+from streams.adapters.redis_keys import epoch_key, rebuild_lock_key
+from streams.adapters.redis_sink import Backoff, ScoreSink
 from streams.settings import Settings
 
 log = logging.getLogger("reelstream.redis")
@@ -39,7 +39,7 @@ Rebuild = Callable[[Settings], Awaitable[Any]]
 
 
 async def _rebuild_from_topic(settings: Settings) -> Any:
-    from streams.rebuild import rebuild_redis
+    from streams.adapters.rebuild import rebuild_redis
 
     return await rebuild_redis(settings)
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.settings import Settings, stack_dir
-from streams.stack import (
+from streams.tools.stack import (
     Endpoint,
     StackError,
     _log,
@@ -218,7 +218,7 @@ def _dir() -> Path:
 
 def up(kafka_port: int = KAFKA_PORT, redis_port: int = REDIS_PORT) -> dict[str, str]:
     """Start what is not running yet; write ``.stack/secure/env``; check both with the app user."""
-    from streams.kafka_admin import ensure_topics
+    from streams.adapters.kafka_admin import ensure_topics
 
     sdir = _dir()
     creds = Credentials.load_or_create(sdir / "credentials.json")
