@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from streams.adapters.producer import EventProducer
@@ -42,11 +44,12 @@ async def test_two_workers_title_counts_equal_exact_totals(run_settings, start_w
     async with EventProducer(run_settings, validate=False) as producer:
         for ev in events[half:]:
             await producer.send(ev)
-    want = plays_total(truth)
-    await wait_for(
-        lambda: plays_total(read_redis(run_settings, truth)) >= want,
-        f"{want} plays in the title hashes",
-    )
+    # Every counter, not only plays: a stop can still be in flight when the plays are in.
+    with contextlib.suppress(AssertionError):  # judged, with the diff, just below
+        await wait_for(
+            lambda: read_redis(run_settings, truth)["titles"] == truth["titles"],
+            f"the title hashes to reach the exact totals ({plays_total(truth)} plays)",
+        )
     got = read_redis(run_settings, truth)
     assert got["titles"] == truth["titles"]
     # Both workers did user-side work, so titles really were fed from several workers.
