@@ -369,6 +369,25 @@ class Api:
             "items": self._decorate(items),
         }
 
+    async def artwork(
+        self, query: Mapping[str, str], user_id: str, title_id: str
+    ) -> tuple[int, Any]:
+        """The artwork policy's view of one viewer and title: decides and logs nothing."""
+        check_id(user_id, "user_id")
+        check_id(title_id, "title_id")
+        hook = getattr(self.engine, "artwork", None)
+        if hook is None:
+            raise ApiError(404, "artwork_off", "no artwork policy: REELSTREAM_ARTWORK_POLICY=off")
+        if self.engine.catalog.get(title_id) is None:
+            raise ApiError(404, "unknown_title", "this title is not in the catalog")
+        profile = self.local_profile(user_id)
+        return 200, {"user_id": user_id, **hook.explain(profile, title_id, _now_ms())}
+
+    async def experiments(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        """Configured experiments: layers, traffic, arms, shares and exposures on this worker."""
+        assigner = getattr(self.engine, "experiments", None)
+        return 200, {"experiments": assigner.describe() if assigner is not None else []}
+
     async def healthz(self, query: Mapping[str, str]) -> tuple[int, Any]:
         return 200, {"status": "ok"}
 
@@ -418,6 +437,8 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("/users/{user_id}/features", "user_features", ()),
     ("/titles/{title_id}", "title", ()),
     ("/trending", "trending", ("country", "window", "k")),
+    ("/artwork/{user_id}/{title_id}", "artwork", ()),
+    ("/experiments", "experiments", ()),
     ("/healthz", "healthz", ()),
     ("/readyz", "readyz", ()),
 ]
