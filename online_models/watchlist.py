@@ -121,7 +121,7 @@ class QueryService:
             cols = [ix.tag_index[k] for k in keys if k in ix.tag_index]
             if not cols:
                 return np.zeros(ix.n, dtype=bool)
-            return (m[:, cols] > 0).any(axis=1)
+            return np.asarray((m[:, cols] > 0).sum(axis=1)).ravel() > 0  # m is sparse
 
         if intent.genres_any:
             mask &= has(intent.genres_any)
@@ -196,11 +196,11 @@ class QueryService:
         soft_cols = [ix.tag_index[t] for t in soft_keys if t in ix.tag_index]
         soft = np.zeros(len(idx))
         if soft_cols:
-            soft = (m[:, soft_cols] > 0).sum(axis=1) / len(soft_cols)
+            soft = np.asarray((m[:, soft_cols] > 0).sum(axis=1)).ravel() / len(soft_cols)
         sim = np.zeros(len(idx))
         refs = [ix.index[r.title_id] for r in intent.similar_to if r.title_id in ix.index]
         if refs:
-            sim = (m @ ix.tag_matrix[refs].T).max(axis=1)
+            sim = (m @ ix.tag_matrix[refs].T).toarray().max(axis=1)
         total = z + SOFT_WEIGHT * soft + SIMILAR_WEIGHT * sim
         order = np.argsort(-total, kind="stable")
         a = self.arrays()

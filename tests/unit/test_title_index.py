@@ -35,7 +35,7 @@ def by_id(ix: TitleIndex) -> dict:
     for tid, i in ix.index.items():
         if not ix.active[i]:
             continue
-        row = ix.tag_matrix[i]
+        row = ix.tag_matrix[i].toarray().ravel()
         out[tid] = (
             {ix.tags[j]: round(float(row[j]), 6) for j in np.flatnonzero(row)},
             float(ix.is_episode[i]),
