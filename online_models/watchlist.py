@@ -190,7 +190,8 @@ class QueryService:
         model, personal = viewer_scores(self.engine, user_id, profile, idx, now_ts)
         out["personalized"] = personal
         std = float(model.std())
-        z = (model - model.mean()) / std if std > 1e-9 else np.zeros_like(model)
+        # Clipped: one outlying model score must not outweigh what the request asks for.
+        z = np.clip((model - model.mean()) / std, -3.0, 3.0) if std > 1e-9 else np.zeros_like(model)
         m = ix.tag_matrix[idx]
         soft_keys = [*intent.wanted, *(intent.genres_any if len(intent.genres_any) > 1 else [])]
         soft_cols = [ix.tag_index[t] for t in soft_keys if t in ix.tag_index]
