@@ -41,6 +41,7 @@ import numpy as np
 
 from features.user_profile import UserProfile
 from online_models.checkpoint import MAX_BYTES, CheckpointError, OffsetLedger
+from online_models.ranker import PrequentialStats
 from online_models.recommender import Recommender, UserState
 
 CHUNK_MAGIC = b"RSC1"
@@ -350,10 +351,11 @@ def import_shared(rec: Recommender, st: dict) -> None:
             model.n = n
         rec.ranker.load(st["ranker"])
         for name, s in st["ranker_stats"].items():
-            ps = rec.ranker.stats[name]
-            ps.n, ps.loss = int(s["n"]), float(s["loss"])
-            ps.preds = [float(v) for v in s["preds"].tolist()]
-            ps.labels = [bool(v) for v in s["labels"].tolist()]
+            ps = rec.ranker.stats[name] = PrequentialStats()
+            # The kept tail is re-added (River's metrics have no state to restore), so
+            # after a restart the prequential metrics cover the last STATS_TAIL examples.
+            for p, y in zip(s["preds"].tolist(), s["labels"].tolist(), strict=True):
+                ps.add(float(p), bool(y))
         rec.learn_steps = int(st["learn_steps"])
         if rec.exchange is not None:
             if st.get("exchange") is not None:
