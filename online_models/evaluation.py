@@ -141,7 +141,7 @@ def replay(
     is the producer's partitioner), which exchange title-side state every
     ``exchange_every`` events (never when None). Metrics are pooled over all workers;
     the baselines learn from every event, as one process would. ``split_ts`` (default:
-    the middle event's time when ``events`` is a list) splits the log in two halves.
+    the middle event's time) splits the log in two halves.
 
     Returns the report: model and baseline ranking metrics, ranker metrics, counts, speed.
     """
@@ -156,7 +156,8 @@ def replay(
         factors=factors,
         ranker=ranker,
     )
-    if split_ts is None and isinstance(events, list) and events:
+    events = events if isinstance(events, list) else list(events)
+    if split_ts is None and events:
         split_ts = events[len(events) // 2]["ts"]
     bases = default_baselines()
     ours = RankingMetrics(k, min_history)
