@@ -95,3 +95,14 @@ class ItemSequence:
                 total[idx] += (rw * v / (counts[a] * counts[idx]) ** self.norm).astype(np.float32)
             rw *= self.decay
         return total
+
+    def state(self) -> dict:
+        """Rows as flat arrays (catalog indexes), for checkpoints."""
+        keys = sorted(self.rows)
+        return {
+            "counts": self.counts,
+            "row_keys": np.asarray(keys, dtype=np.int64),
+            "row_lens": np.asarray([len(self.rows[k]) for k in keys], dtype=np.int64),
+            "cols": np.asarray([c for k in keys for c in self.rows[k]], dtype=np.int64),
+            "vals": np.asarray([v for k in keys for v in self.rows[k].values()], dtype=np.float64),
+        }
