@@ -231,7 +231,7 @@ class Recommender:
         if device in DEVICES:
             x[:, _F[f"device_{device}"]] = 1.0
         x[:, _F["cold"]] = 1.0 if len(st.positives) < 3 else 0.0
-        ctx = {"x": x, "anchors": anchors, "next_from": next_from}
+        ctx = {"x": x, "anchors": anchors, "next_from": next_from, "sequence": st.sequence}
         self._ctx = (*key, ctx)
         return ctx
 
@@ -511,6 +511,12 @@ class Recommender:
             a = int(ctx["anchors"][i])
             t = ix.titles[a] if a >= 0 else None
             return f"because you watched {t.name}" if t else None
+        if src == "seq":
+            for a in ctx["sequence"][: self.sequence.window]:
+                if i in self.sequence.rows.get(a, ()):
+                    t = ix.titles[a]
+                    return f"because you watched {t.name}" if t else None
+            return None
         if src == "next_ep":
             a = ctx["next_from"].get(i)
             t = ix.titles[a] if a is not None else None

@@ -90,8 +90,9 @@ def test_a_viewer_with_plays_in_flight_gets_what_follows_them():
     rec = eng.models
     st = rec.user("v")
     assert st.sequence == [rec.titles.index["t3"]] and st.recent == []
-    items = [it.title_id for it in eng.rows("v", ts + 5, 3).items]
-    assert items[0] == "t7"
+    top = eng.rows("v", ts + 5, 3).items[0]
+    assert top.title_id == "t7"
+    assert "because you watched T3" in top.reasons
 
 
 def test_an_early_abandon_weakens_the_transition():
