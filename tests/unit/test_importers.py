@@ -187,3 +187,26 @@ def test_real_kuairand_imports_every_row(tmp_path):
     assert main([*args, "--json", str(tmp_path / "r.json")]) == 0
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["rows"] == 41_828 and doc["bad_rows"] == 0 and doc["impressions"] == 41_828
+
+
+def test_an_imported_log_without_impressions_replays_with_the_click_head_abstaining():
+    from features.catalog import Catalog
+    from online_models.evaluation import replay
+
+    rep = ImportReport()
+    movies = [{"movieId": str(i), "title": f"M{i} (1999)", "genres": "Drama"} for i in range(30)]
+    cat = Catalog()
+    for rec in importers.movielens_catalog(movies, [], rep):
+        cat.upsert(parse_title(rec))
+    rows = [
+        _ml(str(u), str((u * 7 + j) % 30), "5" if j % 3 else "2", str(900_000_000 + 100 * j))
+        for u in range(20)
+        for j in range(12)
+    ]
+    events = importers.movielens_events(rows, set(cat.titles), rep, overlap=True)
+    out = replay(events, cat, k=5, min_history=2)
+    click, watch = out["ranker"]["click"], out["ranker"]["watch"]
+    assert click["examples"] > 0 and click["positives"] == click["examples"]
+    assert click["abstains"] and click["auc"] is None and click["log_loss"] is None
+    assert not watch["abstains"] and watch["auc"] is not None
+    assert out["model"]["all"]["positives"] > 0
