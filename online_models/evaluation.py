@@ -104,7 +104,8 @@ def strongest(baselines: dict[str, dict[str, Any]], part: str | None, seg: str, 
 
 def pooled_ranker_metrics(rankers: list[Any]) -> dict[str, Any]:
     """The rankers' prequential metrics over all their predictions (one per worker);
-    a head abstains (``abstains``: AUC and log loss None) unless its labels hold both classes."""
+    a head abstains (``abstains``: AUC and log loss None, left out of the pooled figures)
+    unless its labels hold both classes."""
     out: dict[str, Any] = {}
     pooled = PrequentialStats()
     for name in MODELS:
@@ -113,8 +114,10 @@ def pooled_ranker_metrics(rankers: list[Any]) -> dict[str, Any]:
             s = r.stats[name]
             for p, y in zip(s.preds, s.labels, strict=True):
                 st.add(p, y)
-                pooled.add(p, y)
         out[name] = {**st.summary(), "abstains": not st.both_classes}
+        if st.both_classes:  # an abstaining head's predictions are not pooled either
+            for p, y in zip(st.preds, st.labels, strict=True):
+                pooled.add(p, y)
     out["all"] = pooled.summary()
     return out
 

@@ -162,6 +162,8 @@ class Ranker:
         out = {name: self.stats[name].summary() for name in MODELS}
         pooled = PrequentialStats()
         for s in self.stats.values():
+            if not s.both_classes:  # abstaining heads are not pooled
+                continue
             for p, y in zip(s.preds, s.labels, strict=True):
                 pooled.add(p, y)
         out["all"] = pooled.summary()

@@ -209,4 +209,5 @@ def test_an_imported_log_without_impressions_replays_with_the_click_head_abstain
     assert click["examples"] > 0 and click["positives"] == click["examples"]
     assert click["abstains"] and click["auc"] is None and click["log_loss"] is None
     assert not watch["abstains"] and watch["auc"] is not None
+    assert out["ranker"]["all"]["examples"] == watch["examples"]  # abstaining head not pooled
     assert out["model"]["all"]["positives"] > 0
