@@ -41,6 +41,7 @@ import numpy as np
 
 from features.user_profile import UserProfile
 from online_models.checkpoint import MAX_BYTES, CheckpointError, OffsetLedger
+from online_models.ranker import PrequentialStats
 from online_models.recommender import Recommender, UserState
 
 CHUNK_MAGIC = b"RSC1"
@@ -185,6 +186,7 @@ def export_user(rec: Recommender, uid: str, profile: UserProfile | None) -> dict
     if st is not None:
         out["st"] = {
             "recent": _ids(rec, st.recent),
+            "sequence": _ids(rec, st.sequence),
             "positives": dict(zip(_ids(rec, st.positives), st.positives.values(), strict=True)),
             "counts": [st.plays, st.completes, st.abandons, st.pauses, st.skips, st.episode_plays],
             "watched_s": st.watched_s,
@@ -219,6 +221,7 @@ def import_user(rec: Recommender, uid: str, d: dict) -> dict | None:
         try:
             st = UserState()
             st.recent = [ix[t] for t in s["recent"] if t in ix]
+            st.sequence = [ix[t] for t in s.get("sequence", []) if t in ix]
             st.positives = {ix[t]: int(v) for t, v in s["positives"].items() if t in ix}
             (
                 st.plays,
@@ -275,6 +278,23 @@ def forget_users(rec: Recommender, uids: set[str]) -> None:
 # --- per-worker shared state ---------------------------------------------------------
 
 
+def _pair_rows(st: dict, m: np.ndarray, name: str) -> dict[int, dict[int, float]]:
+    """Title-pair rows stored as flat arrays, renumbered to this catalog (``m``)."""
+    keys = m[_check_array(st["row_keys"], f"{name} keys", 1)]
+    cols = m[_check_array(st["cols"], f"{name} cols", 1)]
+    lens = _check_array(st["row_lens"], f"{name} lens", 1)
+    if int(lens.sum()) != len(cols) or len(lens) != len(keys):
+        raise CheckpointError(f"{name} rows do not add up")
+    row_of = np.repeat(keys, lens)
+    keep = (row_of >= 0) & (cols >= 0)
+    rows: dict[int, dict[int, float]] = {}
+    for a, b, v in zip(
+        row_of[keep].tolist(), cols[keep].tolist(), st["vals"][keep].tolist(), strict=True
+    ):
+        rows.setdefault(a, {})[b] = v
+    return rows
+
+
 def export_shared(rec: Recommender) -> dict:
     rec.titles.sync()
     r = rec.ranker
@@ -291,6 +311,7 @@ def export_shared(rec: Recommender) -> dict:
         "mf": {**rec.mf.title_state(), "rng": _rng_state(rec.mf.rng)},
         "rng": _rng_state(rec.rng),
         "cowatch": rec.cowatch.state(),
+        "sequence": rec.sequence.state(),
         "trending": rec.trending.state(),
         "popular": rec.popular.state(),
         "ranker": r.state(),
@@ -323,22 +344,15 @@ def import_shared(rec: Recommender, st: dict) -> None:
         _load_rng(rec.mf.rng, mf["rng"])
         _load_rng(rec.rng, st["rng"])
         cw = dict(st["cowatch"])
-        keys = m[_check_array(cw["row_keys"], "cowatch keys", 1)]
-        cols = m[_check_array(cw["cols"], "cowatch cols", 1)]
-        lens = _check_array(cw["row_lens"], "cowatch lens", 1)
-        if int(lens.sum()) != len(cols) or len(lens) != len(keys):
-            raise CheckpointError("co-watch rows do not add up")
-        row_of = np.repeat(keys, lens)
-        keep = (row_of >= 0) & (cols >= 0)
-        rows: dict[int, dict[int, float]] = {}
-        for a, b, v in zip(
-            row_of[keep].tolist(), cols[keep].tolist(), cw["vals"][keep].tolist(), strict=True
-        ):
-            rows.setdefault(a, {})[b] = v
         rec.cowatch.clock.ref_ts = cw["ref_ts"]
-        rec.cowatch.rows = rows
+        rec.cowatch.rows = _pair_rows(cw, m, "co-watch")
         rec.cowatch.counts = _place(_check_array(cw["counts"], "cowatch counts", 1), m, n)
         rec.cowatch.n = n
+        sq = st.get("sequence")  # absent in checkpoints from before the sequence model
+        if sq is not None:
+            rec.sequence.rows = _pair_rows(dict(sq), m, "sequence")
+            rec.sequence.counts = _place(_check_array(sq["counts"], "sequence counts", 1), m, n)
+            rec.sequence.n = n
         for name in ("trending", "popular"):
             model = getattr(rec, name)
             tr = st[name]
@@ -350,10 +364,11 @@ def import_shared(rec: Recommender, st: dict) -> None:
             model.n = n
         rec.ranker.load(st["ranker"])
         for name, s in st["ranker_stats"].items():
-            ps = rec.ranker.stats[name]
-            ps.n, ps.loss = int(s["n"]), float(s["loss"])
-            ps.preds = [float(v) for v in s["preds"].tolist()]
-            ps.labels = [bool(v) for v in s["labels"].tolist()]
+            ps = rec.ranker.stats[name] = PrequentialStats()
+            # The kept tail is re-added (River's metrics have no state to restore), so
+            # after a restart the prequential metrics cover the last STATS_TAIL examples.
+            for p, y in zip(s["preds"].tolist(), s["labels"].tolist(), strict=True):
+                ps.add(float(p), bool(y))
         rec.learn_steps = int(st["learn_steps"])
         if rec.exchange is not None:
             if st.get("exchange") is not None:

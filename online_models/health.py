@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 
-from online_models.ranker import Ranker, auc
+from online_models.ranker import Ranker, auc, log_loss
 
 SERVED_MAX = 100_000  # users whose last top-K is remembered
 
@@ -47,14 +47,12 @@ class ModelHealth:
         return sum(self.hits) / len(self.hits) if self.hits else math.nan
 
     def ranker(self, ranker: Ranker) -> tuple[float, float]:
-        """(AUC, log loss) over the most recent ``window`` examples of both heads."""
+        """(AUC, log loss) over the most recent ``window`` examples of both heads, by River's
+        ``RollingROCAUC`` and ``LogLoss``; NaN while those examples hold one class only."""
         preds: list[float] = []
         labels: list[bool] = []
         for s in ranker.stats.values():
             preds += s.preds[-self.window :]
             labels += s.labels[-self.window :]
-        if not preds:
-            return math.nan, math.nan
-        a = auc(preds, labels)
-        loss = -sum(math.log(p if y else 1 - p) for p, y in zip(preds, labels, strict=True))
-        return (a if a is not None else math.nan), loss / len(preds)
+        a, loss = auc(preds, labels), log_loss(preds, labels)
+        return (math.nan if a is None else a), (math.nan if loss is None else loss)

@@ -10,9 +10,12 @@ predicted before it is learned, and the prediction feeds AUC and log loss):
 * ``watch``: play -> completion. A play is 1 when it becomes positive (see
   :mod:`online_models.labels`), 0 on an early abandon.
 
-A candidate's score is the sum of both logits, log P(play) + log P(complete | play)
-up to the normalisers. Learning uses River's ``learn_one`` (about 6 us); scoring
-many candidates reads the models' weights and does one matrix-vector product.
+A head whose real labels hold one class only (a log without impressions has
+no shown-and-skipped titles) abstains: it neither serves nor reports AUC or log
+loss (:meth:`Ranker.active`). A candidate's score is the sum of the active
+heads' logits, log P(play) + log P(complete | play) up to the normalisers.
+Learning uses River's ``learn_one`` (about 6 us); scoring many candidates
+reads the models' weights and does one matrix-vector product.
 
 >>> r = Ranker(["x"], warmup=0)
 >>> for _ in range(300):
@@ -25,10 +28,8 @@ True
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from river import linear_model, optim
+from river import linear_model, metrics, optim
 
 from online_models.river_internals import set_linear_weights
 
@@ -36,56 +37,76 @@ MODELS = ("click", "watch")
 
 
 def auc(scores: list[float] | np.ndarray, labels: list[bool] | np.ndarray) -> float | None:
-    """Exact ROC AUC (ties count one half); None when one class is missing.
+    """ROC AUC over all the given predictions by River's rank-based ``RollingROCAUC`` with a
+    window as long as the input (exact up to ties); None when one class is missing.
 
     >>> auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
+    >>> auc([0.9, 0.2], [1, 1]) is None
+    True
     """
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
+    y = [bool(v) for v in labels]
+    pos = sum(y)
+    if pos == 0 or pos == len(y):
         return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over ties
-    i = 0
-    r = np.arange(1, len(s) + 1, dtype=np.float64)
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        r[i : j + 1] = (i + j + 2) / 2.0
-        i = j + 1
-    ranks[order] = r
-    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    m = metrics.RollingROCAUC(window_size=len(y))
+    for p, t in zip(np.asarray(scores, dtype=np.float64).tolist(), y, strict=True):
+        m.update(t, p)
+    return float(m.get())
+
+
+def log_loss(preds: list[float], labels: list[bool]) -> float | None:
+    """River's ``LogLoss`` over the given predictions; None when one class is missing
+    (a loss over one class says nothing about ranking and rewards a constant)."""
+    pos = sum(labels)
+    if pos == 0 or pos == len(labels):
+        return None
+    m = metrics.LogLoss()
+    for p, y in zip(preds, labels, strict=True):
+        m.update(y, p)
+    return float(m.get())
 
 
 class PrequentialStats:
-    """Predictions and labels seen before learning; AUC and log loss over them."""
+    """Predictions made before learning, with their labels; River metrics over them.
 
-    __slots__ = ("labels", "loss", "n", "preds")
+    ``log_loss`` is River's running ``LogLoss``; AUC is River's ``RollingROCAUC``
+    over the kept predictions (:func:`auc`). Both are None (undefined) while only one
+    class has been seen.
+    """
+
+    __slots__ = ("labels", "loss_metric", "n", "positives", "preds")
 
     def __init__(self) -> None:
         self.preds: list[float] = []
         self.labels: list[bool] = []
-        self.loss = 0.0
+        self.loss_metric = metrics.LogLoss()
         self.n = 0
+        self.positives = 0
 
     def add(self, p: float, y: bool) -> None:
-        p = min(max(p, 1e-7), 1 - 1e-7)
         self.preds.append(p)
         self.labels.append(y)
-        self.loss += -math.log(p if y else 1 - p)
+        self.loss_metric.update(y, p)
         self.n += 1
+        self.positives += int(y)
+
+    @property
+    def both_classes(self) -> bool:
+        return 0 < self.positives < self.n
+
+    @property
+    def loss(self) -> float:
+        """Summed log loss (what a checkpoint keeps)."""
+        return float(self.loss_metric.get()) * self.n
 
     def summary(self) -> dict:
+        both = self.both_classes
         return {
             "examples": self.n,
-            "positives": int(sum(self.labels)),
-            "auc": auc(self.preds, self.labels),
-            "log_loss": self.loss / self.n if self.n else None,
+            "positives": self.positives,
+            "auc": auc(self.preds, self.labels) if both else None,
+            "log_loss": float(self.loss_metric.get()) if both else None,
         }
 
 
@@ -102,7 +123,7 @@ class Ranker:
         self.stats = {name: PrequentialStats() for name in MODELS}
         self.learned = dict.fromkeys(MODELS, 0)
         self.warmup = warmup
-        self._w: tuple[int, np.ndarray, float] | None = None
+        self._w: tuple[tuple[int, tuple[str, ...]], np.ndarray, float] | None = None
 
     def learn(self, model: str, x: dict[str, float], y: bool, evaluate: bool = True) -> None:
         m = self.models[model]
@@ -111,17 +132,24 @@ class Ranker:
         m.learn_one(x, y)
         self.learned[model] += 1
 
+    def active(self, model: str) -> bool:
+        """A head serves once warmed up on ``warmup`` examples *and* its real labels (the
+        prequentially scored ones, not sampled negatives) hold both classes: a log without
+        impressions gives the click head only positives, and it abstains."""
+        return self.learned[model] >= self.warmup and self.stats[model].both_classes
+
     @property
     def ready(self) -> bool:
-        return min(self.learned.values()) >= self.warmup
+        return any(self.active(m) for m in MODELS)
 
     def weights(self) -> tuple[np.ndarray, float]:
-        """Summed weights of both models, as a vector aligned with ``features``."""
-        stamp = sum(self.learned.values())
+        """Summed weights of the active heads, as a vector aligned with ``features``."""
+        heads = tuple(m for m in MODELS if self.active(m))
+        stamp = (sum(self.learned.values()), heads)
         if self._w is None or self._w[0] != stamp:
             w = np.zeros(len(self.features), dtype=np.float32)
             b = 0.0
-            for m in self.models.values():
+            for m in (self.models[h] for h in heads):
                 mw = m.weights
                 w += np.array([mw.get(f, 0.0) for f in self.features], dtype=np.float32)
                 b += m.intercept
@@ -134,15 +162,13 @@ class Ranker:
 
     def metrics(self) -> dict:
         out = {name: self.stats[name].summary() for name in MODELS}
-        preds = [p for s in self.stats.values() for p in s.preds]
-        labels = [y for s in self.stats.values() for y in s.labels]
-        n = sum(s.n for s in self.stats.values())
-        out["all"] = {
-            "examples": n,
-            "positives": int(sum(labels)),
-            "auc": auc(preds, labels),
-            "log_loss": sum(s.loss for s in self.stats.values()) / n if n else None,
-        }
+        pooled = PrequentialStats()
+        for s in self.stats.values():
+            if not s.both_classes:  # abstaining heads are not pooled
+                continue
+            for p, y in zip(s.preds, s.labels, strict=True):
+                pooled.add(p, y)
+        out["all"] = pooled.summary()
         return out
 
     def state(self) -> dict:

@@ -6,6 +6,8 @@ now)`` returns the main row (ranked, diverse, with reasons) and the continue-
 watching row. Candidate sources, each a documented module:
 
 * co-watch item-to-item similarity (:mod:`online_models.cowatch`),
+* item-to-item transitions from the viewer's short-term play sequence
+  (:mod:`online_models.sequence`),
 * implicit matrix factorisation (:mod:`online_models.mf`),
 * content: the profile's tag affinity against title tag vectors (new titles with
   no plays enter here),
@@ -32,11 +34,12 @@ from online_models.cowatch import CoWatch
 from online_models.labels import POSITIVE_RATIO, outcome, watched_ratio
 from online_models.mf import ImplicitMF
 from online_models.ranker import Ranker
+from online_models.sequence import ItemSequence
 from online_models.titles import TitleIndex
 from online_models.trending import CountryTrending
 
 MODEL_VERSION = "hybrid-lr-1"
-SOURCES = ("content", "mf", "cowatch", "next_ep", "trend", "pop")
+SOURCES = ("content", "mf", "cowatch", "seq", "next_ep", "trend", "pop")
 DEVICES = ("tv", "mobile", "web", "tablet")
 FEATURES = [
     *SOURCES,
@@ -58,7 +61,23 @@ FEATURES = [
 ]
 _F = {f: i for i, f in enumerate(FEATURES)}
 # Used before the ranker has seen ``warmup`` examples of each kind.
-PRIOR = {"content": 5.0, "mf": 0.5, "cowatch": 2.0, "next_ep": 3.0, "trend": 0.25, "pop": 0.25}
+# Chosen on the first halves of the synthetic log and the shared real logs (one setting
+# for all; docs/models.md): the sequence source leads, tag content mostly breaks ties.
+PRIOR = {
+    "content": 1.0,
+    "mf": 0.5,
+    "cowatch": 2.0,
+    "seq": 6.0,
+    "next_ep": 3.0,
+    "trend": 0.25,
+    "pop": 0.25,
+}
+SEQUENCE_MAX = 20
+# A fresh play teaches the sequence model with weight 1 when it starts; its outcome
+# grades it: a positive viewing adds SEQ_POSITIVE, an early abandon at watched ratio
+# r takes away SEQ_ABANDON * (1 - r / POSITIVE_RATIO).
+SEQ_POSITIVE = 0.5
+SEQ_ABANDON = 0.5
 POSITIVES_MAX = 1000
 IMPRESSION_TTL_MS = 3 * 3_600_000
 
@@ -68,6 +87,7 @@ class UserState:
     """Model-side state of one user (the feature profile lives in :class:`UserProfile`)."""
 
     recent: list[int] = field(default_factory=list)  # positive watches, most recent first
+    sequence: list[int] = field(default_factory=list)  # fresh plays, most recent first
     positives: dict[int, int] = field(default_factory=dict)  # title index -> ts
     plays: int = 0
     completes: int = 0
@@ -114,6 +134,7 @@ class Recommender:
         self.catalog = catalog
         self.titles = TitleIndex(catalog)
         self.cowatch = CoWatch()
+        self.sequence = ItemSequence()
         self.mf = ImplicitMF(seed=seed)
         self.trending = CountryTrending(half_life_ms=12 * 3_600_000)
         self.popular = CountryTrending(half_life_ms=7 * 86_400_000)
@@ -123,7 +144,7 @@ class Recommender:
         self.max_per_genre = max_per_genre
         self.random_negatives = random_negatives
         self.rng = np.random.default_rng(seed)
-        for model in (self.cowatch, self.mf, self.trending, self.popular):
+        for model in (self.cowatch, self.sequence, self.mf, self.trending, self.popular):
             self.titles.listeners.append(model.resize)
         self._ctx: tuple[str, int, int, dict[str, Any]] | None = None
         self._prior = np.zeros(len(FEATURES), dtype=np.float32)
@@ -182,6 +203,7 @@ class Recommender:
         x[:, _F["mf"]] = np.tanh(mf) * self.mf.confidence(user_id)
         cw, anchors = self.cowatch.scores(st.recent)
         x[:, _F["cowatch"]] = np.minimum(cw, 2.0)
+        x[:, _F["seq"]] = np.minimum(self.sequence.scores(st.sequence), 2.0)
         next_from = {}
         for rank, a in enumerate(st.recent[:5]):
             b = ix.next_episode.get(a)
@@ -211,7 +233,7 @@ class Recommender:
         if device in DEVICES:
             x[:, _F[f"device_{device}"]] = 1.0
         x[:, _F["cold"]] = 1.0 if len(st.positives) < 3 else 0.0
-        ctx = {"x": x, "anchors": anchors, "next_from": next_from}
+        ctx = {"x": x, "anchors": anchors, "next_from": next_from, "sequence": st.sequence}
         self._ctx = (*key, ctx)
         return ctx
 
@@ -251,6 +273,7 @@ class Recommender:
             if fresh:
                 x = self.context(uid, profile, ts)["x"]
                 self._learn_click(uid, st, idx, x, ts)
+                self._sequence(st, idx, 1.0)
                 st.playing[idx] = x[idx].copy()
                 if len(st.playing) > 20:
                     st.playing.pop(next(iter(st.playing)))
@@ -270,8 +293,11 @@ class Recommender:
             st.last_pos[idx] = float(pos)
         out = outcome(ev, title)
         if out == "positive" and idx not in st.positives:
+            self._grade(st, idx, SEQ_POSITIVE)
             self._positive(uid, st, idx, ts, watched_ratio(ev, title) or 1.0)
         elif out == "abandon" and idx not in st.positives:
+            r = min(watched_ratio(ev, title) or 0.0, POSITIVE_RATIO)
+            self._grade(st, idx, -SEQ_ABANDON * (1.0 - r / POSITIVE_RATIO))
             st.abandons += 1
             self._credit(st.disliked, title)
             row = st.playing.pop(idx, None)
@@ -283,6 +309,21 @@ class Recommender:
                 self.learn_steps += 1
         if etype in ("stop", "complete"):
             st.last_pos.pop(idx, None)
+
+    def _sequence(self, st: UserState, idx: int, w: float) -> None:
+        """Learn the transition into ``idx`` from the viewer's recent plays, then push it."""
+        before = [i for i in st.sequence if i != idx]
+        self.sequence.learn_one(before, idx, w)
+        st.sequence = [idx, *before][:SEQUENCE_MAX]
+        self.learn_steps += 1
+
+    def _grade(self, st: UserState, idx: int, dw: float) -> None:
+        """Re-weight the play of ``idx`` by its outcome (graded feedback)."""
+        if not dw or idx not in st.sequence:
+            return
+        pos = st.sequence.index(idx)
+        self.sequence.correct(st.sequence[pos + 1 :], idx, dw)
+        self.learn_steps += 1
 
     def _positive(self, uid: str, st: UserState, idx: int, ts: int, ratio: float) -> None:
         st.completes += 1
@@ -472,6 +513,12 @@ class Recommender:
             a = int(ctx["anchors"][i])
             t = ix.titles[a] if a >= 0 else None
             return f"because you watched {t.name}" if t else None
+        if src == "seq":
+            for a in ctx["sequence"][: self.sequence.window]:
+                if i in self.sequence.rows.get(a, ()):
+                    t = ix.titles[a]
+                    return f"because you watched {t.name}" if t else None
+            return None
         if src == "next_ep":
             a = ctx["next_from"].get(i)
             t = ix.titles[a] if a is not None else None

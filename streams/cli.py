@@ -1,4 +1,4 @@
-"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, replay, and
+"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, replay, import, and
 operations (tail-scores, rebuild-redis, loadtest, bench)."""
 
 from __future__ import annotations
@@ -164,6 +164,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         factors=args.factors,
         ranker=args.ranker_merge,
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from streams.import_logs import run
+
+    run(
+        args.kind,
+        args.source,
+        args.out,
+        args.catalog_out,
+        overlap=args.overlap,
+        json_out=args.json,
     )
     return 0
 
@@ -356,6 +370,25 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.tools import catalog_intel_cli
 
     catalog_intel_cli.add_commands(sub)  # tags, query (docs/catalog-intelligence.md)
+
+    p = sub.add_parser(
+        "import", help="convert a public viewing log to contract-v1 events and a catalog"
+    )
+    p.add_argument("kind", choices=["movielens", "kuairand"])
+    p.add_argument(
+        "source",
+        help="MovieLens folder (ratings.csv, movies.csv, tags.csv) or KuaiRand interactions.tsv",
+    )
+    p.add_argument("--out", required=True, help="events JSON-lines file to write")
+    p.add_argument("--catalog-out", required=True, help="catalog JSON-lines file to write")
+    p.add_argument(
+        "--overlap",
+        action="store_true",
+        help="viewings last their full watch time, so a viewer's plays overlap (bulk "
+        "sessions); default: each viewing ends before the viewer's next begins",
+    )
+    p.add_argument("--json", help="also write the import report (bad rows by reason) here")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import orjson
 
 from features.catalog import Catalog, CatalogError, parse_title
-from online_models.evaluation import replay
+from online_models.evaluation import replay, strongest
 from streams.adapters.jsonl import read_raw_lines
 from streams.adapters.kafka_admin import kafka_partition
 from streams.contract import ContractError, validate_event
@@ -69,27 +69,56 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+BASELINE_LABELS = {
+    "most-popular": "popular",
+    "decayed-popularity": "decayed",
+    "co-occurrence": "co-occur",
+}
+
+
 def format_table(rep: dict[str, Any]) -> str:
+    """The report: model beside every baseline on the same requests, for the whole log and
+    each half; the ratio is the model against the strongest baseline on that figure."""
     k = rep["k"]
-    m, b = rep["model"], rep["baseline"]
+    m, bases = rep["model"], rep["baselines"]
+    names = list(bases)
+    w = 44
     lines = [
         f"events {rep['events']:,} (invalid skipped: {rep.get('invalid_events', 0):,}), "
         f"users {rep['users']:,}, titles {rep['catalog_titles']:,}, "
         f"top-{k} requests {rep['requests']:,}",
         f"{rep['seconds']:.1f} s, {rep['events_per_s']:,.0f} events/s",
         "",
-        f"{'':44}{'model':>12}{'baseline':>12}{'ratio':>8}",
-        f"{'':44}{m['version']:>12}{'popular':>12}",
+        f"{'':{w}}{'model':>12}"
+        + "".join(f"{BASELINE_LABELS.get(n, n)[:10]:>11}" for n in names)
+        + f"{'vs best':>9}",
+        f"{'':{w}}{m['version']:>12}",
     ]
-    for seg, label in (
-        ("all", "all positives"),
-        ("history", f"users with >= {rep['min_history']} previous positives"),
-    ):
-        lines.append(f"{label} (n={m[seg]['positives']:,})")
-        for metric in (f"recall@{k}", f"ndcg@{k}"):
-            a, c = m[seg][metric], b[seg][metric]
-            lines.append(f"  {metric:42}{_fmt(a):>12}{_fmt(c):>12}{_ratio(a, c):>8}")
-    lines.append(f"  {'catalog coverage':42}{_fmt(m['coverage']):>12}{_fmt(b['coverage']):>12}")
+    parts = [(None, "whole log"), ("first_half", "first half"), ("second_half", "second half")]
+    for part, title in parts:
+        mp = m[part] if part else m
+        if not mp["all"]["positives"]:
+            continue
+        lines.append(f"{title}:")
+        for seg, label in (
+            ("all", "all positives"),
+            ("history", f"users with >= {rep['min_history']} previous positives"),
+        ):
+            lines.append(f"  {label} (n={mp[seg]['positives']:,})")
+            for metric in (f"recall@{k}", f"ndcg@{k}"):
+                a = mp[seg][metric]
+                row = f"    {metric:{w - 4}}{_fmt(a):>12}"
+                for n in names:
+                    row += f"{_fmt((bases[n][part] if part else bases[n])[seg][metric]):>11}"
+                best, v = strongest(bases, part, seg, metric)
+                row += f"{_ratio(a, v):>9}"
+                if best:
+                    row += f" ({BASELINE_LABELS.get(best, best)})"
+                lines.append(row)
+        row = f"  {'catalog coverage':{w - 2}}{_fmt(mp['coverage']):>12}"
+        for n in names:
+            row += f"{_fmt((bases[n][part] if part else bases[n])['coverage']):>11}"
+        lines.append(row)
     lines.append("")
     lines.append(
         f"{'ranker (prequential)':28}{'examples':>10}{'positives':>10}{'AUC':>8}{'logloss':>9}"
@@ -100,9 +129,10 @@ def format_table(rep: dict[str, Any]) -> str:
         ("all", "both heads pooled"),
     ):
         r = rep["ranker"][head]
+        note = "  abstains: one class" if r.get("abstains") else ""
         lines.append(
             f"  {label:26}{r['examples']:>10,}{r['positives']:>10,}"
-            f"{_fmt(r['auc']):>8}{_fmt(r['log_loss']):>9}"
+            f"{_fmt(r['auc']):>8}{_fmt(r['log_loss']):>9}{note}"
         )
     return "\n".join(lines)
 

@@ -83,7 +83,7 @@ def test_outcome_labels():
 
 def test_auc_and_prequential_ranker():
     assert auc([0.9, 0.8, 0.1], [1, 1, 0]) == 1.0
-    assert auc([0.5, 0.5], [1, 0]) == 0.5
+    assert auc([0.3, 0.6, 0.4, 0.5], [0, 1, 1, 0]) == 0.75
     assert auc([0.5], [1]) is None
     r = Ranker(["x"], warmup=0)
     rng = np.random.default_rng(1)

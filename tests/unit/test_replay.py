@@ -78,6 +78,8 @@ def test_replay_cli_skips_invalid_lines_and_writes_json(tmp_path, capsys):
     assert rep["invalid_by_reason"] == {"invalid_json": 1, "unknown_event_type": 1}
     assert rep["invalid_titles"] == 1
     assert rep["min_history"] == 2 and rep["model"]["all"]["positives"] > 0
+    assert rep["baselines"]["co-occurrence"]["second_half"]["history"]["positives"] >= 0
+    assert rep["split_ts"] > 0
     captured = capsys.readouterr()
     assert "recall@10" in captured.out and "skipped 2 invalid lines" in captured.err
 
@@ -89,4 +91,17 @@ def test_format_table_mentions_both_systems():
     catalog = sim.title_catalog()
     text = format_table(replay(sim.events(limit=2000), catalog))
     assert "hybrid-lr-1" in text and "impression -> play" in text
-    assert io.StringIO(text).read().count("recall@10") == 2
+    assert "co-occur" in text and "decayed" in text and "vs best" in text
+    assert io.StringIO(text).read().count("recall@10") == 6  # whole log and both halves
+
+
+def test_every_baseline_answers_the_same_requests_in_both_halves(small_replay):
+    rep = small_replay
+    assert set(rep["baselines"]) == {"most-popular", "decayed-popularity", "co-occurrence"}
+    n = rep["model"]["all"]["positives"]
+    halves = [rep["model"][h]["all"]["positives"] for h in ("first_half", "second_half")]
+    assert sum(halves) == n and min(halves) > 0
+    for b in rep["baselines"].values():
+        assert b["all"]["positives"] == n
+        assert [b[h]["all"]["positives"] for h in ("first_half", "second_half")] == halves
+    assert rep["baseline"] == rep["baselines"]["most-popular"]

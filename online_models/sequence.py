@@ -1,0 +1,108 @@
+"""Item-to-item transitions from viewers' short-term sequences: what was just started
+predicts what is started next.
+
+Each fresh play of title ``t`` adds ``w * decay**d`` to the directed transition
+``s -> t`` for the viewer's ``d``-th most recent play ``s`` (within ``window``), and
+``backward`` times that to ``t -> s`` (order matters most, but a pair watched
+together says something both ways). Plays are learned when they *start*: a
+viewer with several titles in flight still has a sequence, where co-watch
+counting over finished viewings has none yet. The weight ``w`` grades the
+signal: the caller passes less for a play that later turns out an early abandon
+(:meth:`correct`).
+
+A viewer is scored by summing the transition rows of their last ``window`` plays
+(``decay`` per step back), each entry divided by ``(n[s] * n[t]) ** norm``
+(``norm`` 0.5: cosine-like, so popular titles do not dominate every row).
+Rows are pruned to ``max_neighbors`` entries: memory is ``titles * max_neighbors``
+and a viewer's score costs ``window * max_neighbors`` plus one vector over the catalog.
+
+>>> seq = ItemSequence(window=2)
+>>> seq.resize(4)
+>>> for a, b in [(0, 1), (0, 1), (0, 2), (3, 2)]:
+...     seq.learn_one([], a); seq.learn_one([a], b)
+>>> int(seq.scores([0]).argmax())
+1
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from online_models.titles import grow
+
+
+class ItemSequence:
+    def __init__(
+        self,
+        window: int = 10,
+        decay: float = 0.8,
+        backward: float = 0.5,
+        norm: float = 0.5,
+        max_neighbors: int = 300,
+    ) -> None:
+        self.window = window
+        self.decay = decay
+        self.backward = backward
+        self.norm = norm
+        self.max_neighbors = max_neighbors
+        self.rows: dict[int, dict[int, float]] = {}
+        self.counts = np.zeros(0, dtype=np.float64)
+        self.n = 0
+
+    def resize(self, n: int) -> None:
+        self.n = n
+        self.counts = grow(self.counts, n)
+
+    def learn_one(self, recent: list[int], idx: int, w: float = 1.0) -> None:
+        """Learn that ``idx`` was started after ``recent`` (most recent first)."""
+        if idx >= len(self.counts):
+            self.resize(idx + 1)
+        self.counts[idx] += w
+        pw = w
+        for s in recent[: self.window]:
+            if s != idx:
+                self._bump(s, idx, pw)
+                if self.backward:
+                    self._bump(idx, s, pw * self.backward)
+            pw *= self.decay
+
+    def correct(self, recent: list[int], idx: int, dw: float) -> None:
+        """Change the weight of ``idx``'s play (learned after ``recent``) by ``dw``, e.g.
+        down when the viewing turned out an early abandon."""
+        self.learn_one(recent, idx, dw)
+
+    def _bump(self, a: int, b: int, w: float) -> None:
+        row = self.rows.get(a)
+        if row is None:
+            row = self.rows[a] = {}
+        row[b] = row.get(b, 0.0) + w
+        if len(row) > self.max_neighbors * 3 // 2:
+            keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
+            self.rows[a] = dict(keep)
+
+    def scores(self, recent: list[int]) -> np.ndarray:
+        """Per-title score for a viewer whose recent plays are ``recent`` (most recent first)."""
+        total = np.zeros(self.n, dtype=np.float32)
+        rw = 1.0
+        counts = np.maximum(self.counts, 1.0)
+        for a in recent[: self.window]:
+            row = self.rows.get(a)
+            if row:
+                idx = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
+                v = np.fromiter(row.values(), dtype=np.float64, count=len(row))
+                keep = idx < self.n
+                idx, v = idx[keep], v[keep]
+                total[idx] += (rw * v / (counts[a] * counts[idx]) ** self.norm).astype(np.float32)
+            rw *= self.decay
+        return total
+
+    def state(self) -> dict:
+        """Rows as flat arrays (catalog indexes), for checkpoints."""
+        keys = sorted(self.rows)
+        return {
+            "counts": self.counts,
+            "row_keys": np.asarray(keys, dtype=np.int64),
+            "row_lens": np.asarray([len(self.rows[k]) for k in keys], dtype=np.int64),
+            "cols": np.asarray([c for k in keys for c in self.rows[k]], dtype=np.int64),
+            "vals": np.asarray([v for k in keys for v in self.rows[k].values()], dtype=np.float64),
+        }
