@@ -169,7 +169,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from streams.import_logs import run
+    from streams.tools.import_logs import run
 
     run(
         args.kind,

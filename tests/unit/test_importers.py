@@ -9,10 +9,10 @@ import pytest
 
 from features.catalog import parse_title
 from online_models.labels import outcome
-from streams import importers
 from streams.cli import main
 from streams.contract import MIN_TS_MS, validate_event
-from streams.importers import ImportReport, Viewing, viewing_events
+from streams.tools import importers
+from streams.tools.importers import ImportReport, Viewing, viewing_events
 
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 

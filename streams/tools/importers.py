@@ -1,7 +1,7 @@
 """Public viewing logs -> contract-v1 events and catalog records (pure: rows in, dicts out).
 
 Two logs are supported (``../shared/datasets/README.md``); file handling, progress
-and writing live in :mod:`streams.import_logs`. Every input row either becomes a
+and writing live in :mod:`streams.tools.import_logs`. Every input row either becomes a
 viewing or is counted in :attr:`ImportReport.bad` by reason: nothing is dropped
 silently, and every produced event passes :func:`streams.contract.validate_event`.
 

@@ -1,4 +1,4 @@
-"""``reelstream import``: read a public log's files, convert (:mod:`streams.importers`), write.
+"""``reelstream import``: read a public log's files, convert (streams/tools/importers.py), write.
 
 Writes the events and the catalog as JSON lines that ``reelstream replay`` reads,
 prints progress on stderr and a summary with the bad rows counted by reason.
@@ -14,8 +14,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from streams import importers
-from streams.jsonl import write_jsonl
+from streams.adapters.jsonl import write_jsonl
+from streams.tools import importers
 
 
 def _rows(path: Path, delimiter: str = ",") -> Iterator[dict[str, str]]:
