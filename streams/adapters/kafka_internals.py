@@ -25,6 +25,7 @@ The transport is selected by the broker URL scheme ``reelstream+kafka://``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,7 @@ from faust.types import TP
 from streams import poison
 
 SCHEME = "reelstream+kafka"
+_log = logging.getLogger("reelstream.kafka")
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -227,11 +229,18 @@ def reading_partition(partition: int) -> Iterator[None]:
         _current_event.reset(token)
 
 
-async def commit_offsets(app: Any, topic: str, offsets: dict[int, int]) -> None:
-    """Commit explicit offsets of ``topic`` for this consumer group; raises if refused."""
+async def commit_offsets(app: Any, topic: str, offsets: dict[int, int]) -> bool:
+    """Commit explicit offsets of ``topic`` for this consumer group; False if refused.
+
+    A refusal (a rebalance in progress) is logged, not raised: raising inside Faust's
+    rebalance signal would take the worker down, and the replay guard already drops
+    records the restored models hold when Faust seeks to an older committed offset.
+    """
     tps = {TP(topic, p): off for p, off in offsets.items()}
-    if tps and not await app.consumer._commit(tps):
-        raise RuntimeError(f"the broker refused to commit {topic} offsets {offsets}")
+    if not tps or await app.consumer._commit(tps):
+        return True
+    _log.warning("the broker refused to commit %s offsets %s; replays are skipped", topic, offsets)
+    return False
 
 
 async def broker_metadata_ok(app: Any, timeout_s: float) -> bool:
