@@ -134,6 +134,19 @@ def fetch_kafka_jars() -> Path:
     return libs
 
 
+# Every local single-node broker (plain and secure): internal topics with one replica,
+# and short-lived test groups that do not wait for more members.
+SINGLE_NODE_PROPERTIES = (
+    "transaction.state.log.replication.factor=1",
+    "transaction.state.log.min.isr=1",
+    "share.coordinator.state.topic.replication.factor=1",
+    "share.coordinator.state.topic.min.isr=1",
+    "group.initial.rebalance.delay.ms=0",
+    "auto.create.topics.enable=true",
+    "log.retention.hours=24",
+)
+
+
 def _server_properties(settings: Settings, data: Path) -> str:
     ep = kafka_endpoint(settings)
     ctl = ep.port + 1
@@ -151,14 +164,7 @@ def _server_properties(settings: Settings, data: Path) -> str:
             f"num.partitions={settings.partitions}",
             "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            # One broker, short-lived test groups: do not wait for more members.
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.retention.hours=24",
+            *SINGLE_NODE_PROPERTIES,
             "log.segment.bytes=67108864",
             "",
         ]

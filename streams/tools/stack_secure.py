@@ -29,6 +29,7 @@ from pathlib import Path
 
 from streams.settings import Settings, stack_dir
 from streams.tools.stack import (
+    SINGLE_NODE_PROPERTIES,
     Endpoint,
     StackError,
     _log,
@@ -119,13 +120,7 @@ def kafka_properties(port: int, controller_port: int, data: Path, creds: Credent
             "num.partitions=4",
             "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.retention.hours=24",
+            *SINGLE_NODE_PROPERTIES,
             "",
         ]
     )
