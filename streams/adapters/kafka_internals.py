@@ -17,6 +17,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
 - Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
   (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
 - Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
+- Offset commits after a rebalance: :meth:`Consumer._new_offset` replaces Faust's
+  (``_acked``, ``_gap``, ``_committed_offset``, ``_acked_index``), whose gap filling can
+  put an offset in the acked list twice and then commits one offset per commit.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 
 The transport is selected by the broker URL scheme ``reelstream+kafka://``.
@@ -38,6 +41,7 @@ from faust.streams import _current_event
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.utils.functional import consecutive_numbers
 
 from streams import poison
 
@@ -58,6 +62,43 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's ``Consumer._new_offset`` with its acked list kept free of duplicates.
+
+        After a rebalance in which a worker keeps a partition, Faust resets the read offset
+        to the committed one while records fetched before the seek still arrive; the gap it
+        then records covers offsets that are delivered and acked again after the seek. Its
+        gap filling appends them to the acked list a second time, and the first run of
+        consecutive numbers (all a commit takes) then ends at every duplicate: the
+        partition's commit creeps forward by one offset per commit while processing goes
+        on, and the table changelog rows attached to later offsets are never sent (Faust
+        publishes them only once their source offset is committed). Seen here as profiles
+        missing from the changelog after a join and a leave (tests/integration/
+        test_scale_out.py); upstream: robinhood/faust#625, #559, faust-streaming/faust#606.
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        gap_for_tp = self._gap[tp]
+        if gap_for_tp:
+            max_offset = max(acked)
+            candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+            if candidates:
+                fill = [o for entry in candidates for o in range(entry.begin, entry.end)]
+                acked.extend(fill)
+                gap_for_tp.chop(0, max(fill[-1], max_offset + 1))
+        committed = self._committed_offset[tp]
+        # The fix: each offset once, and none the broker already holds as committed.
+        acked[:] = sorted({o for o in acked if committed is None or o >= committed})
+        if not acked:
+            return None
+        if committed and acked[0] - committed > 1:
+            return None  # as Faust: a gap at the head, wait for it
+        batch = next(consecutive_numbers(acked))
+        del acked[: len(batch)]
+        self._acked_index[tp].difference_update(batch)
+        return int(batch[-1]) + 1
 
 
 class Producer(faust_aiokafka.Producer):

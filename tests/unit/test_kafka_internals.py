@@ -220,3 +220,73 @@ def test_faust_rocksdb_store_lists_active_partition_dbs():
     from faust.stores.rocksdb import Store
 
     assert callable(Store._dbs_for_actives)
+
+
+# --- offset commits after a rebalance (Consumer._new_offset) ------------------------------
+
+FAUST_NEW_OFFSET_SHA256 = "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0"
+
+
+def test_faust_new_offset_is_the_one_the_adapter_replaces() -> None:
+    """The adapter copies Faust 0.15's ``_new_offset`` with one fix; a new Faust must be
+    read again (is the duplicate-ack bug fixed upstream? did the gap logic change?)."""
+    import hashlib
+
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    src = inspect.getsource(FaustConsumer._new_offset)
+    assert hashlib.sha256(src.encode()).hexdigest() == FAUST_NEW_OFFSET_SHA256
+    for name in ("_acked", "_gap", "_committed_offset", "_acked_index"):
+        assert name in inspect.getsource(FaustConsumer.__init__) or name in inspect.getsource(
+            FaustConsumer
+        )
+
+
+def _offsets_state(acked: list[int], gaps: list[tuple[int, int]], committed: int | None):
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    tp = TopicPartition("events", 0)
+    state = type("State", (), {})()
+    state._acked = defaultdict(list, {tp: list(acked)})
+    state._acked_index = defaultdict(set, {tp: set(acked)})
+    tree = IntervalTree()
+    for begin, end in gaps:
+        tree.addi(begin, end)
+    state._gap = defaultdict(IntervalTree, {tp: tree})
+    state._committed_offset = defaultdict(lambda: None, {tp: committed})
+    return state, tp
+
+
+def _faust_new_offset(state, tp):
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    return FaustConsumer._new_offset(state, tp)
+
+
+def test_gap_over_offsets_acked_again_stalls_faust_and_not_the_adapter() -> None:
+    # After a seek back, 686-688 are acked again while a gap recorded before the seek
+    # covers 686-689: Faust's fill appends them twice.
+    acked, gaps = [685, 686, 687, 688, 689, 690, 691], [(686, 690)]
+    state, tp = _offsets_state(acked, gaps, committed=685)
+    assert _faust_new_offset(state, tp) == 687  # the first run ends at the duplicate
+    state, tp = _offsets_state(acked, gaps, committed=685)
+    assert kafka_internals.Consumer._new_offset(state, tp) == 692
+    assert state._acked[tp] == [] and not state._gap[tp]
+
+
+def test_new_offset_keeps_fausts_answers_without_duplicates() -> None:
+    cases = [
+        ([5, 6, 7, 9], [], 5),  # a hole: commit up to it
+        ([8, 9], [], 5),  # a gap at the head: nothing to commit yet
+        ([5, 6, 9], [(7, 9)], 5),  # a gap that Kafka skipped (compaction): filled
+        ([], [], 5),
+        ([3, 4, 5, 6], [], 5),  # below the committed offset: already held
+    ]
+    for acked, gaps, committed in cases:
+        ours = kafka_internals.Consumer._new_offset(*_offsets_state(acked, gaps, committed))
+        if acked and min(acked) >= committed:
+            assert ours == _faust_new_offset(*_offsets_state(acked, gaps, committed)), acked
+    assert kafka_internals.Consumer._new_offset(*_offsets_state([3, 4, 5, 6], [], 5)) == 7
+    assert kafka_internals.Consumer._new_offset(*_offsets_state([8, 9], [], 5)) is None
