@@ -184,9 +184,8 @@ class OffsetLedger:
         """True if the record at ``offset`` is new to the models (and mark it learned)."""
         k = self.key(topic, partition)
         nxt = self.offsets.get(k)
-        if nxt is None:  # the first record of a partition with no checkpoint starts it
-            self.offsets[k] = offset + 1
-            return True
+        if nxt is None:  # no checkpoint: whatever this worker has not learned yet is new
+            return _add_offset(self.ahead.setdefault(k, []), offset)
         if offset < nxt:
             return False
         ranges = self.ahead.get(k)
@@ -202,7 +201,7 @@ class OffsetLedger:
             ranges = self.ahead[k] = []
         if not _add_offset(ranges, offset):
             return False
-        if sum(b - a for a, b in ranges) > self.MAX_AHEAD:
+        if k in self.offsets and sum(b - a for a, b in ranges) > self.MAX_AHEAD:
             start, end = nxt, ranges[0][0]
             self.abandoned.append((k, start, end))
             self.offsets[k] = ranges.pop(0)[1]
@@ -212,7 +211,22 @@ class OffsetLedger:
 
     def holes(self) -> dict[str, tuple[int, int]]:
         """The lowest missing range ``[start, end)`` of each partition that has one."""
-        return {k: (self.offsets[k], r[0][0]) for k, r in self.ahead.items() if r}
+        return {
+            k: (self.offsets[k], r[0][0]) for k, r in self.ahead.items() if r and k in self.offsets
+        }
+
+    def known(self, key: str) -> bool:
+        """True once any record of the partition was learned or a checkpoint set its offset."""
+        return key in self.offsets or bool(self.ahead.get(key))
+
+    def covered(self, key: str) -> tuple[int, list[list[int]]]:
+        """(offset, ranges ahead) for a checkpoint. Without a restored offset, the end of the
+        first learned range: records below it that this worker never saw were learned by a
+        previous owner whose models are gone (their profile rows hold them either way)."""
+        ranges = self.ahead.get(key, [])
+        if key in self.offsets:
+            return self.offsets[key], [list(r) for r in ranges]
+        return ranges[0][1], [list(r) for r in ranges[1:]]
 
     def drop(self, key: str) -> None:
         self.offsets.pop(key, None)

@@ -125,6 +125,11 @@ CHECKPOINTS_WRITTEN = Counter(
     "Model checkpoint rounds written (shared state and every owned partition).",
     registry=REGISTRY,
 )
+CHECKPOINTS_SKIPPED_EARLY = Counter(
+    "reelstream_checkpoints_skipped_early_total",
+    "Partition checkpoints not restored because the partition's records arrived first.",
+    registry=REGISTRY,
+)
 CHECKPOINTS_RESTORED = Counter(
     "reelstream_checkpoints_restored_total",
     "Partition checkpoints restored on assignment.",

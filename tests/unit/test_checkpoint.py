@@ -120,3 +120,13 @@ def test_ranges_ahead_survive_a_checkpoint_and_a_hole_is_given_up_when_it_never_
     small.MAX_AHEAD = 3
     assert all(small.take("ev", 0, o) for o in (1, 2, 3, 4))  # offset 0 never arrives
     assert small.abandoned == [("ev:0", 0, 1)] and small.offsets == {"ev:0": 5}
+
+
+def test_without_a_checkpoint_records_below_the_first_one_are_still_learned():
+    """Records handed over early (from the old committed offset) come before the ones the
+    seek brings: nothing below the first arrival may count as already learned."""
+    ledger = OffsetLedger()
+    learned = [o for o in (602, 603, 587, 588, 602, 604) if ledger.take("ev", 0, o)]
+    assert learned == [602, 603, 587, 588, 604]
+    assert ledger.known("ev:0") and not ledger.known("ev:1")
+    assert ledger.covered("ev:0") == (589, [[602, 605]])
