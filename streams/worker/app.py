@@ -214,7 +214,12 @@ async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
 
 @app.on_partitions_assigned.connect
 async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
-    durable.on_assigned({tp.partition for tp in assigned if tp.topic == settings.events_topic})
+    owned = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
+    durable.on_assigned(owned)
+    if engine.experiment_fold is not None:
+        # Partitions that moved away: their new owner publishes their sums (eager rebalances
+        # revoke everything first, so this waits for the assignment to know what stays).
+        engine.experiment_fold.drop_partitions(set(engine.experiment_fold.sums) - owned)
 
 
 @app.on_rebalance_complete.connect
@@ -317,6 +322,11 @@ async def handle_batch(batch: list) -> None:
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - s.event_ts) / 1000))
     if _features is not None and out.touched:
         await _features.write_users((u, store[u]) for u in out.touched)
+    if _features is not None and engine.experiment_fold is not None and engine.experiments:
+        # Per-arm sums of the partitions this batch changed: what GET /experiments/{id} reads.
+        await _features.write_experiments(
+            engine.experiment_fold, engine.experiments.experiments, int(time.time() * 1000)
+        )
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
