@@ -75,8 +75,9 @@ CATALOG_TITLES = Gauge(
 CATALOG_TAGGED = Counter(
     "reelstream_catalog_tagging_total",
     "Catalog records through the synopsis tagger on arrival, by outcome: tagged (derived "
-    "tags added), complete (editors tagged every dimension), no_synopsis, failed (the record "
-    "kept its editorial tags; the worker log says why).",
+    "tags added), complete (editors tagged every dimension), unsure (no tag confident "
+    "enough), no_synopsis, failed (the record kept its editorial tags; the worker log "
+    "says why).",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -59,7 +59,40 @@ def cmd_tags(args: argparse.Namespace) -> int:
                 with open(args.json + suffix, "wb") as fh:
                     fh.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return 0
+    if args.action == "train":
+        return _train_tagger(args)
     return _derive(args)
+
+
+def _train_tagger(args: argparse.Namespace) -> int:
+    """Fit the tagger on a catalog's editorial tags and write the file a worker loads
+    (``REELSTREAM_TAGGER_FILE``): every worker then derives the same tags."""
+    import os
+    import time
+    from pathlib import Path
+
+    from online_models.tagger import SynopsisTagger, editorial_tags, record_text
+    from streams.adapters.jsonl import read_jsonl
+
+    if not args.file or not args.out:
+        print("usage: reelstream tags train CATALOG.jsonl --out TAGGER", file=sys.stderr)
+        return 2
+    records = [r for r in read_jsonl(args.file) if editorial_tags(r) and record_text(r)]
+    if not records:
+        print(f"{args.file}: no titles with editorial tags and a synopsis", file=sys.stderr)
+        return 2
+    started = time.process_time()
+    tagger = SynopsisTagger().fit(records)
+    blob = tagger.to_bytes(trained_on=len(records))
+    SynopsisTagger.from_bytes(blob)  # what a worker will load, checked before writing
+    tmp = Path(f"{args.out}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, args.out)
+    print(
+        f"tagger fitted on {len(records)} titles ({', '.join(tagger.heads)}): wrote {args.out} "
+        f"({len(blob):,} bytes) in {time.process_time() - started:.1f} s CPU"
+    )
+    return 0
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -355,10 +388,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser(
-        "tags", help="tags from synopses: eval (held-out tags) | derive FILE > enriched.jsonl"
+        "tags",
+        help="tags from synopses: eval (held-out tags) | derive FILE > enriched.jsonl | "
+        "train FILE --out TAGGER (the file a worker tags arriving records with)",
     )
-    p.add_argument("action", choices=["eval", "derive"])
-    p.add_argument("file", nargs="?", help="derive: JSON-lines catalog")
+    p.add_argument("action", choices=["eval", "derive", "train"])
+    p.add_argument("file", nargs="?", help="derive, train: JSON-lines catalog")
+    p.add_argument("--out", help="train: the tagger file to write")
     p.add_argument("--titles", type=int, default=2000, help="eval: synthetic catalog size")
     p.add_argument("--seed", type=int, default=42, help="eval: simulation seed")
     p.add_argument("--holdout", type=float, default=0.3, help="eval: share of titles hidden")
