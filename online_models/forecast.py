@@ -272,9 +272,16 @@ class _Released:
         return float(np.mean([logs[i] for i in self.top(tags, k)]))
 
 
+DEFAULT_K_SIMILAR = 10
+DEFAULT_CONFIDENCE = 0.8
+
+
 class GreenlightForecaster:
     def __init__(
-        self, regions: Sequence[str], k_similar: int = 10, confidence: float = 0.8
+        self,
+        regions: Sequence[str],
+        k_similar: int = DEFAULT_K_SIMILAR,
+        confidence: float = DEFAULT_CONFIDENCE,
     ) -> None:
         self.regions = tuple(regions)
         self.k = k_similar

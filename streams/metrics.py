@@ -92,6 +92,14 @@ TAGGER_LOADED = Gauge(
     "1 when the synopsis tagger of REELSTREAM_TAGGER_FILE is loaded, 0 otherwise.",
     registry=REGISTRY,
 )
+FORECAST_RESULTS = Counter(
+    "reelstream_forecast_results_total",
+    "Released titles' results read from the title-results topic, by outcome: learned, "
+    "known (already in the state or learned), regions (refused: other regions than the "
+    "model's), failed (the configured state file is unusable).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 FORECASTER_TITLES = Gauge(
     "reelstream_forecaster_titles",
     "Released titles the greenlight forecaster has learned (0: no forecaster loaded).",

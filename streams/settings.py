@@ -149,6 +149,12 @@ class Settings:
         return f"{self.app_id}-artwork-decisions"
 
     @property
+    def title_results_topic(self) -> str:
+        """Compacted topic of released titles' 28-day results, learned by every worker's
+        greenlight forecaster (streams/adapters/results_follower.py)."""
+        return f"{self.app_id}-title-results"
+
+    @property
     def resolved_worker_id(self) -> str:
         if self.worker_id:
             return self.worker_id

@@ -9,10 +9,13 @@ the forecaster was trained on.
 Where the model comes from: ``REELSTREAM_FORECAST_STATE`` names a state file written
 by ``reelstream forecast train RESULTS`` (released titles with their per-region
 first-28-day completion-weighted audiences). The worker reads it once at start, in a
-thread, and rebuilds the River models by replaying it (no pickle). Until then, or
-without the setting, or when the file is unusable, the route answers 503 with a
-``detail`` saying which. Bad input is a 400 with a code (``invalid_body``,
-``invalid_attributes``, ``invalid_regions``, ``unknown_region``); never a stack trace.
+thread, and rebuilds the River models by replaying it (no pickle). Then it learns,
+online, each released title's result published on the ``<app_id>-title-results``
+topic (``reelstream forecast publish``; streams/adapters/results_follower.py) that
+the state did not hold. Until a model has ``MIN_TITLES`` titles, or when the state
+file is unusable, the route answers 503 with a ``detail`` saying which. Bad input is
+a 400 with a code (``invalid_body``, ``invalid_attributes``, ``invalid_regions``,
+``unknown_region``); never a stack trace.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 import orjson
 
 from online_models.forecast import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_K_SIMILAR,
     MAX_STATE_BYTES,
     ForecastInputError,
     GreenlightForecaster,
@@ -40,6 +45,7 @@ from streams.api.web import ApiError, run_handler
 log = logging.getLogger("reelstream.forecast")
 
 PATH = "/forecast"
+MIN_TITLES = 20  # below this, a forecast is the mean of a handful of titles: 503
 BODY_MAX = 16_384
 UNIT = "completion-weighted viewers in the first 28 days"
 NOTE = (
@@ -84,6 +90,35 @@ class ForecastService:
         self.header: dict[str, Any] = {}
         self.status = "loading" if state_path else "unconfigured"
         self.reason = ""
+        self.online = 0  # results learned from the topic, beyond the state file
+        # Set once the state file is loaded or refused: results learned before that would
+        # go to a model about to be replaced.
+        self.settled = asyncio.Event()
+        if not state_path:
+            self.settled.set()
+
+    async def load_async(self) -> None:
+        await asyncio.to_thread(self.load)
+        self.settled.set()
+
+    def learn(self, title_id: str, attrs: dict[str, Any], audience: dict[str, float]) -> str:
+        """One released title's result from the topic: ``learned``, ``known`` (the state or
+        an earlier record had it), or why it was refused (``regions``, ``failed``)."""
+        if self.status == "failed":
+            return "failed"  # the configured state is unusable: do not grow a model beside it
+        model = self.model
+        if model is None:  # no state configured: the topic alone trains the forecaster
+            model = self.model = GreenlightForecaster(
+                sorted(audience), k_similar=DEFAULT_K_SIMILAR, confidence=DEFAULT_CONFIDENCE
+            )
+            self.status = "ready"
+        if set(audience) != set(model.regions):
+            return "regions"
+        if not model.learn(attrs, audience, title_id):
+            return "known"
+        self.online += 1
+        m.FORECASTER_TITLES.set(model.seen)
+        return "learned"
 
     def load(self) -> None:
         """Read, check and replay the state file (blocking: call it in a thread)."""
@@ -105,6 +140,13 @@ class ForecastService:
         )
 
     def unavailable(self) -> ApiError:
+        if self.model is not None:  # ready, but too few titles learned so far
+            return ApiError(
+                503,
+                "forecaster_unavailable",
+                f"the forecaster has learned {self.model.seen} released titles; "
+                f"it answers from {MIN_TITLES}",
+            )
         detail = {
             "unconfigured": "no forecaster is trained on this worker: set "
             "REELSTREAM_FORECAST_STATE to a file written by `reelstream forecast train`",
@@ -115,7 +157,7 @@ class ForecastService:
 
     def answer(self, raw: bytes) -> dict[str, Any]:
         model = self.model
-        if model is None:
+        if model is None or model.seen < MIN_TITLES:
             raise self.unavailable()
         attrs, regions = parse_body(raw, model.regions)
         return {
@@ -124,6 +166,7 @@ class ForecastService:
             "confidence": model.confidence,
             "model": {
                 "titles_learned": model.seen,
+                "learned_online": self.online,
                 "regions": list(model.regions),
                 "state_sha256": self.header.get("sha256"),
                 "trained_at": self.header.get("created_ts"),
@@ -167,6 +210,6 @@ def register(app: Any, service: ForecastService) -> ForecastEndpoint:
 
         @app.task
         async def load_forecaster() -> None:
-            await asyncio.to_thread(service.load)
+            await service.load_async()
 
     return endpoint

@@ -232,6 +232,8 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         return _write_slate(args)
     if args.target == "train":
         return _train(args)
+    if args.target == "publish":
+        return _publish(args)
     from online_models.forecast import ForecastInputError, parse_attributes, parse_regions
     from streams.adapters.jsonl import read_jsonl
 
@@ -280,6 +282,35 @@ def _write_slate(args: argparse.Namespace) -> int:
     finally:
         if args.file:
             out.close()
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """Released titles' results to ``<app_id>-title-results``: running workers learn them."""
+    import asyncio
+
+    from online_models.forecast import ForecastInputError
+    from streams.adapters.jsonl import JsonlError, read_jsonl
+    from streams.adapters.kafka_admin import ensure_topics_async
+    from streams.adapters.producer import EventProducer
+    from streams.settings import Settings
+
+    if not args.file:
+        print("usage: reelstream forecast publish RESULTS.jsonl", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+
+    async def publish() -> int:
+        await ensure_topics_async(settings)
+        async with EventProducer(settings) as producer:
+            return await producer.send_results(read_jsonl(args.file))
+
+    try:
+        n = asyncio.run(publish())
+    except (ForecastInputError, JsonlError) as exc:
+        print(f"{args.file}: {exc}; nothing after it was sent", file=sys.stderr)
+        return 2
+    print(f"published {n} released titles' results to {settings.title_results_topic}")
     return 0
 
 
@@ -354,14 +385,18 @@ def _train(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "forecast",
-        help="greenlight forecasts: backtest | slate [FILE] | train RESULTS --out STATE | FILE",
+        help="greenlight forecasts: backtest | slate [FILE] | train RESULTS --out STATE | "
+        "publish RESULTS | FILE",
     )
     p.add_argument(
         "target",
         help="'backtest'; 'slate' (simulated released titles' results); 'train' (write a "
-        "state file); or a JSON-lines file of attribute records to forecast",
+        "state file); 'publish' (results to the topic running workers learn from); or a "
+        "JSON-lines file of attribute records to forecast",
     )
-    p.add_argument("file", nargs="?", help="slate: output file; train: released titles' results")
+    p.add_argument(
+        "file", nargs="?", help="slate: output file; train, publish: released titles' results"
+    )
     p.add_argument("--out", help="train: the forecaster state file to write")
     p.add_argument(
         "--regions", help="train: regions, comma-separated (default: the first record's)"

@@ -191,3 +191,59 @@ async def test_post_forecast_through_a_faust_app_over_loopback(service):
         assert r.status == 200 and set(body["forecasts"]) == {"JP", "US"}
         r = await client.post("/forecast", data=b"nope")
         assert r.status == 400 and (await r.json())["error"] == "invalid_body"
+
+
+def test_results_from_the_topic_extend_a_loaded_state(results, tmp_path):
+    path = tmp_path / "first100.state"
+    path.write_bytes(encode_state(results[:100], REGIONS))
+    svc = ForecastService(str(path))
+    svc.load()
+    assert svc.model.seen == 100
+    assert svc.learn(*results[5]) == "known"  # already in the state
+    assert svc.learn(*results[100]) == "learned"
+    assert svc.learn(*results[100]) == "known"  # a result is learned once
+    tid, attrs, _ = results[101]
+    assert svc.learn(tid, attrs, {"US": 1.0}) == "regions"
+    assert svc.model.seen == 101 and svc.online == 1
+    answer = svc.answer(orjson.dumps({"attributes": ATTRS, "regions": ["US"]}))
+    assert answer["model"]["titles_learned"] == 101 and answer["model"]["learned_online"] == 1
+
+
+async def test_without_a_state_the_topic_trains_the_forecaster(results):
+    svc = ForecastService("")
+    for r in results[:19]:
+        assert svc.learn(*r) == "learned"
+    status, err = await call(svc, orjson.dumps({"attributes": ATTRS}))
+    assert status == 503 and "learned 19 released titles" in err["detail"]
+    svc.learn(*results[19])
+    status, answer = await call(svc, orjson.dumps({"attributes": ATTRS}))
+    assert status == 200 and set(answer["forecasts"]) == set(REGIONS)
+
+
+def test_a_refused_state_learns_nothing_from_the_topic(results, tmp_path):
+    svc = ForecastService(str(tmp_path / "missing.state"))
+    svc.load()
+    assert svc.learn(*results[0]) == "failed" and svc.model is None
+
+
+def test_the_results_follower_learns_good_records_and_refuses_bad_ones(results):
+    from streams.adapters.results_follower import ResultsFollower
+    from streams.settings import Settings
+
+    svc = ForecastService("")
+    follower = ResultsFollower(Settings(), svc)
+
+    def record(tid, attrs, audience):
+        return orjson.dumps({"title_id": tid, "attributes": attrs, "audience": audience})
+
+    for r in results[:3]:
+        assert follower.apply(r[0].encode(), record(*r)) is None
+    assert svc.model.seen == 3
+    assert follower.apply(b"x", b"{nope").reason == "invalid_json"
+    bad = follower.apply(b"g1", b'{"title_id": "g1", "attributes": {"genres": []}, "audience": {}}')
+    assert bad.reason == "bad_result" and "genres" in bad.detail
+    assert follower.apply(b"other", record(*results[3])).reason == "bad_result"  # key != id
+    tid, attrs, _ = results[4]
+    assert "regions differ" in follower.apply(tid.encode(), record(tid, attrs, {"US": 5})).detail
+    assert follower.apply(b"gone", None) is None  # a tombstone forgets nothing
+    assert svc.model.seen == 3
