@@ -193,6 +193,7 @@ class Api:
         self._unreadable: set[str] = set()  # trending keys already logged as unreadable
         # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
         self.serving: Callable[[], dict[str, Any] | None] | None = None
+        self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -540,6 +541,10 @@ def register(app: Any, api: Api) -> None:
     from streams.api import query_web  # POST /query (docs/catalog-intelligence.md)
 
     query_web.register(app, api)
+    from streams.api import forecast_web  # POST /forecast (docs/catalog-intelligence.md)
+
+    api.forecast = forecast_web.ForecastService(getattr(api.settings, "forecast_state", ""))
+    forecast_web.register(app, api.forecast)
     _json_errors_for_unrouted(app)
 
 

@@ -25,6 +25,7 @@ from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
 from streams.adapters.redis_recovery import RedisRecovery
 from streams.adapters.redis_sink import ScoreSink, connect
+from streams.adapters.results_follower import ResultsFollower
 from streams.adapters.title_exchange import TitleFactorExchange
 from streams.adapters.title_view_follower import TitleViewFollower
 from streams.api import web as web_api
@@ -161,7 +162,14 @@ async def _reject(key: bytes | None, record: bytes) -> None:
 
 follower.reject = _reject
 view_follower.reject = _reject
-poison.init_series([settings.events_topic, settings.catalog_topic, settings.title_events_topic])
+poison.init_series(
+    [
+        settings.events_topic,
+        settings.catalog_topic,
+        settings.title_events_topic,
+        settings.title_results_topic,
+    ]
+)
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
@@ -432,6 +440,17 @@ api = web_api.Api(
 )
 api.serving = lambda: _recovery.status() if _recovery is not None else None
 web_api.register(app, api)
+# Released titles' results, learned online by the forecaster behind POST /forecast
+# (docs/catalog-intelligence.md, "Greenlight forecasts in the running system").
+results_follower = ResultsFollower(settings, api.forecast, _reject)
+
+
+@app.task
+async def follow_title_results() -> None:
+    await ensure_topics_async(settings)
+    await results_follower.run()
+
+
 monitor.register(
     app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
 )

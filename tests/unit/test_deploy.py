@@ -235,9 +235,10 @@ def test_openapi_documents_exactly_the_served_routes():
 
     doc = spec()
     assert doc["openapi"].startswith("3.")
-    from streams.api.query_web import PATH as QUERY_PATH  # the one POST route
+    from streams.api.forecast_web import PATH as FORECAST_PATH
+    from streams.api.query_web import PATH as QUERY_PATH  # the POST routes
 
-    assert set(doc["paths"]) == {path for path, _, _ in ROUTES} | {QUERY_PATH}
+    assert set(doc["paths"]) == {path for path, _, _ in ROUTES} | {QUERY_PATH, FORECAST_PATH}
     for path, _, allowed in ROUTES:
         params = doc["paths"][path]["get"].get("parameters", [])
         names = {p["name"] for p in params if "name" in p and p.get("in") == "query"}
