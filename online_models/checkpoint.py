@@ -142,20 +142,39 @@ def decode(raw: bytes) -> Checkpoint:
 
 
 class OffsetLedger:
-    """The next source offset per ``topic:partition`` that the models have learned up to.
+    """Which source offsets per ``topic:partition`` the models have learned.
 
-    After a restore the ledger holds the checkpoint's offsets: the worker seeks its
-    partitions there, and :meth:`take` answers False for any record below them (a record
-    delivered again because the consumer's committed offset was older), so every event is
-    learned exactly once.
+    ``offsets[k]`` is the first offset not yet learned (everything below it is); ``ahead[k]``
+    lists the ``[start, end)`` ranges learned above it. Ranges ahead exist because a record
+    can arrive before the ones below it: after a restore, Faust may hand over records it
+    fetched from the previous owner's committed offset before its seek to the checkpoint's
+    offset takes effect, and the records in between arrive later (or after the next
+    rebalance). A plain high-water mark would skip those as already learned and lose them.
+
+    After a restore the ledger holds the checkpoint's offsets and ranges, and :meth:`take`
+    answers False for any record already learned, so every event is learned exactly once.
 
     >>> led = OffsetLedger({"ev:0": 5})
     >>> led.take("ev", 0, 4), led.take("ev", 0, 5), led.take("ev", 0, 5), led.offsets
     (False, True, False, {'ev:0': 6})
+    >>> led.take("ev", 0, 9), led.take("ev", 0, 9), led.ahead, led.holes()
+    (True, False, {'ev:0': [[9, 10]]}, {'ev:0': (6, 9)})
+    >>> [led.take("ev", 0, o) for o in (6, 7, 8, 10)], led.offsets, led.ahead
+    ([True, True, True, True], {'ev:0': 11}, {})
     """
 
-    def __init__(self, offsets: dict[str, int] | None = None) -> None:
+    #: Records learned above a hole before the hole is given up as offsets that will never
+    #: arrive (e.g. transaction markers); see :attr:`abandoned`.
+    MAX_AHEAD = 50_000
+
+    def __init__(
+        self, offsets: dict[str, int] | None = None, ahead: dict[str, list] | None = None
+    ) -> None:
         self.offsets: dict[str, int] = dict(offsets or {})
+        self.ahead: dict[str, list[list[int]]] = {
+            k: [[int(a), int(b)] for a, b in v] for k, v in (ahead or {}).items() if v
+        }
+        self.abandoned: list[tuple[str, int, int]] = []  # (key, start, end) given up
 
     @staticmethod
     def key(topic: str, partition: int) -> str:
@@ -164,10 +183,40 @@ class OffsetLedger:
     def take(self, topic: str, partition: int, offset: int) -> bool:
         """True if the record at ``offset`` is new to the models (and mark it learned)."""
         k = self.key(topic, partition)
-        if offset < self.offsets.get(k, 0):
+        nxt = self.offsets.get(k)
+        if nxt is None:  # the first record of a partition with no checkpoint starts it
+            self.offsets[k] = offset + 1
+            return True
+        if offset < nxt:
             return False
-        self.offsets[k] = offset + 1
+        ranges = self.ahead.get(k)
+        if offset == nxt:
+            nxt += 1
+            if ranges and ranges[0][0] == nxt:
+                nxt = ranges.pop(0)[1]
+                if not ranges:
+                    del self.ahead[k]
+            self.offsets[k] = nxt
+            return True
+        if ranges is None:
+            ranges = self.ahead[k] = []
+        if not _add_offset(ranges, offset):
+            return False
+        if sum(b - a for a, b in ranges) > self.MAX_AHEAD:
+            start, end = nxt, ranges[0][0]
+            self.abandoned.append((k, start, end))
+            self.offsets[k] = ranges.pop(0)[1]
+            if not ranges:
+                del self.ahead[k]
         return True
+
+    def holes(self) -> dict[str, tuple[int, int]]:
+        """The lowest missing range ``[start, end)`` of each partition that has one."""
+        return {k: (self.offsets[k], r[0][0]) for k, r in self.ahead.items() if r}
+
+    def drop(self, key: str) -> None:
+        self.offsets.pop(key, None)
+        self.ahead.pop(key, None)
 
     def seek_positions(self) -> dict[tuple[str, int], int]:
         out = {}
@@ -175,3 +224,23 @@ class OffsetLedger:
             topic, _, part = k.rpartition(":")
             out[(topic, int(part))] = v
         return out
+
+
+def _add_offset(ranges: list[list[int]], offset: int) -> bool:
+    """Add ``offset`` to sorted disjoint ``[start, end)`` ranges; False if already there."""
+    for i, (a, b) in enumerate(ranges):
+        if a <= offset < b:
+            return False
+        if offset == b:
+            ranges[i][1] = b + 1
+            if i + 1 < len(ranges) and ranges[i + 1][0] == b + 1:
+                ranges[i][1] = ranges.pop(i + 1)[1]
+            return True
+        if offset == a - 1:
+            ranges[i][0] = offset
+            return True
+        if offset < a:
+            ranges.insert(i, [offset, offset + 1])
+            return True
+    ranges.append([offset, offset + 1])
+    return True

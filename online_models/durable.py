@@ -450,7 +450,7 @@ class ReplayGuard:
         users.add(uid)
 
     def drop_partition(self, topic: str, partition: int) -> set[str]:
-        self.ledger.offsets.pop(OffsetLedger.key(topic, partition), None)
+        self.ledger.drop(OffsetLedger.key(topic, partition))
         self.restored.pop(partition, None)
         return self.users.pop(partition, set())
 

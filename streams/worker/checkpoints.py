@@ -24,6 +24,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -173,6 +174,22 @@ def candidates(records: dict[str, bytes], prefix: str) -> list[tuple[int, dict, 
     return out
 
 
+def ranges_ahead(raw: Any, offset: int) -> list[list[int]]:
+    """A checkpoint's learned ranges above its offset, checked (older checkpoints have none)."""
+    if raw is None:
+        return []
+    ok = isinstance(raw, list) and all(
+        isinstance(r, list | tuple)
+        and len(r) == 2
+        and all(isinstance(v, int) for v in r)
+        and offset < r[0] < r[1]
+        for r in raw
+    )
+    if not ok or any(a[1] >= b[0] for a, b in pairwise(raw)):
+        raise CheckpointError("learned ranges ahead must be sorted [start, end) pairs above it")
+    return [[int(a), int(b)] for a, b in raw]
+
+
 def reject(where: str, exc: Exception) -> None:
     m.CHECKPOINTS_REJECTED.inc()
     log.error("model checkpoint %s rejected, falling back: %s", where, exc)
@@ -219,7 +236,19 @@ class ModelDurability:
         """False when the models already hold this record (it is then skipped entirely)."""
         if self.to_import:
             self._import()
-        if self.guard.admit(msg.topic, msg.partition, msg.offset):
+        admitted = self.guard.admit(msg.topic, msg.partition, msg.offset)
+        if self.guard.ledger.abandoned:
+            for key, start, end in self.guard.ledger.abandoned:
+                log.warning(
+                    "offsets %d-%d of %s never arrived while %d later records did: "
+                    "treated as absent (transaction markers or deleted records)",
+                    start,
+                    end - 1,
+                    key,
+                    OffsetLedger.MAX_AHEAD,
+                )
+            self.guard.ledger.abandoned.clear()
+        if admitted:
             self.guard.events_since += 1
             self.learned_any = True
             return True
@@ -279,7 +308,12 @@ class ModelDurability:
             blobs.append(
                 (
                     p,
-                    codec.encode({"users": users}, {key: self.guard.ledger.offsets[key]}, "", gen),
+                    codec.encode(
+                        {"users": users, "ahead": self.guard.ledger.ahead.get(key, [])},
+                        {key: self.guard.ledger.offsets[key]},
+                        "",
+                        gen,
+                    ),
                 )
             )
         n = self.settings.partitions
@@ -351,6 +385,7 @@ class ModelDurability:
                     key = OffsetLedger.key(topic, p)
                     if set(ck.offsets) != {key} or not isinstance(ck.state.get("users"), dict):
                         raise CheckpointError(f"not a checkpoint of {key}")
+                    ranges_ahead(ck.state.get("ahead"), ck.offsets[key])
                 except CheckpointError as exc:
                     reject(f"p/{p}/{slot}", exc)
                     continue
@@ -368,6 +403,10 @@ class ModelDurability:
             key = OffsetLedger.key(topic, p)
             offset = ck.offsets[key]
             self.guard.ledger.offsets[key] = offset
+            self.guard.ledger.ahead.pop(key, None)
+            ahead = ranges_ahead(ck.state.get("ahead"), offset)
+            if ahead:
+                self.guard.ledger.ahead[key] = ahead
             self.guard.restored[p] = RestoredPartition(offset, end.get(p, offset))
             commits[p] = offset
             size += man["size"]

@@ -79,3 +79,44 @@ def test_ledger_restored_from_a_checkpoint_learns_each_offset_once():
             learned.append(off)
     assert learned == [3, 4, 5]
     assert ledger.seek_positions() == {("ev", 0): 6}
+
+
+def test_records_that_arrive_before_the_ones_below_them_are_all_learned_once():
+    """Seen on the real broker (tests/integration/test_scale_out.py): after a restore at
+    587, Faust handed over 602-657 first (fetched from the previous owner's commit), and
+    587-601 came only after the next rebalance's seek. A high-water mark skipped them."""
+    ledger = OffsetLedger({"ev:0": 587})
+    order = [*range(602, 658), *range(587, 658), *range(658, 700)]
+    learned = [off for off in order if ledger.take("ev", 0, off)]
+    assert sorted(learned) == list(range(587, 700))
+    assert len(learned) == len(set(learned))
+    assert ledger.offsets == {"ev:0": 700} and ledger.ahead == {}
+
+
+def test_ranges_ahead_survive_a_checkpoint_and_a_hole_is_given_up_when_it_never_fills():
+    from streams.worker.checkpoints import ranges_ahead
+
+    ledger = OffsetLedger({"ev:0": 10})
+    for off in (12, 13, 20):
+        ledger.take("ev", 0, off)
+    ck = decode(encode({"ahead": ledger.ahead["ev:0"]}, offsets=dict(ledger.offsets)))
+    restored = OffsetLedger(ck.offsets, {"ev:0": ranges_ahead(ck.state["ahead"], 10)})
+    assert [o for o in range(8, 22) if restored.take("ev", 0, o)] == [
+        10,
+        11,
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+        21,
+    ]
+    for bad in ([[5, 7]], [[12, 11]], [[12, 14], [13, 15]], [["a", 1]], "x"):
+        with pytest.raises(CheckpointError):
+            ranges_ahead(bad, 10)
+
+    small = OffsetLedger({"ev:0": 0})
+    small.MAX_AHEAD = 3
+    assert all(small.take("ev", 0, o) for o in (1, 2, 3, 4))  # offset 0 never arrives
+    assert small.abandoned == [("ev:0", 0, 1)] and small.offsets == {"ev:0": 5}
