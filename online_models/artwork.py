@@ -336,7 +336,13 @@ class Attributor:
 
     def _close(self, key: tuple[str, str], reward: float) -> dict[str, Any]:
         exp = self._open.pop(key)
-        return {**exp.record, "reward": reward, "clicked": exp.clicked, "exposed_ts": exp.ts}
+        return {
+            **exp.record,
+            "reward": reward,
+            "clicked": exp.clicked,
+            "exposed_ts": exp.ts,
+            "request_id": exp.request_id,  # the row the viewer saw: the slate estimators' unit
+        }
 
     def observe(self, ev: Mapping[str, Any]) -> list[dict[str, Any]]:
         closed: list[dict[str, Any]] = []
@@ -461,13 +467,13 @@ class ArtworkHook:
             t = self.catalog.get(tid)
             variants.append(t.artwork if t is not None else ())
         out: list[str | None] = []
-        for tid, v, d in zip(
-            title_ids, variants, self.policy.choose_many(variants, x), strict=True
+        for slot, (tid, v, d) in enumerate(
+            zip(title_ids, variants, self.policy.choose_many(variants, x), strict=True)
         ):
             if d is None:
                 out.append(None)
                 continue
-            rec = decision_record(user_id, tid, v, d, x, event_ts, experiment_arm)
+            rec = decision_record(user_id, tid, v, d, x, event_ts, experiment_arm, slot)
             self.attributor.decided(rec, x)
             self.log_sink(rec)
             self.decisions += 1
@@ -530,8 +536,13 @@ def decision_record(
     x: np.ndarray,
     ts: int,
     experiment_arm: str | None = None,
+    slot: int | None = None,
 ) -> dict[str, Any]:
-    """One decision as logged (docs/artwork-and-experiments.md, "Decision log")."""
+    """One decision as logged (docs/artwork-and-experiments.md, "Decision log").
+
+    ``slate_id`` (user and decision time) groups the decisions of one list and
+    ``slot`` is the title's place in it: slate estimators take the row as the unit.
+    """
     return {
         "v": 1,
         "decision_id": f"{user_id}:{title_id}:{ts}",
@@ -545,4 +556,6 @@ def decision_record(
         "propensity": round(d.propensity, 6),
         "probabilities": [round(p, 6) for p in d.probabilities],
         "experiment_arm": experiment_arm,
+        "slate_id": f"{user_id}:{ts}",
+        "slot": slot,
     }

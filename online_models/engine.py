@@ -31,6 +31,7 @@ from online_models.recommender import Recommender, Rows
 
 if TYPE_CHECKING:
     from online_models.artwork import ArtworkHook
+    from online_models.experiment_live import LiveFold
     from online_models.experiments import Assigner
 
 SCORE_CONTRACT_VERSION = 1
@@ -69,6 +70,9 @@ class Engine:
         # artwork variant and a null experiment_arm.
         self.artwork: ArtworkHook | None = None
         self.experiments: Assigner | None = None
+        # Per-arm metrics folded from the stream (online_models/experiment_live.py); the
+        # worker feeds it (streams/worker/batch_core.py), since it knows the partitions.
+        self.experiment_fold: LiveFold | None = None
 
     def profile(self, user_id: str) -> UserProfile:
         p = self.profiles.get(user_id)

@@ -40,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from features.ids import is_valid_id
 from online_models.sequential import compare, cuped, mean_stat, ratio_stat, srm_check
 
 MAX_CREDIT_S = 900.0  # one position step never credits more watching than this
+METRICS = ("impression_to_play", "minutes_per_user", "minutes_per_user_cuped", "completion_rate")
 
 
 def unit_hash(text: str) -> float:
@@ -66,6 +68,7 @@ class Experiment:
     arms: tuple[Arm, ...]
     control: str  # the arm others are compared with (the first unless ``control`` is set)
     start: float = 0.0  # the experiment's range of the layer: [start, start + traffic)
+    primary: str = "minutes_per_user_cuped"  # the metric the decision reads (``METRICS``)
 
     def arm_for(self, salt: str, user_id: str) -> Arm:
         u = unit_hash(f"{salt}:{self.id}:{user_id}")
@@ -79,6 +82,11 @@ class Experiment:
 
 class ConfigError(ValueError):
     pass
+
+
+def _name_ok(name: str) -> bool:
+    """Ids become Redis keys and labels; ``experiment:arm,...`` labels split on ':' and ','."""
+    return is_valid_id(name) and ":" not in name
 
 
 class Assigner:
@@ -104,11 +112,15 @@ class Assigner:
             eid, layer = str(raw.get("id", "")), str(raw.get("layer", "default"))
             if not eid or eid in {e.id for e in exps}:
                 raise ConfigError(f"experiment id {eid!r} missing or repeated")
+            if not _name_ok(eid):
+                raise ConfigError(f"experiment id {eid!r}: use [A-Za-z0-9_.-], no ':' or ','")
             traffic = float(raw.get("traffic", 1.0))
             arms = tuple(
                 Arm(str(a["name"]), float(a["share"]), dict(a.get("params") or {}))
                 for a in raw.get("arm", [])
             )
+            if not all(_name_ok(a.name) for a in arms):
+                raise ConfigError(f"{eid}: arm names use [A-Za-z0-9_.-], no ':' or ','")
             if len(arms) < 2 or len({a.name for a in arms}) != len(arms):
                 raise ConfigError(f"{eid}: at least two arms with distinct names")
             if any(a.share <= 0 for a in arms) or not math.isclose(sum(a.share for a in arms), 1):
@@ -118,7 +130,10 @@ class Assigner:
             control = str(raw.get("control", arms[0].name))
             if control not in {a.name for a in arms}:
                 raise ConfigError(f"{eid}: control {control!r} is not an arm")
-            exps.append(Experiment(eid, layer, traffic, arms, control, used[layer]))
+            primary = str(raw.get("primary_metric", "minutes_per_user_cuped"))
+            if primary not in METRICS:
+                raise ConfigError(f"{eid}: primary_metric must be one of {', '.join(METRICS)}")
+            exps.append(Experiment(eid, layer, traffic, arms, control, used[layer], primary))
             used[layer] += traffic
         return cls(exps, salt)
 

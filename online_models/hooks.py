@@ -37,9 +37,11 @@ def install(
         policy.learn_styles(catalog_records)
         engine.artwork = ArtworkHook(policy, engine.catalog, log_sink=decision_sink)
     if settings.experiments_file:
+        from online_models.experiment_live import LiveFold
         from online_models.experiments import Assigner
 
         engine.experiments = Assigner.from_file(settings.experiments_file)
+        engine.experiment_fold = LiveFold()
         if engine.artwork is not None:
             engine.artwork.enabled = artwork_switch(engine.experiments)
     return engine

@@ -14,6 +14,12 @@ above ``multi_threshold``, at least the best one.
 dimension an editor tagged keeps exactly the editor's values), derived tags
 fill the other dimensions and are marked ``"source": "derived"``.
 
+:func:`tag_title` is what a worker does to a catalog record on arrival: derived
+tags for the dimensions that neither the editors nor the record's own
+``derived_tags`` fill, added to the title's ``tag_keys`` (the vocabulary of
+content similarity). A worker's tagger is a file (:meth:`SynopsisTagger.to_bytes`,
+``reelstream tags train``): the safe checkpoint codec, tied to the text model's id.
+
 :class:`KeywordTagger` is the baseline: a tag when its name appears in the text.
 :func:`evaluate` predicts the hidden tags of held-out titles and reports precision
 and recall per dimension beside a bag-of-words ridge and the keyword baseline
@@ -31,6 +37,7 @@ and recall per dimension beside a bag-of-words ridge and the keyword baseline
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +46,12 @@ from typing import Any
 
 import numpy as np
 
+from features.catalog import TAG_RE, Title
+from online_models import checkpoint
 from online_models.text_model import TextModel, load_text_model
+
+TAGGER_VERSION = "reelstream-tagger-1"
+MAX_TAGGER_BYTES = 64 * 1024 * 1024
 
 DIMENSIONS = ("genre", "tone", "pacing", "theme", "narrative", "setting", "audience")
 
@@ -137,6 +149,100 @@ class SynopsisTagger:
                     ]
                 out[i][dim] = [DerivedTag(values[j], round(float(scores[i, j]), 4)) for j in picks]
         return out
+
+    def to_bytes(self, trained_on: int = 0) -> bytes:
+        """The fitted tagger as a file (checkpoint codec: JSON and typed arrays, no pickle)."""
+        state = {
+            "text_model": self.model.model_id,
+            "mean": np.asarray(self.mean, dtype=np.float32),
+            "ridge": float(self.ridge),
+            "min_confidence": float(self.min_confidence),
+            "multi_threshold": float(self.multi_threshold),
+            "trained_on": int(trained_on),
+            "heads": {
+                dim: {"values": values, "w": w, "most": most}
+                for dim, (values, w, most) in self.heads.items()
+            },
+        }
+        return checkpoint.encode(state, {}, model_version=TAGGER_VERSION)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, model: TextModel | None = None) -> SynopsisTagger:
+        """A tagger file back, every field checked; ValueError when it is not one of ours
+        or was fitted on another text model's vectors."""
+        if len(raw) > MAX_TAGGER_BYTES:
+            raise ValueError(f"a tagger file is at most {MAX_TAGGER_BYTES} bytes")
+        ck = checkpoint.decode(raw)  # CheckpointError is a ValueError
+        if ck.model_version != TAGGER_VERSION:
+            raise ValueError(f"not a tagger file ({ck.model_version or 'no version'})")
+        st = ck.state
+        model = model or load_text_model()
+        if st.get("text_model") != model.model_id:
+            raise ValueError(
+                f"fitted on text model {st.get('text_model')!r}; this worker has {model.model_id}"
+            )
+        nums = [st.get(k) for k in ("ridge", "min_confidence", "multi_threshold")]
+        if not all(isinstance(v, float) and 0 <= v < 1e6 for v in nums):
+            raise ValueError("ridge and thresholds must be non-negative numbers")
+        tagger = cls(model, *nums)  # type: ignore[arg-type]
+        mean = st.get("mean")
+        if not isinstance(mean, np.ndarray) or mean.shape != (model.dim,):
+            raise ValueError(f"mean must be a float vector of {model.dim}")
+        tagger.mean = mean.astype(np.float32)
+        heads = st.get("heads")
+        if not isinstance(heads, dict) or not set(heads) <= set(DIMENSIONS):
+            raise ValueError(f"heads must be an object keyed by {', '.join(DIMENSIONS)}")
+        for dim, head in heads.items():
+            values, w, most = (
+                head.get(k) if isinstance(head, dict) else None for k in ["values", "w", "most"]
+            )
+            if (
+                not isinstance(values, list)
+                or not values
+                or not all(isinstance(v, str) and TAG_RE.match(v) for v in values)
+            ):
+                raise ValueError(f"{dim}: values must be tag names")
+            if not isinstance(w, np.ndarray) or w.shape != (model.dim + 1, len(values)):
+                raise ValueError(f"{dim}: weights must be {model.dim + 1} x {len(values)}")
+            if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= len(values):
+                raise ValueError(f"{dim}: most must be from 1 to {len(values)}")
+            if not np.isfinite(w).all():
+                raise ValueError(f"{dim}: weights must be finite")
+            tagger.heads[dim] = (values, w.astype(np.float32), most)
+        return tagger
+
+
+def tag_title(title: Title, tagger: SynopsisTagger) -> tuple[Title, str]:
+    """(title with derived tags, outcome) for a catalog record on arrival.
+
+    Outcomes: ``tagged`` (derived tags added), ``complete`` (every dimension the tagger
+    knows already has editorial or derived tags: nothing to compute), ``unsure`` (no value
+    reached the confidence floor), ``no_synopsis``.
+    Editorial tags win, then the record's own ``derived_tags``; the worker's fill the rest.
+    """
+    filled = {d for d, v in title.tags.items() if v} | set(title.derived_tags)
+    if title.genres:
+        filled.add("genre")
+    open_dims = [d for d in tagger.heads if d not in filled]
+    if not open_dims:
+        return title, "complete"
+    if not title.synopsis.strip():
+        return title, "no_synopsis"
+    derived = tagger.predict([title.synopsis])[0]
+    added = {
+        d: tuple((t.value, t.confidence) for t in derived[d]) for d in open_dims if derived.get(d)
+    }
+    if not added:
+        return title, "unsure"
+    keys = title.tag_keys + tuple(f"{d}:{v}" for d, pairs in added.items() for v, _ in pairs)
+    return (
+        dataclasses.replace(
+            title,
+            derived_tags={**title.derived_tags, **added},
+            tag_keys=tuple(dict.fromkeys(keys)),
+        ),
+        "tagged",
+    )
 
 
 class KeywordTagger:

@@ -71,6 +71,40 @@ KAFKA_SEND_ERRORS = Counter(
 CATALOG_TITLES = Gauge(
     "reelstream_catalog_titles", "Titles in this worker's catalog view.", registry=REGISTRY
 )
+# --- Catalog intelligence (issue 13; docs/catalog-intelligence.md) ---
+CATALOG_TAGGED = Counter(
+    "reelstream_catalog_tagging_total",
+    "Catalog records through the synopsis tagger on arrival, by outcome: tagged (derived "
+    "tags added), complete (editors tagged every dimension), unsure (no tag confident "
+    "enough), no_synopsis, failed (the record kept its editorial tags; the worker log "
+    "says why).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CATALOG_TAGGING_SECONDS = Histogram(
+    "reelstream_catalog_tagging_seconds",
+    "Time to derive one catalog record's tags from its synopsis (records that needed it).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+    registry=REGISTRY,
+)
+TAGGER_LOADED = Gauge(
+    "reelstream_catalog_tagger_loaded",
+    "1 when the synopsis tagger of REELSTREAM_TAGGER_FILE is loaded, 0 otherwise.",
+    registry=REGISTRY,
+)
+FORECAST_RESULTS = Counter(
+    "reelstream_forecast_results_total",
+    "Released titles' results read from the title-results topic, by outcome: learned, "
+    "known (already in the state or learned), regions (refused: other regions than the "
+    "model's), failed (the configured state file is unusable).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+FORECASTER_TITLES = Gauge(
+    "reelstream_forecaster_titles",
+    "Released titles the greenlight forecaster has learned (0: no forecaster loaded).",
+    registry=REGISTRY,
+)
 
 # --- Operations (issue 5): lag, tables, HTTP, model health. Label values stay bounded. ---
 CONSUMER_LAG = Gauge(

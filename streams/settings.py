@@ -88,6 +88,11 @@ class Settings:
     artwork_floor: float = 0.03
     # Experiments config (TOML or YAML); empty: no experiments, experiment_arm stays null.
     experiments_file: str = ""
+    # Catalog intelligence (docs/catalog-intelligence.md). A forecaster state written by
+    # `reelstream forecast train` (empty: POST /forecast answers 503), and a synopsis
+    # tagger written by `reelstream tags train` (empty: no tagging on catalog arrival).
+    forecast_state: str = ""
+    tagger_file: str = ""
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.key_prefix):
@@ -104,6 +109,10 @@ class Settings:
             raise ValueError(
                 f"REELSTREAM_COMPRESSION={self.compression!r}: one of {sorted(COMPRESSION_TYPES)}"
             )
+        for name in ("forecast_state", "tagger_file"):
+            value = getattr(self, name)
+            if "\x00" in value or len(value) > 4096:
+                raise ValueError(f"REELSTREAM_{name.upper()}: not a usable file path")
         if self.security_protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
             raise ValueError(f"unknown REELSTREAM_SECURITY_PROTOCOL {self.security_protocol!r}")
 
@@ -138,6 +147,12 @@ class Settings:
     def artwork_decisions_topic(self) -> str:
         """Artwork decision log: context, variants offered, choice, propensity (per decision)."""
         return f"{self.app_id}-artwork-decisions"
+
+    @property
+    def title_results_topic(self) -> str:
+        """Compacted topic of released titles' 28-day results, learned by every worker's
+        greenlight forecaster (streams/adapters/results_follower.py)."""
+        return f"{self.app_id}-title-results"
 
     @property
     def resolved_worker_id(self) -> str:

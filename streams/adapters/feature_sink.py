@@ -4,6 +4,9 @@
   touched in a batch, expiring after ``feature_ttl_s`` without activity;
 * title statistics: HASH ``title_key(prefix, title)``, written by the title's owner
   when it publishes a snapshot;
+* experiment sums: HASH ``experiment_key(prefix, experiment)``, one field per
+  events-topic partition, rewritten whole by the partition's owner after each batch
+  that changed it (absolute values, so a retry or a replay never double-counts);
 * trending lists: JSON blob ``trending_key(prefix, country, window)``, written by
   one worker (the owner of partition 0 of the title topic) from its global view.
 
@@ -22,8 +25,14 @@ from redis.exceptions import RedisError
 
 from features.title_stats import TitleStats
 from features.user_profile import UserProfile
-from streams.adapters.redis_keys import features_key, title_key, trending_key
-from streams.adapters.redis_values import TrendingList, title_stats_fields, user_features_fields
+from online_models.experiment_live import ArmTotals, LiveFold
+from streams.adapters.redis_keys import experiment_key, features_key, title_key, trending_key
+from streams.adapters.redis_values import (
+    ExperimentShard,
+    TrendingList,
+    title_stats_fields,
+    user_features_fields,
+)
 from streams.metrics import REDIS_ERRORS
 
 
@@ -72,3 +81,24 @@ class FeatureSink:
             pipe.set(trending_key(self.prefix, country, window), blob)
             n += 1
         return await self._run(pipe, "write_trending") if n else True
+
+    async def write_experiments(
+        self, fold: LiveFold, experiment_ids: Iterable[str], now_ms: int
+    ) -> bool:
+        """Each changed partition's per-arm sums; on failure the partitions stay dirty."""
+        parts = fold.take_dirty()
+        if not parts:
+            return True
+        pipe = self.client.pipeline(transaction=False)
+        ids = list(experiment_ids)
+        for p in sorted(parts):
+            snap = fold.snapshot(p)
+            since = fold.since.get(p, now_ms)
+            for eid in ids:
+                arms = {a: ArmTotals.from_dict(d) for a, d in snap.get(eid, {}).items()}
+                shard = ExperimentShard(p, since, now_ms, arms)
+                pipe.hset(experiment_key(self.prefix, eid), shard.field(p), shard.encode())
+        if await self._run(pipe, "write_experiments"):
+            return True
+        fold.dirty |= parts
+        return False

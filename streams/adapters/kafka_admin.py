@@ -41,6 +41,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Each worker's cumulative title-side contribution (chunks + manifest keyed by worker),
         # read whole by every worker. One partition keeps a worker's chunks before its manifest.
         settings.title_factors_topic: (1, {"cleanup.policy": "compact", "segment.ms": "600000"}),
+        # Released titles' first-28-day results, keyed by title, read whole by every worker's
+        # forecaster. One partition: every worker learns them in the same order.
+        settings.title_results_topic: (1, {"cleanup.policy": "compact"}),
         # Artwork decisions (context, offered, choice, propensity) for off-policy evaluation.
         settings.artwork_decisions_topic: (n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     }

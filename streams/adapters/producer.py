@@ -105,6 +105,19 @@ class EventProducer:
             n += 1
         return n
 
+    async def send_results(self, records: Iterable[dict[str, Any]]) -> int:
+        """Publish released titles' 28-day results, keyed by title, to the title-results
+        topic every worker's forecaster learns from; each is validated first."""
+        from online_models.forecast import parse_result
+
+        n = 0
+        for rec in records:
+            tid, attrs, audience = parse_result(rec)
+            doc = {"title_id": tid, "attributes": attrs, "audience": audience}
+            await self.send_raw(self.settings.title_results_topic, tid.encode(), orjson.dumps(doc))
+            n += 1
+        return n
+
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged by the broker."""
         pending, self._pending = self._pending, []

@@ -46,6 +46,12 @@ def trending_key(prefix: str, country: str, window: str) -> str:
     return f"{prefix}:trending:{country}:{window}"
 
 
+def experiment_key(prefix: str, experiment_id: str) -> str:
+    """HASH of an experiment's per-arm sums: field ``p<partition>``, value
+    ``redis_values.ExperimentShard`` (bounded: one field per events-topic partition)."""
+    return f"{prefix}:experiment:{_checked(experiment_id, 'experiment id')}"
+
+
 def epoch_key(prefix: str) -> str:
     """STRING the workers set once the serving copy is complete; its absence after a
     reconnect means Redis lost its data (streams/adapters/redis_recovery.py)."""

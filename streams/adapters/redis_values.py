@@ -28,6 +28,7 @@ import orjson
 
 from features.title_stats import TitleStats
 from features.user_profile import UserProfile
+from online_models.experiment_live import ArmTotals
 from streams.contract import COUNTRY_RE, is_valid_id
 
 Kind = Literal["int", "float", "json", "csv", "str"]
@@ -137,6 +138,53 @@ def decode_title_stats(raw: Mapping[bytes, bytes]) -> dict[str, int | float]:
             except ValueError:
                 continue  # not a number: not a field of this hash
     return out
+
+
+# ---- experiment HASH (experiment_key) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExperimentShard:
+    """One partition's per-arm sums of one experiment (online_models/experiment_live.py).
+
+    ``since`` is when the writing worker started folding the partition (wall clock,
+    ms): sums cover users first exposed after it. ``written`` is the last write.
+    """
+
+    partition: int
+    since: int
+    written: int
+    arms: dict[str, ArmTotals]
+
+    @staticmethod
+    def field(partition: int) -> str:
+        return f"p{partition}"
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "partition": self.partition,
+                "since": self.since,
+                "written": self.written,
+                "arms": {a: t.as_dict() for a, t in sorted(self.arms.items())},
+            }
+        )
+
+    @classmethod
+    def decode(cls, blob: bytes) -> ExperimentShard:
+        """The shard, or ValueError when the blob is not one (the API skips it and says so)."""
+        try:
+            doc = orjson.loads(blob)
+            if doc["v"] != 1:
+                raise ValueError(f"version {doc['v']!r}")
+            ints = (doc["partition"], doc["since"], doc["written"])
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in ints):
+                raise ValueError("partition, since and written must be integers")
+            arms = {str(a): ArmTotals.from_dict(t) for a, t in doc["arms"].items()}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not an experiment shard: {exc!r}") from exc
+        return cls(doc["partition"], doc["since"], doc["written"], arms)
 
 
 # ---- trending STRING (trending_key) ------------------------------------------------------

@@ -32,11 +32,19 @@ import orjson
 from redis.exceptions import RedisError
 
 from features.catalog import Title
+from online_models.experiment_live import analyze_totals, merge_shards
 from streams import metrics as m
 from streams.adapters.kafka_internals import broker_metadata_ok
-from streams.adapters.redis_keys import features_key, recs_key, title_key, trending_key
+from streams.adapters.redis_keys import (
+    experiment_key,
+    features_key,
+    recs_key,
+    title_key,
+    trending_key,
+)
 from streams.adapters.redis_values import (
     USER_COUNTRY,
+    ExperimentShard,
     TrendingList,
     decode_title_stats,
     decode_user_features,
@@ -185,6 +193,7 @@ class Api:
         self._unreadable: set[str] = set()  # trending keys already logged as unreadable
         # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
         self.serving: Callable[[], dict[str, Any] | None] | None = None
+        self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -388,6 +397,43 @@ class Api:
         assigner = getattr(self.engine, "experiments", None)
         return 200, {"experiments": assigner.describe() if assigner is not None else []}
 
+    async def experiment(self, query: Mapping[str, str], experiment_id: str) -> tuple[int, Any]:
+        """One experiment: arms, shares, per-arm metrics with always-valid intervals, SRM,
+        and a decision, from the per-partition sums every worker writes to Redis."""
+        check_id(experiment_id, "experiment_id")  # before any key is built from it
+        assigner = getattr(self.engine, "experiments", None)
+        exp = assigner.experiments.get(experiment_id) if assigner is not None else None
+        if exp is None:
+            known = ", ".join(sorted(assigner.experiments)) if assigner is not None else ""
+            raise ApiError(
+                404,
+                "unknown_experiment",
+                f"no experiment {experiment_id!r} in the experiments file"
+                + (f"; known: {known}" if known else " (no experiments configured)"),
+            )
+        raw = await self.redis.hgetall(experiment_key(self.prefix, experiment_id))
+        shards, unreadable = [], []
+        for fld, blob in sorted(raw.items()):
+            try:
+                shards.append(ExperimentShard.decode(blob))
+            except ValueError as exc:
+                unreadable.append(fld.decode("utf-8", "replace")[:20])
+                log.warning("%s field %s: %s", experiment_id, fld[:20], exc)
+        names = {a.name for a in exp.arms}
+        totals = merge_shards({a: t for a, t in sh.arms.items() if a in names} for sh in shards)
+        body = analyze_totals(exp, totals)
+        body["exposures_this_worker"] = {
+            a.name: assigner.exposures[(exp.id, a.name)] for a in exp.arms
+        }
+        body["coverage"] = {
+            "partitions": sorted(sh.partition for sh in shards),
+            "expected_partitions": self.settings.partitions,
+            "since": min((sh.since for sh in shards), default=None),
+            "written": max((sh.written for sh in shards), default=None),
+            "unreadable_fields": unreadable,
+        }
+        return 200, body
+
     async def healthz(self, query: Mapping[str, str]) -> tuple[int, Any]:
         return 200, {"status": "ok"}
 
@@ -439,6 +485,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("/trending", "trending", ("country", "window", "k")),
     ("/artwork/{user_id}/{title_id}", "artwork", ()),
     ("/experiments", "experiments", ()),
+    ("/experiments/{experiment_id}", "experiment", ()),
     ("/healthz", "healthz", ()),
     ("/readyz", "readyz", ()),
 ]
@@ -494,6 +541,10 @@ def register(app: Any, api: Api) -> None:
     from streams.api import query_web  # POST /query (docs/catalog-intelligence.md)
 
     query_web.register(app, api)
+    from streams.api import forecast_web  # POST /forecast (docs/catalog-intelligence.md)
+
+    api.forecast = forecast_web.ForecastService(getattr(api.settings, "forecast_state", ""))
+    forecast_web.register(app, api.forecast)
     _json_errors_for_unrouted(app)
 
 

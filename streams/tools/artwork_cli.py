@@ -82,7 +82,13 @@ def learned_policy_report(
 
 
 def cmd_artwork_eval(args: argparse.Namespace) -> int:
-    from online_models.artwork_eval import best_variant_per_title, evaluate, logged, uniform
+    from online_models.artwork_eval import (
+        best_variant_per_title,
+        evaluate,
+        logged,
+        pseudo_inverse,
+        uniform,
+    )
     from streams.adapters.jsonl import read_jsonl
 
     records = [r for r in read_jsonl(args.file) if "reward" in r]
@@ -90,16 +96,16 @@ def cmd_artwork_eval(args: argparse.Namespace) -> int:
         print("no records with a reward")
         return 1
     clip = args.clip if args.clip > 0 else None
-    report: dict[str, Any] = evaluate(
-        records,
-        {
-            "logging": logged,
-            "uniform": uniform,
-            "best-variant-per-title": best_variant_per_title(records),
-        },
-        clip=clip,
-        bootstrap=args.bootstrap,
-    )
+    targets = {
+        "logging": logged,
+        "uniform": uniform,
+        "best-variant-per-title": best_variant_per_title(records),
+    }
+    report: dict[str, Any] = evaluate(records, targets, clip=clip, bootstrap=args.bootstrap)
+    if any(r.get("request_id") or r.get("slate_id") for r in records):
+        # The row as the unit: titles of one row compete for one click (pseudo-inverse).
+        for name, target in targets.items():
+            report[name]["pi-slate"] = pseudo_inverse(records, target).as_dict()
     half = len(records) // 2
     held = evaluate(
         records[half:],
@@ -167,7 +173,16 @@ def cmd_artwork_sim(args: argparse.Namespace) -> int:
 def fixed_policy_check(results: dict[str, Any], args: argparse.Namespace) -> None:
     """Off-policy estimates from the uniform log beside each fixed policy's simulated truth."""
     from online_models.artwork import DEVICES, FEATURES
-    from online_models.artwork_eval import deterministic, dr, ips, mean_reward_model, replay, snips
+    from online_models.artwork_eval import (
+        deterministic,
+        dr,
+        ips,
+        mean_reward_model,
+        pseudo_inverse,
+        replay,
+        slate_ips,
+        snips,
+    )
     from streams.tools.synthetic import ARTWORK_STYLES, SimConfig, Simulation
 
     log = results["uniform"].records
@@ -197,6 +212,8 @@ def fixed_policy_check(results: dict[str, Any], args: argparse.Namespace) -> Non
             snips(log, pol, 20.0),
             dr(log, pol, q, 20.0),
             replay(log, pick),
+            pseudo_inverse(log, pol),  # the row as the unit (titles of a row compete)
+            slate_ips(log, pol),
         ):
             inside = "inside" if e.low <= truth <= e.high else "OUTSIDE"
             print(f"  {name:7s} truth {truth:.4f}  {e.estimator:7s} {_fmt(e.as_dict())} {inside}")

@@ -59,7 +59,40 @@ def cmd_tags(args: argparse.Namespace) -> int:
                 with open(args.json + suffix, "wb") as fh:
                     fh.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return 0
+    if args.action == "train":
+        return _train_tagger(args)
     return _derive(args)
+
+
+def _train_tagger(args: argparse.Namespace) -> int:
+    """Fit the tagger on a catalog's editorial tags and write the file a worker loads
+    (``REELSTREAM_TAGGER_FILE``): every worker then derives the same tags."""
+    import os
+    import time
+    from pathlib import Path
+
+    from online_models.tagger import SynopsisTagger, editorial_tags, record_text
+    from streams.adapters.jsonl import read_jsonl
+
+    if not args.file or not args.out:
+        print("usage: reelstream tags train CATALOG.jsonl --out TAGGER", file=sys.stderr)
+        return 2
+    records = [r for r in read_jsonl(args.file) if editorial_tags(r) and record_text(r)]
+    if not records:
+        print(f"{args.file}: no titles with editorial tags and a synopsis", file=sys.stderr)
+        return 2
+    started = time.process_time()
+    tagger = SynopsisTagger().fit(records)
+    blob = tagger.to_bytes(trained_on=len(records))
+    SynopsisTagger.from_bytes(blob)  # what a worker will load, checked before writing
+    tmp = Path(f"{args.out}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, args.out)
+    print(
+        f"tagger fitted on {len(records)} titles ({', '.join(tagger.heads)}): wrote {args.out} "
+        f"({len(blob):,} bytes) in {time.process_time() - started:.1f} s CPU"
+    )
+    return 0
 
 
 def _derive(args: argparse.Namespace) -> int:
@@ -195,30 +228,184 @@ def cmd_forecast(args: argparse.Namespace) -> int:
             with open(args.json, "wb") as fh:
                 fh.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         return 0
-    from online_models.forecast import GreenlightForecaster
+    if args.target == "slate":
+        return _write_slate(args)
+    if args.target == "train":
+        return _train(args)
+    if args.target == "publish":
+        return _publish(args)
+    from online_models.forecast import ForecastInputError, parse_attributes, parse_regions
     from streams.adapters.jsonl import read_jsonl
-    from streams.tools.greenlight_sim import REGIONS, Slate, SlateConfig
 
-    model = GreenlightForecaster(REGIONS)
-    for t in Slate(SlateConfig(titles=args.titles, seed=args.seed)).titles:
-        model.learn(t.attributes, t.audience)
-    for rec in read_jsonl(args.target):
-        attrs = rec.get("attributes", rec)
-        regions = rec.get("regions") or None
+    model = _state_model(args.state) if args.state else _slate_model(args.titles, args.seed)
+    for n, rec in enumerate(read_jsonl(args.target), 1):
+        try:
+            attrs = parse_attributes(rec.get("attributes", rec))
+            regions = parse_regions(rec["regions"], model.regions) if "regions" in rec else None
+        except ForecastInputError as exc:
+            print(f"{args.target}:{n}: {exc}", file=sys.stderr)
+            return 2
         out = {"attributes": attrs, "forecast": model.forecast(attrs, regions)}
         print(orjson.dumps(out).decode())
     return 0
 
 
+def _slate_model(titles: int, seed: int) -> Any:
+    from online_models.forecast import GreenlightForecaster
+    from streams.tools.greenlight_sim import REGIONS, Slate, SlateConfig
+
+    model = GreenlightForecaster(REGIONS)
+    for t in Slate(SlateConfig(titles=titles, seed=seed)).titles:
+        model.learn(t.attributes, t.audience, t.title_id)
+    return model
+
+
+def _state_model(path: str) -> Any:
+    from pathlib import Path
+
+    from online_models.forecast import build, decode_state
+
+    return build(*decode_state(Path(path).read_bytes()))
+
+
+def _write_slate(args: argparse.Namespace) -> int:
+    """The simulated slate as released titles' results (the input of ``forecast train``)."""
+    import orjson
+
+    from streams.tools.greenlight_sim import Slate, SlateConfig
+
+    out = open(args.file, "wb") if args.file else sys.stdout.buffer  # noqa: SIM115
+    try:
+        for t in Slate(SlateConfig(titles=args.titles, seed=args.seed)).titles:
+            rec = {"title_id": t.title_id, "attributes": t.attributes, "audience": t.audience}
+            out.write(orjson.dumps(rec) + b"\n")
+    finally:
+        if args.file:
+            out.close()
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """Released titles' results to ``<app_id>-title-results``: running workers learn them."""
+    import asyncio
+
+    from online_models.forecast import ForecastInputError
+    from streams.adapters.jsonl import JsonlError, read_jsonl
+    from streams.adapters.kafka_admin import ensure_topics_async
+    from streams.adapters.producer import EventProducer
+    from streams.settings import Settings
+
+    if not args.file:
+        print("usage: reelstream forecast publish RESULTS.jsonl", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+
+    async def publish() -> int:
+        await ensure_topics_async(settings)
+        async with EventProducer(settings) as producer:
+            return await producer.send_results(read_jsonl(args.file))
+
+    try:
+        n = asyncio.run(publish())
+    except (ForecastInputError, JsonlError) as exc:
+        print(f"{args.file}: {exc}; nothing after it was sent", file=sys.stderr)
+        return 2
+    print(f"published {n} released titles' results to {settings.title_results_topic}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Validate released titles' results, backtest them, write the forecaster state file.
+
+    The file is what a worker loads (``REELSTREAM_FORECAST_STATE``); it holds the
+    validated results in order and the model is rebuilt from them (no pickle).
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    import orjson
+
+    from online_models.forecast import (
+        ForecastInputError,
+        backtest,
+        build,
+        decode_state,
+        encode_state,
+        parse_result,
+    )
+    from streams.adapters.jsonl import JsonlError, read_jsonl
+
+    if not args.file or not args.out:
+        print("usage: reelstream forecast train RESULTS.jsonl --out STATE", file=sys.stderr)
+        return 2
+    results: list = []
+    seen: set[str] = set()
+    regions: list[str] | None = args.regions.split(",") if args.regions else None
+    n = 0
+    try:
+        for rec in read_jsonl(args.file):
+            n += 1
+            tid, attrs, audience = parse_result(rec, regions)
+            regions = regions or list(audience)
+            if tid in seen:
+                raise ForecastInputError("invalid_result", f"{tid} appears twice")
+            seen.add(tid)
+            results.append((tid, attrs, audience))
+    except ForecastInputError as exc:
+        print(f"{args.file}: record {n}: {exc.detail}", file=sys.stderr)
+        return 2
+    except JsonlError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not results or regions is None:
+        print(f"{args.file}: no released titles", file=sys.stderr)
+        return 2
+    started = time.process_time()
+    report = backtest([(a, y) for _, a, y in results], regions, warmup=min(100, len(results) // 4))
+    extra = {"created_ts": int(time.time() * 1000), "backtest": report["methods"]}
+    blob = encode_state(results, regions, extra=extra)
+    model = build(*decode_state(blob))  # what a worker will load, checked before writing
+    tmp = Path(f"{args.out}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, args.out)
+    cpu = time.process_time() - started
+    m = report["methods"]["model"]
+    print(
+        f"{model.seen} released titles, regions {','.join(regions)}: wrote {args.out} "
+        f"({len(blob):,} bytes); prequential MAE log {m['mae_log']:.3f}, "
+        f"coverage {m['coverage']:.3f} (backtest and check: {cpu:.1f} s CPU)"
+    )
+    if args.json:
+        with open(args.json, "wb") as fh:
+            fh.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "forecast", help="greenlight forecasts: backtest | FILE of attribute records"
+        "forecast",
+        help="greenlight forecasts: backtest | slate [FILE] | train RESULTS --out STATE | "
+        "publish RESULTS | FILE",
     )
-    p.add_argument("target", help="'backtest', or a JSON-lines file of title attributes")
+    p.add_argument(
+        "target",
+        help="'backtest'; 'slate' (simulated released titles' results); 'train' (write a "
+        "state file); 'publish' (results to the topic running workers learn from); or a "
+        "JSON-lines file of attribute records to forecast",
+    )
+    p.add_argument(
+        "file", nargs="?", help="slate: output file; train, publish: released titles' results"
+    )
+    p.add_argument("--out", help="train: the forecaster state file to write")
+    p.add_argument(
+        "--regions", help="train: regions, comma-separated (default: the first record's)"
+    )
+    p.add_argument("--state", help="FILE: forecast with this state (default: train on the slate)")
     p.add_argument("--titles", type=int, default=1500, help="slate size (1500)")
     p.add_argument("--seed", type=int, default=7, help="slate seed (7)")
     p.add_argument("--warmup", type=int, default=100, help="backtest: titles not scored")
-    p.add_argument("--json", help="backtest: also write the report here")
+    p.add_argument("--json", help="backtest, train: also write the report here")
     p.set_defaults(func=cmd_forecast)
 
     p = sub.add_parser("query", help="a watchlist in plain language for one viewer")
@@ -236,10 +423,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser(
-        "tags", help="tags from synopses: eval (held-out tags) | derive FILE > enriched.jsonl"
+        "tags",
+        help="tags from synopses: eval (held-out tags) | derive FILE > enriched.jsonl | "
+        "train FILE --out TAGGER (the file a worker tags arriving records with)",
     )
-    p.add_argument("action", choices=["eval", "derive"])
-    p.add_argument("file", nargs="?", help="derive: JSON-lines catalog")
+    p.add_argument("action", choices=["eval", "derive", "train"])
+    p.add_argument("file", nargs="?", help="derive, train: JSON-lines catalog")
+    p.add_argument("--out", help="train: the tagger file to write")
     p.add_argument("--titles", type=int, default=2000, help="eval: synthetic catalog size")
     p.add_argument("--seed", type=int, default=42, help="eval: simulation seed")
     p.add_argument("--holdout", type=float, default=0.3, help="eval: share of titles hidden")

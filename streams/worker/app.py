@@ -25,6 +25,7 @@ from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
 from streams.adapters.redis_recovery import RedisRecovery
 from streams.adapters.redis_sink import ScoreSink, connect
+from streams.adapters.results_follower import ResultsFollower
 from streams.adapters.title_exchange import TitleFactorExchange
 from streams.adapters.title_view_follower import TitleViewFollower
 from streams.api import web as web_api
@@ -161,7 +162,14 @@ async def _reject(key: bytes | None, record: bytes) -> None:
 
 follower.reject = _reject
 view_follower.reject = _reject
-poison.init_series([settings.events_topic, settings.catalog_topic, settings.title_events_topic])
+poison.init_series(
+    [
+        settings.events_topic,
+        settings.catalog_topic,
+        settings.title_events_topic,
+        settings.title_results_topic,
+    ]
+)
 
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
 # worker's contribution on a compacted topic, merged by every peer between batches.
@@ -214,7 +222,12 @@ async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
 
 @app.on_partitions_assigned.connect
 async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
-    durable.on_assigned({tp.partition for tp in assigned if tp.topic == settings.events_topic})
+    owned = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
+    durable.on_assigned(owned)
+    if engine.experiment_fold is not None:
+        # Partitions that moved away: their new owner publishes their sums (eager rebalances
+        # revoke everything first, so this waits for the assignment to know what stays).
+        engine.experiment_fold.drop_partitions(set(engine.experiment_fold.sums) - owned)
 
 
 @app.on_rebalance_complete.connect
@@ -317,6 +330,11 @@ async def handle_batch(batch: list) -> None:
         m.FRESHNESS_SECONDS.observe(max(0.0, (written_ms - s.event_ts) / 1000))
     if _features is not None and out.touched:
         await _features.write_users((u, store[u]) for u in out.touched)
+    if _features is not None and engine.experiment_fold is not None and engine.experiments:
+        # Per-arm sums of the partitions this batch changed: what GET /experiments/{id} reads.
+        await _features.write_experiments(
+            engine.experiment_fold, engine.experiments.experiments, int(time.time() * 1000)
+        )
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
@@ -422,6 +440,17 @@ api = web_api.Api(
 )
 api.serving = lambda: _recovery.status() if _recovery is not None else None
 web_api.register(app, api)
+# Released titles' results, learned online by the forecaster behind POST /forecast
+# (docs/catalog-intelligence.md, "Greenlight forecasts in the running system").
+results_follower = ResultsFollower(settings, api.forecast, _reject)
+
+
+@app.task
+async def follow_title_results() -> None:
+    await ensure_topics_async(settings)
+    await results_follower.run()
+
+
 monitor.register(
     app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
 )

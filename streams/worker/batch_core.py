@@ -11,7 +11,9 @@ this module decides what they are. Rules kept here, in order of the record strea
   rest of the batch goes on;
 - duplicates are counted and dropped, late and future events dead-lettered;
 - each touched user is refreshed once per batch, at the latest triggering event time
-  (debounce), carrying the ``traceparent`` of the last traced record that triggered it.
+  (debounce), carrying the ``traceparent`` of the last traced record that triggered it;
+- with experiments on, each admitted event and each score message's arms feed the
+  per-arm sums of the event's partition (``engine.experiment_fold``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def process_batch(
     out = BatchOutput()
     refresh: dict[str, int] = {}
     traces: dict[str, str] = {}
+    fold = engine.experiment_fold
+    partition_of: dict[str, int] = {}
     for event in events:
         msg = event.message
         if not hooks.admit(msg):
@@ -131,6 +135,9 @@ def process_batch(
                 continue
             out.updated[etype] += 1
             out.touched.add(uid)
+            if fold is not None:
+                fold.observe(ev)
+                partition_of[uid] = msg.partition
             if res.title_record is not None:
                 # The source position makes the title side idempotent under replays.
                 res.title_record["src"] = (msg.partition, msg.offset, idx)
@@ -147,6 +154,9 @@ def process_batch(
         if trace is not None:
             scored["traceparent"] = trace
         health.served(uid, [it["title_id"] for it in scored["items"][:10]])
+        if fold is not None and uid in partition_of:
+            pre_s = engine.profile(uid).features.watch_s
+            fold.expose(uid, scored["experiment_arm"], partition_of[uid], pre_s, now_ms)
         out.scores.append(Score(uid, orjson.dumps(scored), ev_ts, trace))
     return out
 

@@ -11,6 +11,16 @@ experiment and arm names of the experiments file, never user or title ids.
     reelstream_experiment_exposures_total{experiment,arm}
     reelstream_experiment_arm_share{experiment,arm}        configured (or bandit) share
     reelstream_experiment_killed{experiment}                bandit kill switch (1: on)
+    reelstream_experiment_users{experiment,arm}             exposed users in this worker's sums
+    reelstream_experiment_impressions{experiment,arm}       their impressions since exposure
+    reelstream_experiment_plays{experiment,arm}             their plays since exposure
+    reelstream_experiment_completes{experiment,arm}         their completes since exposure
+    reelstream_experiment_watch_seconds{experiment,arm}     their watch time since exposure
+
+The last five are gauges, not counters: a partition that moves to another worker
+leaves this worker's sums. Summed over workers (``sum by (experiment, arm)``) they
+give the per-arm rates the dashboard plots; the intervals and the decision are in
+``GET /experiments/{id}``.
 """
 
 from __future__ import annotations
@@ -21,6 +31,49 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+# (metric, ArmTotals field, scale, help): this worker's share of each arm's sums.
+SUMS = (
+    ("reelstream_experiment_users", "n", 1.0, "Exposed users in this worker's per-arm sums."),
+    (
+        "reelstream_experiment_impressions",
+        "imp",
+        1.0,
+        "Impressions of exposed users since their exposure (this worker's partitions).",
+    ),
+    (
+        "reelstream_experiment_plays",
+        "play",
+        1.0,
+        "Plays of exposed users since their exposure (this worker's partitions).",
+    ),
+    (
+        "reelstream_experiment_completes",
+        "comp",
+        1.0,
+        "Completes of exposed users since their exposure (this worker's partitions).",
+    ),
+    (
+        "reelstream_experiment_watch_seconds",
+        "min",
+        60.0,
+        "Watch time of exposed users since their exposure (this worker's partitions).",
+    ),
+)
+
+
+def family_names() -> dict[str, str]:
+    """Every family this collector can yield and its type (docs and dashboard tests read it)."""
+    out = {
+        "reelstream_artwork_decisions": "counter",
+        "reelstream_artwork_outcomes": "counter",
+        "reelstream_artwork_mismatched_impressions": "counter",
+        "reelstream_experiment_exposures": "counter",
+        "reelstream_experiment_arm_share": "gauge",
+        "reelstream_experiment_killed": "gauge",
+    }
+    out.update({name: "gauge" for name, *_ in SUMS})
+    return out
 
 
 class HooksCollector(Collector):
@@ -78,6 +131,17 @@ class HooksCollector(Collector):
         yield exp_c
         yield share
         yield killed
+        fold = getattr(self.engine, "experiment_fold", None)
+        if fold is None:
+            return
+        local = fold.local_totals()
+        for name, attr, scale, text in SUMS:
+            g = GaugeMetricFamily(name, text, labels=["experiment", "arm"])
+            for e in assigner.experiments.values():
+                for arm in e.arms:  # config names only: a stray label never reaches Prometheus
+                    t = local.get((e.id, arm.name))
+                    g.add_metric([e.id, arm.name], getattr(t, attr) * scale if t else 0.0)
+            yield g
 
 
 def register(

@@ -81,6 +81,7 @@ def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         settings.dlq_topic,
         settings.checkpoint_topic,
         settings.title_factors_topic,
+        settings.title_results_topic,
     ]
     asyncio.run(delete_topics_async(settings, names))
 

@@ -132,6 +132,7 @@ def test_attribution_of_a_quality_play_through_request_id():
     assert at.observe(_ev("progress", 20, position_s=40, duration_s=100)) == []
     closed = at.observe(_ev("progress", 30, position_s=50, duration_s=100))
     assert [(c["reward"], c["clicked"], c["exposed_ts"]) for c in closed] == [(1.0, True, 0)]
+    assert closed[0]["request_id"] == "r1"  # the row: the slate estimators' unit
 
 
 def test_no_click_in_the_request_or_too_late_is_reward_zero():
@@ -182,8 +183,10 @@ def test_engine_hook_chooses_logs_and_learns():
     msg = eng.score_message("u1", 2000, 2001)
     log = eng.artwork.log
     assert [r["title_id"] for r in log] == [i["title_id"] for i in msg["items"]]
+    assert len({r["slate_id"] for r in log}) == 1  # one score message, one slate
     for item, rec in zip(msg["items"], log, strict=True):
         assert item["artwork_id"] == rec["choice"]
+        assert rec["slot"] == item["rank"] - 1
         assert rec["propensity"] == pytest.approx(1 / 3)
         assert rec["x"][FEATURES.index("device:tv")] == 1.0
     tid, art = log[0]["title_id"], log[0]["choice"]

@@ -141,6 +141,7 @@ def test_artwork_eval_command_on_a_logged_file(tmp_path, capsys):
         rec["x"] = [1.0, *rec["x"][1:], *([0.0] * 11)]  # the 13-feature context shape
         rec["title_id"] = f"t{i % 3}"
         rec["probabilities"] = [1 / 3] * 3
+        rec["request_id"] = f"r{i // 4}"  # rows of four
     write_jsonl(tmp_path / "log.jsonl", log)
     out = tmp_path / "report.json"
     assert main(["artwork-eval", str(tmp_path / "log.jsonl"), "--json", str(out)]) == 0
@@ -148,4 +149,48 @@ def test_artwork_eval_command_on_a_logged_file(tmp_path, capsys):
     uni = report["policies"]["uniform"]["ips"]
     assert abs(uni["value"] - truth["uniform"]) <= 0.75 * (uni["high"] - uni["low"])  # 3 SE
     assert "replay (learning online)" in report["policies"]["learned-lints (variant)"]
+    pi = report["policies"]["uniform"]["pi-slate"]
+    assert pi["n"] == 300 and pi["value"] == pytest.approx(uni["value"])  # G = 1 per row
     assert "best-variant-per-title (fit on 1st half)" in capsys.readouterr().out
+
+
+def test_pseudo_inverse_by_hand_on_two_rows():
+    from online_models.artwork_eval import pseudo_inverse, slate_ips, slates
+
+    def rec(req: str, choice: str, reward: float) -> dict:
+        return {"request_id": req, "variants": ["a", "b"], "choice": choice,
+                "propensity": 0.5, "reward": reward}  # fmt: skip
+
+    log = [rec("r1", "a", 1.0), rec("r1", "b", 0.0), rec("r2", "a", 0.0), rec("r2", "a", 0.0)]
+    assert [len(s) for s in slates(log)] == [2, 2]
+    always_a = deterministic(lambda r: "a")
+    # r1: weights 2 + 0, G = 2 - 1 = 1, reward 1; r2: G = 4 - 1 = 3, reward 0 -> 1 / 4 exposures
+    assert pseudo_inverse(log, always_a).value == pytest.approx(0.25)
+    # whole-row IPS: r1 weight 0, r2 weight 4 with reward 0
+    assert slate_ips(log, always_a).value == pytest.approx(0.0)
+    # the logging policy itself (uniform): G = 1 + 1 - 1 = 1 for every row -> the logged mean
+    assert pseudo_inverse(log, uniform).value == pytest.approx(0.25)
+
+
+def test_pseudo_inverse_handles_competition_within_a_row_where_per_title_ips_cannot():
+    """Rows of 3 titles, 2 variants, uniform logging. A title's click chance rises 0.2 with
+    variant b and falls 0.1 for each neighbour showing b (additive competition). All-b
+    shows every title at base + 0.2 - 0.2 = base: per-title IPS sees +0.1, PI does not."""
+    from online_models.artwork_eval import pseudo_inverse
+
+    rng = np.random.default_rng(7)
+    base, log = 0.3, []
+    for i in range(30_000):
+        arts = rng.integers(0, 2, 3)
+        for j in range(3):
+            p = base + 0.2 * arts[j] - 0.1 * (arts.sum() - arts[j])
+            log.append({"request_id": f"r{i}", "variants": ["a", "b"],
+                        "choice": "ab"[arts[j]], "propensity": 0.5,
+                        "reward": float(rng.random() < p)})  # fmt: skip
+    all_b = deterministic(lambda r: "b")
+    per_title = ips(log, all_b)
+    pi = pseudo_inverse(log, all_b)
+    assert not per_title.low <= base <= per_title.high
+    assert per_title.value == pytest.approx(base + 0.1, abs=0.01)
+    assert pi.low <= base <= pi.high, pi
+    assert pi.n == 30_000

@@ -16,6 +16,7 @@ import yaml
 from streams import metrics
 from streams.api.web import ROUTES
 from streams.settings import Settings
+from streams.worker import experiment_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -25,16 +26,23 @@ METRIC_RE = re.compile(r"\b(reelstream_[a-z0-9_]+)")
 RECORDED_RE = re.compile(r"\b(reelstream:[a-z0-9_:]+)")
 
 
+def families() -> list[tuple[str, str]]:
+    """(name, type) of every family the worker can export: its registry, plus the
+    artwork/experiment collector it registers when a hook is on."""
+    out = [(f.name, f.type) for f in metrics.REGISTRY.collect()]
+    return out + sorted(experiment_metrics.family_names().items())
+
+
 def exported_names() -> set[str]:
     """Every series name the worker's registry can export (suffixes included)."""
     names = set()
-    for family in metrics.REGISTRY.collect():
-        if family.type == "counter":
-            names |= {family.name + "_total", family.name + "_created"}
-        elif family.type == "histogram":
-            names |= {family.name + s for s in ("_bucket", "_count", "_sum", "_created")}
+    for name, kind in families():
+        if kind == "counter":
+            names |= {name + "_total", name + "_created"}
+        elif kind == "histogram":
+            names |= {name + s for s in ("_bucket", "_count", "_sum", "_created")}
         else:
-            names.add(family.name)
+            names.add(name)
     return names
 
 
@@ -58,7 +66,7 @@ def dashboard() -> dict:
 
 
 def dashboard_exprs() -> list[str]:
-    return [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+    return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
 
 
 def test_promtool_accepts_the_scrape_config():
@@ -98,9 +106,9 @@ def test_rules_and_dashboard_query_only_metrics_the_worker_exports():
 
 def test_metric_names_have_the_prefix_and_docs_list_every_one():
     doc = (ROOT / "docs" / "metrics.md").read_text()
-    for family in metrics.REGISTRY.collect():
-        assert family.name.startswith("reelstream_")
-        shown = family.name + ("_total" if family.type == "counter" else "")
+    for name, kind in families():
+        assert name.startswith("reelstream_")
+        shown = name + ("_total" if kind == "counter" else "")
         assert f"`{shown}`" in doc, f"docs/metrics.md does not list {shown}"
 
 
@@ -118,11 +126,17 @@ def test_dashboard_covers_what_operators_watch_and_uses_the_provisioned_datasour
         "reelstream_score_refreshes_total",
         "reelstream_refreshes_debounced_total",
         "reelstream_model_ranker_auc_ratio",
+        "reelstream_experiment_plays",
+        "reelstream_experiment_watch_seconds",
+        "reelstream_experiment_completes",
+        "reelstream_artwork_outcomes_total",
     ):
         assert needle in exprs
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    assert any("Experiments" in r["title"] for r in rows)
     ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
     uid = ds["datasources"][0]["uid"]
-    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]} == {uid}
+    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])} == {uid}
     prov = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/reelstream.yml").read_text())
     assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
 
@@ -221,9 +235,10 @@ def test_openapi_documents_exactly_the_served_routes():
 
     doc = spec()
     assert doc["openapi"].startswith("3.")
-    from streams.api.query_web import PATH as QUERY_PATH  # the one POST route
+    from streams.api.forecast_web import PATH as FORECAST_PATH
+    from streams.api.query_web import PATH as QUERY_PATH  # the POST routes
 
-    assert set(doc["paths"]) == {path for path, _, _ in ROUTES} | {QUERY_PATH}
+    assert set(doc["paths"]) == {path for path, _, _ in ROUTES} | {QUERY_PATH, FORECAST_PATH}
     for path, _, allowed in ROUTES:
         params = doc["paths"][path]["get"].get("parameters", [])
         names = {p["name"] for p in params if "name" in p and p.get("in") == "query"}
