@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from streams.adapters.producer import EventProducer
+from streams.adapters.scrape import scrape
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, read_topic, wait_for
 
@@ -82,3 +83,13 @@ async def test_artwork_and_experiments_routes_show_the_policy_and_the_arms(
     assert status == 200 and body["experiments"]
     for exp in body["experiments"]:
         assert abs(sum(a["share"] for a in exp["arms"]) - 1.0) < 1e-9
+    # The dashboard's artwork and experiment panels query metrics this worker exports.
+    from tests.integration.test_serving import METRIC_RE, configured_only, series_names
+    from tests.unit.test_deploy import dashboard_exprs, rules
+
+    used = {
+        n for e in [r["expr"] for r in rules()] + dashboard_exprs() for n in METRIC_RE.findall(e)
+    }
+    wanted = configured_only(used)
+    assert wanted
+    assert wanted - series_names(scrape(worker.port, timeout=5)) == set()
