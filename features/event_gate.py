@@ -49,14 +49,19 @@ class EventGate:
         self.ids: dict[str, None] = {}
         self.high_water = 0
 
-    def check(self, event_id: str, ts: int, now_ms: int | None) -> str:
-        """Admit or refuse one event; an admitted event's id is remembered."""
+    def check(self, event_id: str, ts: int, now_ms: int | None, reordered: bool = False) -> str:
+        """Admit or refuse one event; an admitted event's id is remembered.
+
+        ``reordered``: the record reached the worker after records behind it in its
+        partition (a handover replays a range late); its producer was not late, so the
+        lateness bound does not apply.
+        """
         ids = self.ids
         if event_id in ids:
             return DUPLICATE
         if now_ms is not None and ts > now_ms + MAX_FUTURE_MS:
             return FROM_FUTURE
-        if ts < self.high_water - ALLOWED_LATENESS_MS:
+        if not reordered and ts < self.high_water - ALLOWED_LATENESS_MS:
             return TOO_LATE
         ids[event_id] = None
         if len(ids) > DEDUPE_IDS_MAX:

@@ -175,6 +175,9 @@ class OffsetLedger:
             k: [[int(a), int(b)] for a, b in v] for k, v in (ahead or {}).items() if v
         }
         self.abandoned: list[tuple[str, int, int]] = []  # (key, start, end) given up
+        #: Whether the record last taken came after a higher offset of its partition: the
+        #: consumer reordered it, so its event time says nothing about producer lateness.
+        self.last_reordered = False
 
     @staticmethod
     def key(topic: str, partition: int) -> str:
@@ -184,11 +187,13 @@ class OffsetLedger:
         """True if the record at ``offset`` is new to the models (and mark it learned)."""
         k = self.key(topic, partition)
         nxt = self.offsets.get(k)
+        ranges = self.ahead.get(k)
+        highest = ranges[-1][1] - 1 if ranges else (nxt - 1 if nxt is not None else -1)
+        self.last_reordered = offset < highest
         if nxt is None:  # no checkpoint: whatever this worker has not learned yet is new
             return _add_offset(self.ahead.setdefault(k, []), offset)
         if offset < nxt:
             return False
-        ranges = self.ahead.get(k)
         if offset == nxt:
             nxt += 1
             if ranges and ranges[0][0] == nxt:

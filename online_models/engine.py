@@ -87,7 +87,9 @@ class Engine:
             user_id, profile, max(event_ts, profile.last_ts), k or self.top_k
         )
 
-    def ingest(self, ev: dict[str, Any], now_ms: int | None = None) -> Ingested:
+    def ingest(
+        self, ev: dict[str, Any], now_ms: int | None = None, reordered: bool = False
+    ) -> Ingested:
         """Admit (dedupe, lateness, future guard), then fold in profile, features, popularity.
 
         ``now_ms`` is the wall clock in the worker; a replay passes None (no
@@ -95,7 +97,7 @@ class Engine:
         """
         uid = ev["user_id"]
         profile = self.profile(uid)
-        status = profile.gate.check(ev["event_id"], ev["ts"], now_ms)
+        status = profile.gate.check(ev["event_id"], ev["ts"], now_ms, reordered)
         if status != OK:
             if status == DUPLICATE:
                 # Re-write the row: after a crash the local store can be ahead of the

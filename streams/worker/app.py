@@ -307,6 +307,7 @@ class _WorkerHooks:
     admit = staticmethod(durable.admit)
     bind = staticmethod(store.bind)
     before_event = staticmethod(durable.before_event)
+    reordered = staticmethod(durable.reordered)
 
 
 async def handle_batch(batch: list) -> None:

@@ -40,6 +40,8 @@ class RecordHooks(Protocol):
 
     def before_event(self, msg: Any, user_id: str) -> None: ...
 
+    def reordered(self, msg: Any) -> bool: ...
+
 
 class Health(Protocol):
     def play(self, user_id: str, title_id: str) -> None: ...
@@ -95,6 +97,7 @@ def process_batch(
         msg = event.message
         if not hooks.admit(msg):
             continue
+        reordered = hooks.reordered(msg)
         unreadable = poison.rejection(msg.headers)
         if unreadable is not None:
             out.dead_letters.append(_dead(msg, None, unreadable))
@@ -113,7 +116,7 @@ def process_batch(
                 if etype == "play":
                     health.play(uid, ev["title_id"])
                 t0 = time.perf_counter()
-                res = engine.ingest(ev, now_ms)
+                res = engine.ingest(ev, now_ms, reordered)
                 out.feature_s += time.perf_counter() - t0
             except Exception as exc:  # one event's failure must not stop the partition
                 out.rejected[poison.PROCESSING_ERROR] += 1

@@ -255,6 +255,10 @@ class ModelDurability:
         m.REPLAY_RECORDS_SKIPPED.inc()
         return False
 
+    def reordered(self, msg: Any) -> bool:
+        """Whether the record just admitted came after higher offsets of its partition."""
+        return self.guard.ledger.last_reordered
+
     def before_event(self, msg: Any, uid: str) -> None:
         """At a user's first event after a restore, rewind the profile (ReplayGuard.rewind)."""
         self.guard.note_user(msg.partition, uid)

@@ -35,8 +35,9 @@ class FakeEvent:
 
 
 class RecordingHooks:
-    def __init__(self, skip: set[int] | None = None) -> None:
+    def __init__(self, skip: set[int] | None = None, reordered: set[int] | None = None) -> None:
         self.skip = skip or set()
+        self.reordered_offsets = reordered or set()
         self.bound: list[int] = []
         self.seen: list[tuple[int, str]] = []
 
@@ -45,6 +46,9 @@ class RecordingHooks:
 
     def bind(self, event: Any) -> None:
         self.bound.append(event.message.offset)
+
+    def reordered(self, msg: Any) -> bool:
+        return msg.offset in self.reordered_offsets
 
     def before_event(self, msg: Any, user_id: str) -> None:
         self.seen.append((msg.offset, user_id))
@@ -116,10 +120,10 @@ def test_duplicates_are_counted_and_dropped(engine):
 def test_an_event_whose_handling_raises_is_dead_lettered_and_the_batch_goes_on(engine, monkeypatch):
     real = engine.ingest
 
-    def ingest(ev, now_ms=None):
+    def ingest(ev, now_ms=None, reordered=False):
         if ev["event_id"] == "e2":
             raise ZeroDivisionError("boom")
-        return real(ev, now_ms)
+        return real(ev, now_ms, reordered)
 
     monkeypatch.setattr(engine, "ingest", ingest)
     out = run(engine, records(play(1), play(2, user="u2"), play(3, user="u3")))
@@ -163,3 +167,13 @@ def test_late_and_future_events_are_dead_lettered_with_their_reason(engine):
     assert [d.rejection.reason for d in out.dead_letters] == ["too_late", "from_future"]
     assert out.time_rejects == {"too_late": 1, "from_future": 1}
     assert out.updated["play"] == 1
+
+
+def test_a_record_the_consumer_reordered_is_not_judged_late(engine):
+    """A handover can deliver a partition's later records first (seen on the real broker):
+    the earlier ones are not late events, and must be counted, not dead-lettered."""
+    hour = 3_600_000
+    batch = records(play(1), play(2, ts=TS - 2 * hour), play(3, ts=TS - 2 * hour))
+    out = run(engine, batch, RecordingHooks(reordered={1}))
+    assert [(d.offset, d.rejection.reason) for d in out.dead_letters] == [(2, "too_late")]
+    assert out.updated["play"] == 2

@@ -130,3 +130,12 @@ def test_without_a_checkpoint_records_below_the_first_one_are_still_learned():
     assert learned == [602, 603, 587, 588, 604]
     assert ledger.known("ev:0") and not ledger.known("ev:1")
     assert ledger.covered("ev:0") == (589, [[602, 605]])
+
+
+def test_the_ledger_says_which_records_arrived_after_higher_offsets():
+    ledger = OffsetLedger({"ev:0": 10})
+    flags = []
+    for off in (12, 13, 10, 11, 14):
+        ledger.take("ev", 0, off)
+        flags.append(ledger.last_reordered)
+    assert flags == [False, False, True, True, False]
