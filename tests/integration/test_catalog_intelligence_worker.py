@@ -72,8 +72,12 @@ async def test_a_worker_tags_arriving_titles_and_forecasts_from_state_and_topic(
         status, err = await forecast({"attributes": {**ATTRS, "runtime_s": "long"}})
         assert status == 400 and err["error"] == "invalid_attributes"
 
-        async with http.get(f"{base}/titles/fresh-1") as r:
-            title = (await r.json())["catalog"]
+        async def fresh_title() -> dict | None:
+            async with http.get(f"{base}/titles/fresh-1") as r:
+                body = await r.json()
+            return body.get("catalog") if r.status == 200 else None
+
+        title = await wait_for(fresh_title, "the new title to reach the worker's catalog")
     assert title["tags"] == {"tone": ["light"]} and title["genres"] == ["comedy"]
     derived = title["derived_tags"]
     assert derived and "tone" not in derived and "genre" not in derived  # editorial wins
