@@ -40,7 +40,7 @@ from online_models.forecast import (
 )
 from streams import metrics as m
 from streams.adapters.model_files import ModelFileUnusable, read_model_file
-from streams.api.web import ApiError, run_handler
+from streams.api.web import ApiError, json_post_page
 
 log = logging.getLogger("reelstream.forecast")
 
@@ -186,26 +186,8 @@ class ForecastEndpoint:
 
 def register(app: Any, service: ForecastService) -> ForecastEndpoint:
     """Add ``POST /forecast``; with a configured state, load it in a thread at start."""
-    from faust.web import View
-
     endpoint = ForecastEndpoint(service)
-
-    class ForecastView(View):  # type: ignore[misc]
-        async def post(self, request):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
-            raw = await request.read()
-
-            async def handler(query: Any) -> tuple[int, Any]:
-                return await endpoint.handle(raw)
-
-            status, body = await run_handler(handler, PATH, (), request.query, {})
-            resp = self.bytes(orjson.dumps(body), content_type="application/json", status=status)
-            m.HTTP_SECONDS.labels(PATH, request.method, str(status)).observe(
-                time.perf_counter() - started
-            )
-            return resp
-
-    app.page(PATH, name="forecast")(ForecastView)
+    json_post_page(app, PATH, "forecast", endpoint.handle)
     if service.status == "loading":
 
         @app.task

@@ -13,14 +13,12 @@ other routes (``{"error", "detail"}``, 4xx for bad input, never a stack trace).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
 from online_models.watchlist import QueryService
-from streams import metrics as m
-from streams.api.web import K_DEFAULT, K_MAX, ApiError, check_id, run_handler
+from streams.api.web import K_DEFAULT, K_MAX, ApiError, check_id, json_post_page
 
 PATH = "/query"
 TEXT_MAX = 500
@@ -67,24 +65,6 @@ class QueryEndpoint:
 
 
 def register(app: Any, api: Any) -> QueryEndpoint:
-    from faust.web import View
-
     endpoint = QueryEndpoint(api)
-
-    class QueryView(View):  # type: ignore[misc]
-        async def post(self, request):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
-            raw = await request.read()
-
-            async def handler(query: Any) -> tuple[int, Any]:
-                return await endpoint.handle(raw)
-
-            status, body = await run_handler(handler, PATH, (), request.query, {})
-            resp = self.bytes(orjson.dumps(body), content_type="application/json", status=status)
-            m.HTTP_SECONDS.labels(PATH, request.method, str(status)).observe(
-                time.perf_counter() - started
-            )
-            return resp
-
-    app.page(PATH, name="query")(QueryView)
+    json_post_page(app, PATH, "query", endpoint.handle)
     return endpoint

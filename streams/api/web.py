@@ -509,6 +509,30 @@ async def run_handler(
         return 500, {"error": "internal", "detail": "unexpected error; see the worker log"}
 
 
+def json_post_page(
+    app: Any, path: str, name: str, handle: Callable[[bytes], Awaitable[tuple[int, Any]]]
+) -> None:
+    """Add ``POST path``: the raw body to ``handle``, with the GET routes' errors and timing."""
+    from faust.web import View
+
+    class PostView(View):  # type: ignore[misc]
+        async def post(self, request):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            raw = await request.read()
+
+            async def handler(query: Any) -> tuple[int, Any]:
+                return await handle(raw)
+
+            status, body = await run_handler(handler, path, (), request.query, {})
+            resp = self.bytes(orjson.dumps(body), content_type="application/json", status=status)
+            m.HTTP_SECONDS.labels(path, request.method, str(status)).observe(
+                time.perf_counter() - started
+            )
+            return resp
+
+    app.page(path, name=name)(PostView)
+
+
 def register(app: Any, api: Api) -> None:
     """Add each route as a Faust page, wrapped with validation, errors and timing."""
     for path, method_name, allowed in ROUTES:
