@@ -25,8 +25,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
-
 from online_models.forecast import (
     DEFAULT_CONFIDENCE,
     DEFAULT_K_SIMILAR,
@@ -40,7 +38,7 @@ from online_models.forecast import (
 )
 from streams import metrics as m
 from streams.adapters.model_files import ModelFileUnusable, read_model_file
-from streams.api.web import ApiError, json_post_page
+from streams.api.web import ApiError, json_object_body, json_post_page
 
 log = logging.getLogger("reelstream.forecast")
 
@@ -56,17 +54,7 @@ NOTE = (
 
 def parse_body(raw: bytes, known_regions: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
     """(attributes, regions) from the request body, or an :class:`ApiError` (400)."""
-    if len(raw) > BODY_MAX:
-        raise ApiError(400, "invalid_body", f"the body must be at most {BODY_MAX} bytes")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_body", "the body must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = set(doc) - {"attributes", "regions"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))[:80]}")
+    doc = json_object_body(raw, BODY_MAX, {"attributes", "regions"})
     if "attributes" not in doc:
         raise ApiError(400, "invalid_attributes", "attributes is required")
     try:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from online_models.watchlist import QueryService
-from streams.api.web import K_DEFAULT, K_MAX, ApiError, check_id, json_post_page
+from streams.api.web import K_DEFAULT, K_MAX, ApiError, check_id, json_object_body, json_post_page
 
 PATH = "/query"
 TEXT_MAX = 500
@@ -27,17 +25,7 @@ BODY_MAX = 4096
 
 def parse_body(raw: bytes) -> tuple[str, str, int]:
     """(user_id, text, k) from the request body, or an :class:`ApiError` (400)."""
-    if len(raw) > BODY_MAX:
-        raise ApiError(400, "invalid_body", f"the body must be at most {BODY_MAX} bytes")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_body", "the body must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = set(doc) - {"user_id", "text", "k"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))[:80]}")
+    doc = json_object_body(raw, BODY_MAX, {"user_id", "text", "k"})
     user_id = doc.get("user_id")
     if not isinstance(user_id, str):
         raise ApiError(400, "invalid_user_id", "user_id must be a string")

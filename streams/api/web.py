@@ -509,6 +509,22 @@ async def run_handler(
         return 500, {"error": "internal", "detail": "unexpected error; see the worker log"}
 
 
+def json_object_body(raw: bytes, max_bytes: int, fields: set[str]) -> dict[str, Any]:
+    """A POST body as a JSON object with only ``fields``, or an :class:`ApiError` (400)."""
+    if len(raw) > max_bytes:
+        raise ApiError(400, "invalid_body", f"the body must be at most {max_bytes} bytes")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_body", "the body must be a JSON object") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    unknown = set(doc) - fields
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))[:80]}")
+    return doc
+
+
 def json_post_page(
     app: Any, path: str, name: str, handle: Callable[[bytes], Awaitable[tuple[int, Any]]]
 ) -> None:
