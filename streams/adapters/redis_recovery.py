@@ -16,6 +16,12 @@ Two failures, two remedies:
   rebuild never overwrites a newer blob). A rebuild that fails releases the lock
   and is tried again after a backoff; a worker that dies mid-rebuild leaves the
   lock to expire (``lock_ttl_s``) and another worker takes over.
+
+Feature and title hashes are not in the score topic: each worker rewrites the ones
+it owns from its tables (``on_resync``) when the epoch key changes (a rebuild
+happened, by any worker) and when Redis answers again after failed writes or
+checks (writes dropped during the outage). So every hash catches up, including
+those of viewers and titles that see no new event.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,7 +60,7 @@ class RedisRecovery:
         sink: ScoreSink,
         *,
         rebuild: Rebuild = _rebuild_from_topic,
-        on_rebuilt: Callable[[], None] | None = None,
+        on_resync: Callable[[str], None] | None = None,
         lock_ttl_s: int = 120,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,13 +68,15 @@ class RedisRecovery:
         self.sink = sink
         self.client = sink.client
         self.rebuild = rebuild
-        self.on_rebuilt = on_rebuilt
+        self.on_resync = on_resync
         self.lock_ttl_s = lock_ttl_s
         self.clock = clock
         self.worker_id = settings.resolved_worker_id
         self.epoch = epoch_key(settings.key_prefix)
         self.lock = rebuild_lock_key(settings.key_prefix)
         self.epoch_ok = False  # the epoch key was there at the last check
+        self.epoch_seen: bytes | None = None  # its value at the last check that found it
+        self.checked = False
         self.reachable = True  # the last check got an answer
         self.rebuilds = 0
         self.task: asyncio.Task | None = None
@@ -88,16 +97,24 @@ class RedisRecovery:
         }
 
     async def tick(self) -> None:
+        was_down = self.sink.down_since is not None
         await self.sink.flush()
         if self.sink.down_since is None:
+            if was_down:
+                self._resync("score writes work again")
             await self.check()
+
+    def _resync(self, why: str) -> None:
+        if self.on_resync is not None:
+            self.on_resync(why)
 
     async def check(self) -> None:
         """Is the epoch key there? If not, take the lock and start a rebuild."""
         if self.rebuilding or self.clock() < self._next_check:
             return
         try:
-            present = await self.client.exists(self.epoch)
+            value = await self.client.get(self.epoch)
+            present = value is not None
             took = False
             if not present:
                 took = bool(
@@ -108,6 +125,12 @@ class RedisRecovery:
             return
         if not self.reachable:
             log.warning("Redis answers again")
+            self._resync("Redis answers again")
+        if present and self.checked and value != self.epoch_seen:
+            self._resync("a new serving-copy epoch")
+        if present:
+            self.epoch_seen = value
+        self.checked = True
         self.reachable = True
         self._backoff.reset()
         if not self.sink.pending:
@@ -137,7 +160,9 @@ class RedisRecovery:
         try:
             # Bounded like the lock: past it another worker may take over anyway.
             report = await asyncio.wait_for(self.rebuild(self.settings), self.lock_ttl_s)
-            await self.client.set(self.epoch, f"{self.worker_id} {int(time.time() * 1000)}")
+            # Unique per rebuild: the other workers tell a new epoch by its value.
+            stamp = f"{self.worker_id} {int(time.time() * 1000)} {uuid.uuid4().hex[:8]}"
+            await self.client.set(self.epoch, stamp)
         except Exception as exc:
             m.REDIS_REBUILDS.labels(outcome="failed").inc()
             self._next_check = self.clock() + self._backoff.fail()
@@ -147,8 +172,6 @@ class RedisRecovery:
             self.epoch_ok = True
             m.REDIS_REBUILDS.labels(outcome="done").inc()
             log.warning("serving copy rebuilt in %.1fs: %s", time.monotonic() - started, report)
-            if self.on_rebuilt is not None:
-                self.on_rebuilt()
         finally:
             m.REDIS_REBUILDING.set(0)
             try:

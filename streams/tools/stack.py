@@ -147,7 +147,7 @@ SINGLE_NODE_PROPERTIES = (
 )
 
 
-def _server_properties(settings: Settings, data: Path) -> str:
+def server_properties(settings: Settings, data: Path) -> str:
     ep = kafka_endpoint(settings)
     ctl = ep.port + 1
     return "\n".join(
@@ -248,7 +248,7 @@ def kafka_up(settings: Settings) -> str:
     logs = kdir / "logs"
     kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"
-    props.write_text(_server_properties(settings, data))
+    props.write_text(server_properties(settings, data))
     _log(f"starting Kafka on {ep.host}:{ep.port}")
     proc = start_kafka_process(kdir, libs, props, data)
     pid_file.write_text(str(proc.pid))

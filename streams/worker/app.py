@@ -6,6 +6,7 @@ emit. Settings are read from the environment when this module is imported.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -14,6 +15,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from features.title_view import GlobalTitleView
+from features.user_profile import UserProfile
 from online_models import hooks
 from online_models.engine import Engine
 from online_models.health import ModelHealth
@@ -238,8 +240,34 @@ async def _on_rebalance_complete(app: faust.App, **kwargs: object) -> None:
     await durable.restore()
 
 
-def _after_redis_rebuild() -> None:
-    title_store.republish_all = True  # the title hashes were lost with the scores
+_resync_task: asyncio.Task | None = None
+
+
+def _resync_serving_copy(why: str) -> None:
+    """Rewrite this worker's title and user feature hashes (RedisRecovery's ``on_resync``):
+    they are not in the score topic, and an emptied Redis or dropped writes lost them."""
+    global _resync_task
+    title_store.republish_all = True
+    if _resync_task is None or _resync_task.done():
+        _resync_task = asyncio.create_task(_rewrite_user_features(why))
+
+
+async def _rewrite_user_features(why: str) -> None:
+    started, n, chunk = time.perf_counter(), 0, []
+    if _features is None:
+        return
+    for user_id, row in profiles_table.items():  # the partitions this worker owns
+        chunk.append((user_id, UserProfile.from_dict(row)))
+        if len(chunk) >= 500:
+            await _features.write_users(chunk)
+            n, chunk = n + len(chunk), []
+            await asyncio.sleep(0)  # a chunk at a time: batches and the API keep running
+    if chunk:
+        await _features.write_users(chunk)
+        n += len(chunk)
+    log.warning(
+        "rewrote %d users' feature hashes after %s in %.1f s", n, why, time.perf_counter() - started
+    )
 
 
 @app.timer(1.0)
@@ -270,7 +298,7 @@ async def process_events(stream: faust.StreamT) -> None:
         settings.score_ttl_s,
         settings.redis_pending_max,
     )
-    _recovery = RedisRecovery(settings, _sink, on_rebuilt=_after_redis_rebuild)
+    _recovery = RedisRecovery(settings, _sink, on_resync=_resync_serving_copy)
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):

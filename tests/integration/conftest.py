@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -207,3 +208,20 @@ def decode_values(records: list) -> list[dict]:
 @pytest.fixture
 async def anyio_backend() -> AsyncIterator[str]:
     yield "asyncio"
+
+
+async def send_paced(
+    producer: Any, events: list[dict], sent: list[int], per_s: float = 500.0
+) -> None:
+    """Send at ``per_s`` so faults and group changes happen while events still arrive."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i, ev in enumerate(events, 1):
+        await producer.send(ev)
+        sent[0] += 1
+        if i % 50 == 0:
+            await producer.flush()
+            ahead = i / per_s - (loop.time() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
+    await producer.flush()

@@ -88,3 +88,76 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+def _free_port_pair() -> int:
+    """A free loopback port whose successor is free too (the KRaft controller listens there)."""
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no pair of free loopback ports")
+
+
+class KafkaServer:
+    """A single-node KRaft broker of this test's own, started from the stack's jars.
+
+    ``stop()`` shuts it down cleanly and ``start()`` brings it back on the same port
+    with the same data, as an operator restarting the broker would.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        from streams.settings import Settings
+
+        self.dir = workdir
+        self.port = _free_port_pair()
+        self.settings = Settings.from_env().isolated("own-kafka", broker=self.bootstrap)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def answers(self) -> bool:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def start(self, timeout: float = 120.0) -> None:
+        from streams.tools import stack
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = self.dir / "server.properties"
+        props.write_text(stack.server_properties(self.settings, self.dir / "data"))
+        self.proc = stack.start_kafka_process(
+            self.dir, stack.fetch_kafka_jars(), props, self.dir / "data", heap="512m"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (self.dir / "logs" / "stdout.log").read_text(errors="replace")
+                raise RuntimeError(f"own Kafka exited with {self.proc.returncode}:\n{log[-3000:]}")
+            if self.answers():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"own Kafka on {self.bootstrap} did not answer in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

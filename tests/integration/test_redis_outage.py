@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 WARM_EVENTS = 3000
 CATCH_UP_BOUND_S = 20.0
+OUTAGE_S = 20.0  # issue 11: Redis stopped for 20 s under traffic
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,11 @@ async def readyz(port: int) -> tuple[int, dict]:
             return r.status, await r.json()
     except (aiohttp.ClientError, TimeoutError):
         return 0, {}
+
+
+def hashes(server: RedisServer, prefix: str, kind: str) -> set[str]:
+    """Names of the feature (``feat``) or title (``title``) hashes in Redis."""
+    return {k.decode() for k in server.client().scan_iter(f"{prefix}:{kind}:*", count=1000)}
 
 
 def recs(server: RedisServer, prefix: str) -> dict[str, bytes]:
@@ -80,6 +86,9 @@ async def test_redis_restarted_empty_under_traffic_is_caught_up_without_a_rebuil
     await wait_for(ready_and_complete, "/readyz 200 with a complete serving copy", timeout=60)
     before = recs(own_redis, prefix)
     assert len(before) > 50
+    await wait_for(lambda: hashes(own_redis, prefix, "title"), "title hashes in Redis", timeout=30)
+    features_before = hashes(own_redis, prefix, "feat")
+    titles_before = hashes(own_redis, prefix, "title")
 
     stop_traffic = asyncio.Event()
     traffic = asyncio.create_task(send_events(run_settings, events, rate=400, stop=stop_traffic))
@@ -110,14 +119,23 @@ async def test_redis_restarted_empty_under_traffic_is_caught_up_without_a_rebuil
             "the worker to keep consuming while Redis is down",
             timeout=30,
         )
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
         own_redis.start()  # same port, no persistence: empty
         outage_s = time.monotonic() - outage_started
         returned = time.monotonic()
 
         def caught_up() -> bool:
-            return set(before) <= set(recs(own_redis, prefix))
+            # Scores (from the score topic), and the feature and title hashes of viewers
+            # and titles that saw no event since (rewritten from the workers' tables).
+            return (
+                set(before) <= set(recs(own_redis, prefix))
+                and features_before <= hashes(own_redis, prefix, "feat")
+                and titles_before <= hashes(own_redis, prefix, "title")
+            )
 
-        await wait_for(caught_up, "every earlier user's scores back in Redis", CATCH_UP_BOUND_S)
+        await wait_for(
+            caught_up, "every earlier score, feature and title hash back", CATCH_UP_BOUND_S
+        )
         back_after = time.monotonic() - returned
     finally:
         stop_traffic.set()

@@ -29,12 +29,17 @@ from streams.adapters.producer import EventProducer
 from streams.adapters.redis_keys import recs_key
 from streams.settings import Settings
 from streams.tools.synthetic import SimConfig, Simulation
-from tests.integration.conftest import delete_run_topics, free_port, read_topic, wait_for
+from tests.integration.conftest import (
+    delete_run_topics,
+    free_port,
+    read_topic,
+    send_paced,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 CHUNK = 2_000
-PACE_PER_S = 500.0
 REFRESHING = {"play", "complete", "stop", "click", "thumbs", "intro_skip"}
 
 
@@ -48,21 +53,6 @@ async def group_members(settings: Settings) -> tuple[str, int]:
         return state, len(members)
     finally:
         await admin.close()
-
-
-async def send_paced(producer: EventProducer, events: list[dict], sent: list[int]) -> None:
-    """Send at PACE_PER_S so the group changes happen while events are still arriving."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    for i, ev in enumerate(events, 1):
-        await producer.send(ev)
-        sent[0] += 1
-        if i % 50 == 0:
-            await producer.flush()
-            ahead = i / PACE_PER_S - (loop.time() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
-    await producer.flush()
 
 
 @pytest.fixture(scope="module")

@@ -202,3 +202,31 @@ async def test_unreachable_redis_shows_in_status_and_checks_back_off():
     await rec.tick()
     await rec.task
     assert rec.status()["writes_ok"] and rec.status()["complete"]
+
+
+async def test_every_worker_resyncs_its_hashes_on_a_new_epoch_and_after_an_outage():
+    """Feature and title hashes are not in the score topic: each worker rewrites its own."""
+    r, clock = FakeRedis(), Clock()
+    r.data["p:epoch"] = b"first"
+
+    async def rebuild(settings: Settings) -> None:
+        raise AssertionError("the other worker rebuilds")
+
+    rec = recovery_for(r, clock, rebuild)
+    why: list[str] = []
+    rec.on_resync = why.append
+    await rec.tick()
+    await rec.tick()
+    assert why == []  # started on a complete serving copy: nothing to rewrite
+    r.data["p:epoch"] = b"second"  # another worker rebuilt an emptied Redis
+    await rec.tick()
+    assert why == ["a new serving-copy epoch"]
+    r.down = True
+    await rec.sink.write([("u1", b"s1")])
+    clock.t += 60
+    await rec.tick()
+    r.down = False
+    clock.t += 60
+    await rec.tick()
+    assert why[1:] == ["score writes work again"]
+    assert r.data["p:recs:{u1}"] == b"s1"
