@@ -64,6 +64,7 @@ class ObdCheck:
     max_weight: float  # largest pi / p of the production-prior target on the random log
     replay_expected: float  # expected replay matches, sum of pi(logged item | position)
     tv: tuple[float, ...]  # per position, total variation between the two targets
+    dist: np.ndarray  # (items, positions): the production-prior target's P(item at position)
 
 
 def slot_policy(dist: np.ndarray) -> Policy:
@@ -145,6 +146,7 @@ def check(
         max_weight=float((pi / p0).max()),
         replay_expected=float(pi.sum()),
         tv=tuple(float(v) for v in 0.5 * np.abs(dist - freq).sum(axis=0)),
+        dist=dist,
     )
 
 
