@@ -157,12 +157,16 @@ def load_log(policy: str, campaign: str, items: int, dest: Path | None = None) -
     if policy not in POLICIES or campaign not in CAMPAIGNS:
         raise ValueError(f"policy in {POLICIES}, campaign in {CAMPAIGNS}")
     path = root(dest) / f"obp/dataset/obd/{policy}/{campaign}/{campaign}.csv"
+    cols = ("timestamp", "item_id", "position", "propensity_score", "click")
     with path.open(newline="") as fh:
-        rows = sorted(csv.DictReader(fh), key=lambda row: row["timestamp"])
+        reader = csv.reader(fh)
+        header = next(reader)
+        at = [header.index(c) for c in cols]
+        rows = sorted(([row[j] for j in at] for row in reader), key=lambda row: row[0])
     variants = [str(i) for i in range(items)]
     out: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        item, slot = int(row["item_id"]), int(row["position"]) - 1
+    for i, (_, item_id, position, propensity, click) in enumerate(rows):
+        item, slot = int(item_id), int(position) - 1
         if not (0 <= item < items and 0 <= slot < SLOTS):
             raise ObdError(f"{path}: row {i} has item {item}, position {slot + 1}")
         out.append(
@@ -170,8 +174,8 @@ def load_log(policy: str, campaign: str, items: int, dest: Path | None = None) -
                 "variants": variants,
                 "choice": variants[item],
                 "slot": slot,
-                "propensity": float(row["propensity_score"]),
-                "reward": float(row["click"]),
+                "propensity": float(propensity),
+                "reward": float(click),
                 "round": i,
             }
         )

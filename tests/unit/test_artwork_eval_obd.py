@@ -40,6 +40,7 @@ needs_sample = pytest.mark.skipif(
 CAMPAIGN = "all"
 DRAWS = 100_000
 SEED = 0
+EST = ("ips", "snips", "dr")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_ips_snips_dr_agree_with_obps_formulas(data, dist, result):
     ref = _obp_round_rewards(random_log, dist)
     assert result.max_weight < 20.0  # clip 20 clips nothing here, so it is obp's lambda_=inf
     prior = obd_check.PRIOR_TARGET
-    for name in ("ips", "snips", "dr"):
+    for name in EST:
         assert _row(result, prior, name).estimate.value == pytest.approx(
             ref[name].mean(), rel=1e-12
         )
@@ -201,7 +202,7 @@ def test_ips_snips_dr_agree_with_obps_formulas(data, dist, result):
 @needs_sample
 def test_on_policy_truth_is_within_each_estimate(result):
     assert result.truth.n == 10_000 and result.truth.value == pytest.approx(0.0042)
-    for name in ("ips", "snips", "dr"):
+    for name in EST:
         row = _row(result, obd_check.PRIOR_TARGET, name)
         assert row.inside, row
         assert abs(row.z) < 1.96, row
@@ -213,3 +214,21 @@ def test_replay_keeps_the_expected_share_of_the_log(result):
     # matches are a sum of independent Bernoulli(pi_i): sd below sqrt(expected)
     assert abs(e.n - result.replay_expected) <= 3 * math.sqrt(result.replay_expected)
     assert 0 < e.n < 0.05 * result.truth.n
+
+
+@needs_sample
+def test_artwork_obd_command_prints_the_table_and_writes_json(tmp_path, capsys):
+    import json
+
+    from streams.cli import main
+
+    out = tmp_path / "obd.json"
+    assert main(["artwork-obd", "--campaign", "men", "--draws", "2000", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["men"]
+    assert report["truth"]["value"] == pytest.approx(0.0069)
+    assert {(r["target"], r["estimator"]) for r in report["rows"]} == {
+        (obd_check.PRIOR_TARGET, "replay"),
+        *((t, e) for t in (obd_check.PRIOR_TARGET, obd_check.AS_RUN_TARGET) for e in EST),
+    }
+    printed = capsys.readouterr().out
+    assert "campaign men" in printed and "logged mean 0.00460 (identical)" in printed
