@@ -8,12 +8,13 @@ DEMO_RATE ?= 1500
 # e.g. STACK_FLAGS=--prometheus (Prometheus on 127.0.0.1:9090) or --secure (SASL/SCRAM, Redis ACL)
 STACK_FLAGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean test-tools
+.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint format clean test-tools test-data
 
 help:
 	@echo "make demo    set up, start Kafka+Redis, run a worker on live synthetic traffic"
 	@echo "make test    set up, start Kafka+Redis, run unit and integration tests"
 	@echo "make lint    ruff check and format check"
+	@echo "make test-data   fetch the Open Bandit Dataset sample into .cache/obd (make test does)"
 	@echo "make stack-down   stop the Kafka and Redis this project started"
 
 $(STAMP): pyproject.toml
@@ -42,10 +43,15 @@ demo: stack-up
 test-tools:
 	@command -v promtool >/dev/null 2>&1 && command -v kcat >/dev/null 2>&1 || deploy/install-test-tools.sh
 
-test: stack-up test-tools
+# The Open Bandit Dataset sample (obp's sdist from PyPI, SHA-256 pinned) for
+# tests/unit/test_artwork_eval_obd.py, into .cache/obd/ (git-ignored); silent once there.
+test-data: venv
+	@$(BIN)/python -m streams.tools.obd_sample
+
+test: stack-up test-tools test-data
 	$(BIN)/pytest
 
-unit: venv test-tools
+unit: venv test-tools test-data
 	$(BIN)/pytest tests/unit
 
 integration: stack-up test-tools

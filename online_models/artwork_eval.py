@@ -14,6 +14,10 @@ reward per decision:
 * **SNIPS**: ``sum(w r) / sum(w)``, self-normalised.
 * **DR**: ``mean(sum_a pi(a|x) q(x,a) + w (r - q(x,a_logged)))`` with a reward model ``q``.
 
+``on_policy`` is a log's own value (its mean reward). ``thompson_slate_probs`` gives a
+Bernoulli Thompson sampling slate's probabilities by Monte Carlo, a target for the
+Open Bandit Dataset check (streams/tools/obd_check.py).
+
 Intervals: normal (the estimators' influence terms) or percentile bootstrap.
 Weight clipping trades variance for a bias toward zero (IPS, DR) and is reported.
 
@@ -92,6 +96,39 @@ def logged(rec: Record) -> list[float]:
     if p is not None:
         return list(p)
     return [float(v == rec["choice"]) for v in rec["variants"]]
+
+
+def thompson_slates(
+    alpha: Sequence[float], beta: Sequence[float], slots: int, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``(n, slots)``: ``n`` slates of Bernoulli Thompson sampling with Beta(alpha, beta) per
+    arm, the arms of the ``slots`` largest draws, best first (obp's ``BernoulliTS``)."""
+    a, b = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    return np.argsort(-rng.beta(a, b, size=(n, len(a))), axis=1)[:, :slots]
+
+
+def thompson_slate_probs(
+    alpha: Sequence[float],
+    beta: Sequence[float],
+    slots: int,
+    draws: int = 100_000,
+    seed: int = 0,
+    chunk: int = 10_000,
+) -> np.ndarray:
+    """P(arm at slot) of that Thompson sampling policy, ``(arms, slots)``, by Monte Carlo.
+
+    Why: the policy has no closed form for its slate; obp's ``compute_batch_action_dist``
+    estimates it the same way (its default is 100,000 draws).
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((len(alpha), slots))
+    done = 0
+    while done < draws:
+        top = thompson_slates(alpha, beta, slots, min(chunk, draws - done), rng)
+        for k in range(slots):
+            counts[:, k] += np.bincount(top[:, k], minlength=len(alpha))
+        done += len(top)
+    return counts / draws
 
 
 def _arrays(
@@ -205,6 +242,11 @@ def dr(
             "dr", lambda i: float(terms[i].mean()), len(r), alpha, bootstrap, seed, **kw
         )
     return _normal("dr", terms, alpha, **kw)
+
+
+def on_policy(records: Sequence[Record], alpha: float = 0.05) -> Estimate:
+    """The logging policy's own value: the mean logged reward with its normal interval."""
+    return _normal("on-policy", np.array([float(rec["reward"]) for rec in records]), alpha)
 
 
 def replay(

@@ -1,10 +1,13 @@
-"""``reelstream artwork-eval``, ``artwork-sim`` and ``experiments-check`` (added by streams/cli.py).
+"""``reelstream artwork-eval``, ``artwork-obd``, ``artwork-sim``, ``experiments-*`` (cli.py).
 
 ``artwork-eval FILE`` reads logged decisions with rewards (JSON lines, the
 records the attributor closes: docs/artwork-and-experiments.md) and prints, for
 the logging policy, uniform random, the best single variant per title and a
 linear Thompson sampling policy, the replay, IPS, SNIPS and DR estimates of the
 mean reward per decision with confidence intervals.
+
+``artwork-obd`` runs those estimators on the Open Bandit Dataset sample against its
+on-policy truth (streams/tools/obd_check.py; the sample is fetched by obd_sample.py).
 
 ``artwork-sim`` runs the closed-loop simulation with a planted artwork effect
 (streams/tools/artwork_sim.py) for several policies and, from the uniform policy's
@@ -223,6 +226,39 @@ def fixed_policy_check(results: dict[str, Any], args: argparse.Namespace) -> Non
         print(f"  {est:26s} {_fmt(e)}")
 
 
+def cmd_artwork_obd(args: argparse.Namespace) -> int:
+    """Fetch the Open Bandit Dataset sample if needed, then the estimators against its truth."""
+    from pathlib import Path
+
+    from streams.tools import obd_check, obd_sample
+
+    dest = Path(args.dir) if args.dir else None
+    try:
+        obd_sample.fetch(dest)
+    except obd_sample.ObdError as exc:
+        print(f"error: {exc}")
+        return 1
+    clip = args.clip if args.clip > 0 else None
+    report = {}
+    for campaign in args.campaign.split(","):
+        a, b = obd_sample.load_prior(campaign, dest)
+        c = obd_check.check(
+            obd_sample.load_log("random", campaign, len(a), dest),
+            obd_sample.load_log("bts", campaign, len(a), dest),
+            a,
+            b,
+            clip=clip,
+            draws=args.draws,
+            seed=args.seed,
+        )
+        print("\n".join(obd_check.format_check(campaign, c, clip, args.draws)), flush=True)
+        report[campaign] = obd_check.as_dict(c)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
 def cmd_experiments_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -287,6 +323,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--catalog", help="JSON-lines catalog: pool the learned policy by style")
     p.set_defaults(func=cmd_artwork_eval)
+
+    p = sub.add_parser(
+        "artwork-obd",
+        help="the off-policy estimators on the Open Bandit Dataset sample vs its on-policy truth",
+    )
+    p.add_argument("--campaign", default="all,men,women", help="comma-separated: all, men, women")
+    p.add_argument("--clip", type=float, default=20.0, help="weight clip (0: none; default 20)")
+    p.add_argument("--draws", type=int, default=100_000, help="Monte Carlo draws of the BTS slate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dir", help="sample cache (default .cache/obd; fetched when absent)")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_artwork_obd)
 
     p = sub.add_parser("artwork-sim", help="artwork policies on a simulation with a planted effect")
     p.add_argument("--policies", default="uniform,first,learned,oracle")
