@@ -35,6 +35,16 @@ from streams.adapters.redis_values import (
 )
 from streams.metrics import REDIS_ERRORS
 
+# Rewrites a user's feature hash only if it holds nothing newer (by the last event time):
+# a resync from the table must never overwrite what a batch wrote meanwhile.
+WRITE_IF_NOT_NEWER = """
+local cur = redis.call('HGET', KEYS[1], 'last_ts')
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 class FeatureSink:
     def __init__(self, client: aioredis.Redis, prefix: str, feature_ttl_s: int) -> None:
@@ -57,6 +67,23 @@ class FeatureSink:
             key = features_key(self.prefix, user_id)
             pipe.hset(key, mapping=user_features_fields(profile))  # type: ignore[arg-type]
             pipe.expire(key, self.ttl_s)
+            n += 1
+        return await self._run(pipe, "write_features") if n else True
+
+    async def resync_users(self, rows: Iterable[tuple[str, UserProfile]]) -> bool:
+        """Like :meth:`write_users`, but never over a hash with a later ``last_ts``."""
+        try:
+            sha = await self.client.script_load(WRITE_IF_NOT_NEWER)
+        except RedisError:
+            REDIS_ERRORS.labels(op="write_features").inc()
+            return False
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for user_id, profile in rows:
+            fields = user_features_fields(profile)
+            flat = [x for kv in fields.items() for x in kv]
+            key = features_key(self.prefix, user_id)
+            pipe.evalsha(sha, 1, key, fields["last_ts"], self.ttl_s, *flat)
             n += 1
         return await self._run(pipe, "write_features") if n else True
 

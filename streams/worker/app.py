@@ -259,11 +259,11 @@ async def _rewrite_user_features(why: str) -> None:
     for user_id, row in profiles_table.items():  # the partitions this worker owns
         chunk.append((user_id, UserProfile.from_dict(row)))
         if len(chunk) >= 500:
-            await _features.write_users(chunk)
+            await _features.resync_users(chunk)
             n, chunk = n + len(chunk), []
             await asyncio.sleep(0)  # a chunk at a time: batches and the API keep running
     if chunk:
-        await _features.write_users(chunk)
+        await _features.resync_users(chunk)
         n += len(chunk)
     log.warning(
         "rewrote %d users' feature hashes after %s in %.1f s", n, why, time.perf_counter() - started

@@ -193,3 +193,27 @@ def test_the_rebuild_never_overwrites_a_newer_blob_a_worker_wrote_meanwhile(own_
     r.set("cas:c", b"not json")
     assert script(keys=["cas:c"], args=[older, 1000, 60_000]) == 1
     assert script(keys=["cas:d"], args=[older, 1000, 60_000]) == 1 and r.get("cas:d") == older
+
+
+async def test_a_resync_never_overwrites_a_newer_feature_hash(own_redis):
+    """The table resync after an outage races the batches: the later ``last_ts`` wins."""
+    from features.user_profile import UserProfile
+    from streams.adapters.feature_sink import FeatureSink
+    from streams.adapters.redis_sink import connect
+
+    def profile(ts: int) -> UserProfile:
+        p = UserProfile()
+        ev = {"event_type": "play", "title_id": "t1", "ts": ts, "position_s": 0, "user_id": "u"}
+        p.update(ev, None)
+        p.features.update(ev, None)
+        return p
+
+    sink = FeatureSink(connect(own_redis.url), "rs-resync", 3600)
+    r = own_redis.client()
+    await sink.write_users([("u1", profile(2000))])
+    assert await sink.resync_users([("u1", profile(1000)), ("u2", profile(1500))])
+    assert r.hget("rs-resync:feat:{u1}", "last_ts") == b"2000"  # the newer one stayed
+    assert r.hget("rs-resync:feat:{u2}", "last_ts") == b"1500"  # missing: written
+    assert 0 < r.ttl("rs-resync:feat:{u2}") <= 3600
+    assert await sink.resync_users([("u1", profile(3000))])
+    assert r.hget("rs-resync:feat:{u1}", "last_ts") == b"3000"
