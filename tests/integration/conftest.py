@@ -82,6 +82,7 @@ def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         settings.checkpoint_topic,
         settings.title_factors_topic,
         settings.title_results_topic,
+        settings.experiment_allocation_topic,
     ]
     asyncio.run(delete_topics_async(settings, names))
 
