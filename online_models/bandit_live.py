@@ -291,7 +291,7 @@ def aipw_batches(
             hb * hb * (g2[j] - 2 * q * g[j] + big_n * q * q)
             for hb, (big_n, _, g, g2, _) in zip(h, rows, strict=True)
         ) / (den * den)
-        half = Z95 * math.sqrt(max(v, 0.0))
+        q, half = float(q), Z95 * math.sqrt(max(float(v), 0.0))
         out["arms"][arm] = ArmEstimate(arm, q, q - half, q + half)
     for j, arm in enumerate(arms):
         if j == c:
@@ -301,8 +301,8 @@ def aipw_batches(
             continue
         sd = sum(g[j] - g[c] for _, _, g, _, _ in rows)
         sd2 = sum(g2[j] + g2[c] - 2 * x[j] for _, _, _, g2, x in rows)
-        est = sd / total
-        var = max(sd2 - sd * sd / total, 0.0) / (total - 1)
+        est = float(sd) / total
+        var = max(float(sd2 - sd * sd / total), 0.0) / (total - 1)
         half = Z95 * math.sqrt(var) / math.sqrt(total)
         out["contrasts"][arm] = ArmEstimate(arm, est, est - half, est + half)
     return out
