@@ -6,7 +6,9 @@
   when it publishes a snapshot;
 * experiment sums: HASH ``experiment_key(prefix, experiment)``, one field per
   events-topic partition, rewritten whole by the partition's owner after each batch
-  that changed it (absolute values, so a retry or a replay never double-counts);
+  that changed it (absolute values, so a retry or a replay never double-counts),
+  with bandit experiments' per-batch units (``read_experiment`` reads them back for
+  the API and the allocating worker);
 * trending lists: JSON blob ``trending_key(prefix, country, window)``, written by
   one worker (the owner of partition 0 of the title topic) from its global view.
 
