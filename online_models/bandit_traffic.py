@@ -64,6 +64,11 @@ class Allocator:
         self.alpha[arm] += outcome
         self.beta[arm] += 1.0 - outcome
 
+    def observe_sums(self, arm: str, successes: float, trials: float) -> None:
+        """Many exposures at once: ``successes`` of ``trials`` (per-batch sums of the worker)."""
+        self.alpha[arm] += successes
+        self.beta[arm] += trials - successes
+
     def assign(self, u: float) -> str:
         """The arm for a uniform number ``u`` (a salted hash of the user) under current shares."""
         acc = 0.0

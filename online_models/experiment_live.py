@@ -11,6 +11,10 @@ A user enters an experiment's analysis at their first exposure (the first score
 message carrying the arm); their watch time before it (the profile's lifetime
 ``watch_s``) is the CUPED covariate, which is pre-treatment by construction.
 
+Bandit experiments (online_models/bandit_live.py) also get per-batch sums: each
+user's first exposure in a batch is a unit with the batch's shares as propensities,
+and the unit's outcome is set by the user's next ``play`` (or ``complete``).
+
 >>> fold = LiveFold()
 >>> fold.expose("u1", "e:b", partition=0, pre_watch_s=120.0, now_ms=5)
 >>> fold.observe({"user_id": "u1", "title_id": "t1", "event_type": "impression", "ts": 6})
@@ -25,6 +29,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from online_models.bandit_live import (
+    BatchSums,
+    Unit,
+    aipw_batches,
+    expected_shares,
+    history,
+)
 from online_models.experiments import MAX_CREDIT_S, METRICS, Experiment, UserStats
 from online_models.sequential import ArmStat, compare, srm_check
 
@@ -257,6 +268,46 @@ def analyze_totals(
     }
 
 
+def adaptive_analysis(
+    exp: Experiment,
+    totals: Mapping[str, ArmTotals],
+    batches: Mapping[int, BatchSums],
+    allocation: Mapping[str, Any],
+    alpha: float = 0.05,
+    min_users: int = MIN_USERS,
+) -> dict[str, Any]:
+    """A bandit experiment: :func:`analyze_totals`' per-user metrics (descriptive only: a
+    user counts in the arm of their first exposure), with the sample-ratio check, the
+    estimates and the decision taken from the per-batch units instead (AIPW, valid under
+    the moving shares because each unit carries the share of its batch)."""
+    assert exp.bandit is not None
+    names = [a.name for a in exp.arms]
+    body = analyze_totals(exp, totals, alpha, shares=allocation["shares"], min_users=min_users)
+    est = aipw_batches(names, batches, exp.control)
+    units = {a: round(sum(b.n[a] for b in batches.values())) for a in names}
+    srm = srm_check([units[a] for a in names], expected_shares(names, batches))
+    metric = f"aipw_{exp.bandit.outcome}_rate"
+    comparisons = {
+        a: {metric: {"diff": c.value, "significant": bool(c.low > 0 or c.high < 0)}}
+        for a, c in est["contrasts"].items()
+    }
+    body["srm"] = srm.as_dict()
+    body["decision"] = decide(exp, comparisons, units, srm.mismatch, metric, min_users)
+    body["allocation"] = {**allocation, "history": history(batches)}
+    body["units"] = units
+    body["aipw"] = {
+        "metric": metric,
+        "interval": "normal 95 %, read at a planned look (not always-valid)",
+        "arms": {
+            a: {"value": e.value, "low": e.low, "high": e.high} for a, e in est["arms"].items()
+        },
+        "contrasts": {
+            a: {"diff": c.value, "low": c.low, "high": c.high} for a, c in est["contrasts"].items()
+        },
+    }
+    return body
+
+
 # --- the live fold ---------------------------------------------------------------------------
 
 
@@ -266,6 +317,17 @@ class _Exposed:
     partition: int
     stats: UserStats
     pos: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _OpenUnit:
+    """A user's latest bandit unit in one experiment; ``hit`` once its outcome happened."""
+
+    batch: int
+    arm: str
+    outcome: str
+    partition: int
+    hit: bool = False
 
 
 class LiveFold:
@@ -281,11 +343,26 @@ class LiveFold:
         self.sums: dict[int, dict[tuple[str, str], ArmTotals]] = {}
         self.since: dict[int, int] = {}  # wall clock (ms) this fold started on the partition
         self.dirty: set[int] = set()
+        # Bandit experiments: each user's latest unit per experiment, and per partition,
+        # experiment and batch the units and successes per arm with the batch's shares.
+        self.units: dict[str, dict[str, _OpenUnit]] = {}
+        self.batches: dict[int, dict[str, dict[int, BatchSums]]] = {}
 
     def expose(
-        self, user_id: str, label: str | None, partition: int, pre_watch_s: float, now_ms: int
+        self,
+        user_id: str,
+        label: str | None,
+        partition: int,
+        pre_watch_s: float,
+        now_ms: int,
+        units: Iterable[Unit] = (),
     ) -> None:
-        """A score message carried ``label`` (``exp:arm,...``); the first one enrols the user."""
+        """A score message carried ``label`` (``exp:arm,...``); the first one enrols the user.
+
+        ``units`` are the message's bandit exposures: the first in each batch opens a unit.
+        """
+        for unit in units:
+            self._open_unit(user_id, unit, partition, now_ms)
         if not label or user_id in self.users:
             return
         arms = tuple((e, a) for e, _, a in (p.partition(":") for p in label.split(",")))
@@ -294,8 +371,32 @@ class LiveFold:
         self.since.setdefault(partition, now_ms)
         self._apply(u, 1.0)
 
+    def _open_unit(self, user_id: str, unit: Unit, partition: int, now_ms: int) -> None:
+        mine = self.units.setdefault(user_id, {})
+        cur = mine.get(unit.experiment)
+        if cur is not None and cur.batch == unit.batch:
+            return
+        mine[unit.experiment] = _OpenUnit(unit.batch, unit.arm, unit.outcome, partition)
+        per_exp = self.batches.setdefault(partition, {}).setdefault(unit.experiment, {})
+        sums = per_exp.get(unit.batch)
+        if sums is None:
+            sums = per_exp[unit.batch] = BatchSums.empty(unit.shares)
+        sums.n[unit.arm] += 1
+        self.since.setdefault(partition, now_ms)
+        self.dirty.add(partition)
+
+    def _close_units(self, ev: Mapping[str, Any]) -> None:
+        """The outcome event of a user's open units (once per unit)."""
+        for eid, ou in self.units.get(ev["user_id"], {}).items():
+            if not ou.hit and ev["event_type"] == ou.outcome:
+                ou.hit = True
+                self.batches[ou.partition][eid][ou.batch].s[ou.arm] += 1
+                self.dirty.add(ou.partition)
+
     def observe(self, ev: Mapping[str, Any]) -> None:
         """Fold one admitted event of an exposed user (others are ignored)."""
+        if self.units:
+            self._close_units(ev)
         u = self.users.get(ev["user_id"])
         if u is None:
             return
@@ -342,6 +443,10 @@ class LiveFold:
             out.setdefault(e, {})[a] = t.as_dict()
         return out
 
+    def batch_snapshot(self, partition: int) -> dict[str, dict[int, BatchSums]]:
+        """experiment -> batch -> sums, for the bandit units of one partition."""
+        return self.batches.get(partition, {})
+
     def local_totals(self) -> dict[tuple[str, str], ArmTotals]:
         """Sums over every partition this fold holds (the worker's share, for Prometheus)."""
         out: dict[tuple[str, str], ArmTotals] = {}
@@ -354,7 +459,14 @@ class LiveFold:
         """Forget partitions this worker no longer owns (their new owner publishes them)."""
         gone = set(partitions)
         self.users = {u: s for u, s in self.users.items() if s.partition not in gone}
+        for uid in list(self.units):
+            mine = {e: ou for e, ou in self.units[uid].items() if ou.partition not in gone}
+            if mine:
+                self.units[uid] = mine
+            else:
+                del self.units[uid]
         for p in gone:
+            self.batches.pop(p, None)
             self.sums.pop(p, None)
             self.since.pop(p, None)
             self.dirty.discard(p)

@@ -22,6 +22,12 @@ experiments of a layer hold consecutive ranges of ``u`` (so they are mutually
 exclusive), and ``H(salt:experiment:user)`` picks the arm by its share. ``H`` is
 the first 8 bytes of BLAKE2b. Layers are independent of each other (orthogonal).
 
+An experiment with ``allocation = "thompson"`` (bandit traffic,
+online_models/bandit_live.py) picks the arm by the shares *in force* instead:
+``H(salt:experiment:b<batch>:user)`` against the batch's shares, re-drawn every
+batch so each exposure's propensity is exactly the share of its batch; with its
+kill switch on, every user of the experiment gets the control arm.
+
 >>> a = Assigner.from_dict({"salt": "s", "experiment": [{"id": "e", "layer": "l", "traffic": 1,
 ...     "arm": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]}]})
 >>> a.arm_label("u1") in ("e:a", "e:b"), a.arm_label("u1") == a.arm_label("u1")
@@ -41,10 +47,12 @@ from typing import Any
 import numpy as np
 
 from features.ids import is_valid_id
+from online_models.bandit_live import Allocation, Unit
 from online_models.sequential import compare, cuped, mean_stat, ratio_stat, srm_check
 
 MAX_CREDIT_S = 900.0  # one position step never credits more watching than this
 METRICS = ("impression_to_play", "minutes_per_user", "minutes_per_user_cuped", "completion_rate")
+OUTCOMES = ("play", "complete")  # a bandit unit's binary outcome: this event after exposure
 
 
 def unit_hash(text: str) -> float:
@@ -61,6 +69,22 @@ class Arm:
 
 
 @dataclass(frozen=True)
+class BanditSpec:
+    """Bandit traffic of one experiment (``allocation = "thompson"`` in the file).
+
+    A new batch starts when the current one is at least ``batch_interval_s`` old and
+    holds at least ``batch_min_units`` exposures; after ``max_batches`` the shares stay,
+    which bounds the per-batch sums the analysis keeps.
+    """
+
+    min_share: float = 0.05
+    batch_interval_s: float = 300.0
+    batch_min_units: int = 200
+    max_batches: int = 500
+    outcome: str = "play"
+
+
+@dataclass(frozen=True)
 class Experiment:
     id: str
     layer: str
@@ -69,12 +93,21 @@ class Experiment:
     control: str  # the arm others are compared with (the first unless ``control`` is set)
     start: float = 0.0  # the experiment's range of the layer: [start, start + traffic)
     primary: str = "minutes_per_user_cuped"  # the metric the decision reads (``METRICS``)
+    bandit: BanditSpec | None = None  # None: fixed shares, as configured
 
     def arm_for(self, salt: str, user_id: str) -> Arm:
-        u = unit_hash(f"{salt}:{self.id}:{user_id}")
+        return self._pick(
+            unit_hash(f"{salt}:{self.id}:{user_id}"), {a.name: a.share for a in self.arms}
+        )
+
+    def arm_in_batch(self, salt: str, user_id: str, batch: int, shares: Mapping[str, float]) -> Arm:
+        """The arm under a bandit batch's shares; the batch salts the hash (re-drawn per batch)."""
+        return self._pick(unit_hash(f"{salt}:{self.id}:b{batch}:{user_id}"), shares)
+
+    def _pick(self, u: float, shares: Mapping[str, float]) -> Arm:
         acc = 0.0
         for arm in self.arms:
-            acc += arm.share
+            acc += shares[arm.name]
             if u < acc:
                 return arm
         return self.arms[-1]
@@ -89,6 +122,40 @@ def _name_ok(name: str) -> bool:
     return is_valid_id(name) and ":" not in name
 
 
+def _bandit_spec(eid: str, raw: Mapping[str, Any], arms: tuple[Arm, ...]) -> BanditSpec | None:
+    """The experiment's bandit keys, checked; None for a fixed-share experiment."""
+    keys = ("min_share", "batch_interval_s", "batch_min_units", "max_batches", "outcome")
+    allocation = str(raw.get("allocation", "fixed"))
+    if allocation == "fixed":
+        if any(k in raw for k in keys):
+            raise ConfigError(f'{eid}: {", ".join(keys)} need allocation = "thompson"')
+        return None
+    if allocation != "thompson":
+        raise ConfigError(f'{eid}: allocation must be "fixed" or "thompson"')
+    d = BanditSpec()
+    try:
+        spec = BanditSpec(
+            min_share=float(raw.get("min_share", d.min_share)),
+            batch_interval_s=float(raw.get("batch_interval_s", d.batch_interval_s)),
+            batch_min_units=int(raw.get("batch_min_units", d.batch_min_units)),
+            max_batches=int(raw.get("max_batches", d.max_batches)),
+            outcome=str(raw.get("outcome", d.outcome)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{eid}: bandit keys: {exc}") from None
+    if not 0 < spec.min_share <= 1 / len(arms) or not math.isfinite(spec.min_share):
+        raise ConfigError(f"{eid}: min_share must be in (0, 1/arms]")
+    if any(a.share < spec.min_share - 1e-12 for a in arms):
+        raise ConfigError(f"{eid}: every arm's starting share must be at least min_share")
+    if not 0 < spec.batch_interval_s < math.inf or spec.batch_min_units < 0:
+        raise ConfigError(f"{eid}: batch_interval_s > 0 and batch_min_units >= 0")
+    if not 1 <= spec.max_batches <= 10_000:
+        raise ConfigError(f"{eid}: max_batches must be from 1 to 10000")
+    if spec.outcome not in OUTCOMES:
+        raise ConfigError(f"{eid}: outcome must be one of {', '.join(OUTCOMES)}")
+    return spec
+
+
 class Assigner:
     """Which arm of which experiment each user is in; counts exposures per arm."""
 
@@ -100,6 +167,12 @@ class Assigner:
         self.experiments = {e.id: e for es in self.layers.values() for e in es}
         self.exposures: Counter[tuple[str, str]] = Counter()
         self._cache: dict[str, str | None] = {}
+        # Bandit experiments: the allocation in force (batch 0: the configured shares until
+        # the allocation topic says otherwise) and the operator's kill switch.
+        self.allocations = {
+            e.id: Allocation.initial(e) for e in self.experiments.values() if e.bandit
+        }
+        self.switches: dict[str, bool] = {}
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> Assigner:
@@ -133,7 +206,10 @@ class Assigner:
             primary = str(raw.get("primary_metric", "minutes_per_user_cuped"))
             if primary not in METRICS:
                 raise ConfigError(f"{eid}: primary_metric must be one of {', '.join(METRICS)}")
-            exps.append(Experiment(eid, layer, traffic, arms, control, used[layer], primary))
+            bandit = _bandit_spec(eid, raw, arms)
+            exps.append(
+                Experiment(eid, layer, traffic, arms, control, used[layer], primary, bandit)
+            )
             used[layer] += traffic
         return cls(exps, salt)
 
@@ -149,6 +225,28 @@ class Assigner:
 
         return cls.from_dict(tomllib.loads(text))
 
+    def in_force(self, experiment_id: str) -> Allocation:
+        """A bandit experiment's allocation now: the latest record, or control only when killed."""
+        a = self.allocations[experiment_id]
+        if self.switches.get(experiment_id) and not a.killed:
+            return a.killed_now(self.experiments[experiment_id].control)
+        return a
+
+    def set_allocation(self, a: Allocation) -> bool:
+        """Take a newer (or the same) batch's record; an older one is ignored."""
+        cur = self.allocations.get(a.experiment)
+        if cur is None or a.batch < cur.batch:
+            return False
+        self.allocations[a.experiment] = a
+        self._cache.clear()
+        return True
+
+    def set_switch(self, experiment_id: str, killed: bool) -> None:
+        """The operator's kill switch (followed from the allocation topic by every worker)."""
+        if experiment_id in self.allocations:
+            self.switches[experiment_id] = killed
+            self._cache.clear()
+
     def assign(self, user_id: str) -> dict[str, tuple[Experiment, Arm]]:
         """The user's experiment and arm per layer (layers where the user is in none are absent)."""
         out: dict[str, tuple[Experiment, Arm]] = {}
@@ -156,8 +254,27 @@ class Assigner:
             u = unit_hash(f"{self.salt}:{layer}:{user_id}")
             for e in exps:
                 if e.start <= u < e.start + e.traffic:
-                    out[layer] = (e, e.arm_for(self.salt, user_id))
+                    out[layer] = (e, self._arm(e, user_id))
                     break
+        return out
+
+    def _arm(self, e: Experiment, user_id: str) -> Arm:
+        if e.bandit is None:
+            return e.arm_for(self.salt, user_id)
+        a = self.in_force(e.id)
+        if a.killed:
+            return next(x for x in e.arms if x.name == e.control)
+        return e.arm_in_batch(self.salt, user_id, a.batch, a.shares)
+
+    def bandit_units(self, user_id: str) -> list[Unit]:
+        """The user's exposures to bandit batches now, each with its propensity (the batch's
+        shares); none for a killed experiment, whose traffic all goes to control."""
+        out = []
+        for e, arm in self.assign(user_id).values():
+            if e.bandit is not None:
+                a = self.in_force(e.id)
+                if not a.killed:
+                    out.append(Unit(e.id, a.batch, arm.name, a.shares, e.bandit.outcome))
         return out
 
     def describe(self) -> list[dict[str, Any]]:
@@ -177,10 +294,27 @@ class Assigner:
                     }
                     for a in e.arms
                 ],
+                **({"allocation": self.allocation_doc(e.id)} if e.bandit else {}),
             }
             for es in self.layers.values()
             for e in es
         ]
+
+    def allocation_doc(self, experiment_id: str) -> dict[str, Any]:
+        """A bandit experiment's allocation for the API: shares in force, batch, kill switch."""
+        e = self.experiments[experiment_id]
+        assert e.bandit is not None
+        a = self.in_force(experiment_id)
+        return {
+            "mode": "thompson",
+            **a.as_dict(),
+            "kill_switch": bool(self.switches.get(experiment_id)),
+            "min_share": e.bandit.min_share,
+            "batch_interval_s": e.bandit.batch_interval_s,
+            "batch_min_units": e.bandit.batch_min_units,
+            "max_batches": e.bandit.max_batches,
+            "outcome": e.bandit.outcome,
+        }
 
     def arm_label(self, user_id: str, count: bool = True) -> str | None:
         """``experiment:arm`` per layer joined by ``,`` (the score message's ``experiment_arm``).

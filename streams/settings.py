@@ -155,6 +155,12 @@ class Settings:
         return f"{self.app_id}-title-results"
 
     @property
+    def experiment_allocation_topic(self) -> str:
+        """Compacted topic of bandit experiments' shares and kill switches, followed by every
+        worker (streams/adapters/allocation_follower.py)."""
+        return f"{self.app_id}-experiment-allocation"
+
+    @property
     def resolved_worker_id(self) -> str:
         if self.worker_id:
             return self.worker_id

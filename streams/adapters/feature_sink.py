@@ -6,7 +6,9 @@
   when it publishes a snapshot;
 * experiment sums: HASH ``experiment_key(prefix, experiment)``, one field per
   events-topic partition, rewritten whole by the partition's owner after each batch
-  that changed it (absolute values, so a retry or a replay never double-counts);
+  that changed it (absolute values, so a retry or a replay never double-counts),
+  with bandit experiments' per-batch units (``read_experiment`` reads them back for
+  the API and the allocating worker);
 * trending lists: JSON blob ``trending_key(prefix, country, window)``, written by
   one worker (the owner of partition 0 of the title topic) from its global view.
 
@@ -17,6 +19,7 @@ Redis is rebuildable from the tables; errors are counted, never fatal.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
@@ -44,6 +47,8 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+log = logging.getLogger("reelstream.feature_sink")
 
 
 class FeatureSink:
@@ -120,12 +125,29 @@ class FeatureSink:
         ids = list(experiment_ids)
         for p in sorted(parts):
             snap = fold.snapshot(p)
+            batches = fold.batch_snapshot(p)
             since = fold.since.get(p, now_ms)
             for eid in ids:
                 arms = {a: ArmTotals.from_dict(d) for a, d in snap.get(eid, {}).items()}
-                shard = ExperimentShard(p, since, now_ms, arms)
+                shard = ExperimentShard(p, since, now_ms, arms, dict(batches.get(eid, {})))
                 pipe.hset(experiment_key(self.prefix, eid), shard.field(p), shard.encode())
         if await self._run(pipe, "write_experiments"):
             return True
         fold.dirty |= parts
         return False
+
+
+async def read_experiment(
+    client: aioredis.Redis, prefix: str, experiment_id: str
+) -> tuple[list[ExperimentShard], list[str]]:
+    """Every partition's shard of one experiment, and the fields that could not be decoded
+    (skipped; the API lists them, the allocating worker ignores them). Raises RedisError."""
+    raw = await client.hgetall(experiment_key(prefix, experiment_id))
+    shards, unreadable = [], []
+    for fld, blob in sorted(raw.items()):
+        try:
+            shards.append(ExperimentShard.decode(blob))
+        except ValueError as exc:
+            unreadable.append(fld.decode("utf-8", "replace")[:20])
+            log.warning("%s field %s: %s", experiment_id, fld[:20], exc)
+    return shards, unreadable

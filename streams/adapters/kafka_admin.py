@@ -44,6 +44,9 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Released titles' first-28-day results, keyed by title, read whole by every worker's
         # forecaster. One partition: every worker learns them in the same order.
         settings.title_results_topic: (1, {"cleanup.policy": "compact"}),
+        # Bandit experiments' shares per batch and kill switches (allocation/<id>, switch/<id>),
+        # read whole by every worker. One partition: one order for every reader.
+        settings.experiment_allocation_topic: (1, {"cleanup.policy": "compact"}),
         # Artwork decisions (context, offered, choice, propensity) for off-policy evaluation.
         settings.artwork_decisions_topic: (n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     }

@@ -21,13 +21,14 @@ The score message under ``recs_key`` is not here: it is the score contract
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
 from features.title_stats import TitleStats
 from features.user_profile import UserProfile
+from online_models.bandit_live import BatchSums
 from online_models.experiment_live import ArmTotals
 from streams.contract import COUNTRY_RE, is_valid_id
 
@@ -155,6 +156,7 @@ class ExperimentShard:
     since: int
     written: int
     arms: dict[str, ArmTotals]
+    batches: dict[int, BatchSums] = field(default_factory=dict)  # bandit experiments only
 
     @staticmethod
     def field(partition: int) -> str:
@@ -168,6 +170,7 @@ class ExperimentShard:
                 "since": self.since,
                 "written": self.written,
                 "arms": {a: t.as_dict() for a, t in sorted(self.arms.items())},
+                "batches": {str(b): s.as_dict() for b, s in sorted(self.batches.items())},
             }
         )
 
@@ -182,9 +185,13 @@ class ExperimentShard:
             if not all(isinstance(n, int) and not isinstance(n, bool) for n in ints):
                 raise ValueError("partition, since and written must be integers")
             arms = {str(a): ArmTotals.from_dict(t) for a, t in doc["arms"].items()}
+            raw_batches = doc.get("batches", {})  # absent in shards written before bandits
+            if not all(isinstance(b, str) and b.isdigit() and len(b) < 10 for b in raw_batches):
+                raise ValueError("batch numbers must be decimal integers")
+            batches = {int(b): BatchSums.from_dict(d) for b, d in raw_batches.items()}
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an experiment shard: {exc!r}") from exc
-        return cls(doc["partition"], doc["since"], doc["written"], arms)
+        return cls(doc["partition"], doc["since"], doc["written"], arms, batches)
 
 
 # ---- trending STRING (trending_key) ------------------------------------------------------

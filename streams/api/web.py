@@ -32,11 +32,12 @@ import orjson
 from redis.exceptions import RedisError
 
 from features.catalog import Title
-from online_models.experiment_live import analyze_totals, merge_shards
+from online_models.bandit_live import merge_batches
+from online_models.experiment_live import adaptive_analysis, analyze_totals, merge_shards
 from streams import metrics as m
+from streams.adapters.feature_sink import read_experiment
 from streams.adapters.kafka_internals import broker_metadata_ok
 from streams.adapters.redis_keys import (
-    experiment_key,
     features_key,
     recs_key,
     title_key,
@@ -44,7 +45,6 @@ from streams.adapters.redis_keys import (
 )
 from streams.adapters.redis_values import (
     USER_COUNTRY,
-    ExperimentShard,
     TrendingList,
     decode_title_stats,
     decode_user_features,
@@ -411,17 +411,14 @@ class Api:
                 f"no experiment {experiment_id!r} in the experiments file"
                 + (f"; known: {known}" if known else " (no experiments configured)"),
             )
-        raw = await self.redis.hgetall(experiment_key(self.prefix, experiment_id))
-        shards, unreadable = [], []
-        for fld, blob in sorted(raw.items()):
-            try:
-                shards.append(ExperimentShard.decode(blob))
-            except ValueError as exc:
-                unreadable.append(fld.decode("utf-8", "replace")[:20])
-                log.warning("%s field %s: %s", experiment_id, fld[:20], exc)
+        shards, unreadable = await read_experiment(self.redis, self.prefix, experiment_id)
         names = {a.name for a in exp.arms}
         totals = merge_shards({a: t for a, t in sh.arms.items() if a in names} for sh in shards)
-        body = analyze_totals(exp, totals)
+        if exp.bandit is None:
+            body = analyze_totals(exp, totals)
+        else:
+            batches = merge_batches(sh.batches for sh in shards)
+            body = adaptive_analysis(exp, totals, batches, assigner.allocation_doc(exp.id))
         body["exposures_this_worker"] = {
             a.name: assigner.exposures[(exp.id, a.name)] for a in exp.arms
         }

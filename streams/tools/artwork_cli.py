@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import numpy as np
@@ -279,6 +280,56 @@ def cmd_experiments_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments_switch(args: argparse.Namespace) -> int:
+    """``reelstream experiments kill|resume ID``: the kill switch of a bandit experiment.
+
+    One record on the allocation topic (key ``switch/<id>``); every worker follows the
+    topic and sends the experiment's users to its control arm (kill) or back to the
+    bandit's shares (resume) as soon as it reads it.
+    """
+    import asyncio
+    import time
+
+    import orjson
+
+    from online_models.bandit_live import Switch, record_key
+    from online_models.experiments import Assigner
+    from streams.adapters.kafka_admin import ensure_topics_async
+    from streams.adapters.producer import EventProducer
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    path = args.file or settings.experiments_file
+    if not path:
+        print(
+            "no experiments file: pass --file or set REELSTREAM_EXPERIMENTS_FILE", file=sys.stderr
+        )
+        return 2
+    exp = Assigner.from_file(path).experiments.get(args.experiment_id)
+    if exp is None or exp.bandit is None:
+        print(f"{args.experiment_id!r} is not a bandit experiment of {path}", file=sys.stderr)
+        return 2
+    switch = Switch(exp.id, args.action == "kill", int(time.time() * 1000))
+
+    async def send() -> None:
+        await ensure_topics_async(settings)
+        async with EventProducer(settings) as producer:
+            await producer.send_raw(
+                settings.experiment_allocation_topic,
+                record_key("switch", exp.id).encode(),
+                orjson.dumps(switch.as_dict()),
+            )
+
+    asyncio.run(send())
+    what = f"all traffic to {exp.control!r}" if switch.killed else "the bandit's shares again"
+    print(
+        f"{exp.id}: kill switch {'on' if switch.killed else 'off'} ({what}); workers apply it "
+        f"as they read {settings.experiment_allocation_topic}; GET /experiments/{exp.id} "
+        "shows allocation.kill_switch"
+    )
+    return 0
+
+
 def cmd_experiments_sim(args: argparse.Namespace) -> int:
     from online_models.experiment_sim import simulate
 
@@ -358,6 +409,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="experiments TOML or YAML")
     p.add_argument("--users", type=int, default=100_000, help="synthetic user ids to assign")
     p.set_defaults(func=cmd_experiments_check)
+
+    p = sub.add_parser("experiments", help="kill switch of a bandit experiment: kill | resume ID")
+    p.add_argument("action", choices=["kill", "resume"])
+    p.add_argument("experiment_id", help="a bandit experiment of the experiments file")
+    p.add_argument("--file", help="experiments file (default: REELSTREAM_EXPERIMENTS_FILE)")
+    p.set_defaults(func=cmd_experiments_switch)
 
     p = sub.add_parser(
         "experiments-sim",

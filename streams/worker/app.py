@@ -22,6 +22,7 @@ from online_models.health import ModelHealth
 from streams import metrics as m
 from streams import poison
 from streams.adapters import kafka_internals
+from streams.adapters.allocation_follower import AllocationFollower
 from streams.adapters.catalog_follower import CatalogFollower
 from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
@@ -35,6 +36,7 @@ from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.settings import Settings
 from streams.worker import experiment_metrics, monitor
+from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
 from streams.worker.profile_store import TableProfileStore
@@ -134,6 +136,13 @@ if engine.artwork is not None or engine.experiments is not None:
     experiment_metrics.register(engine)
 follower = CatalogFollower(settings, engine.catalog)
 view_follower = TitleViewFollower(settings, title_view)
+# Bandit experiments (docs/artwork-and-experiments.md, section 4): every worker follows the
+# shares in force and the kill switches; the owner of events partition 0 allocates.
+allocation_follower = (
+    AllocationFollower(settings, engine.experiments)
+    if engine.experiments is not None and engine.experiments.allocations
+    else None
+)
 health = ModelHealth()
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
@@ -164,12 +173,15 @@ async def _reject(key: bytes | None, record: bytes) -> None:
 
 follower.reject = _reject
 view_follower.reject = _reject
+if allocation_follower is not None:
+    allocation_follower.reject = _reject
 poison.init_series(
     [
         settings.events_topic,
         settings.catalog_topic,
         settings.title_events_topic,
         settings.title_results_topic,
+        *([settings.experiment_allocation_topic] if allocation_follower is not None else []),
     ]
 )
 
@@ -206,6 +218,31 @@ async def follow_catalog() -> None:
 async def follow_title_view() -> None:
     await ensure_topics_async(settings)
     await view_follower.run()
+
+
+@app.task
+async def follow_allocation() -> None:
+    if allocation_follower is not None:
+        await ensure_topics_async(settings)
+        await allocation_follower.run()
+
+
+@app.timer(1.0)
+async def allocate_bandit_traffic() -> None:
+    """The owner of events partition 0 publishes due batches and kill switches."""
+    if allocation_follower is None or _sink is None or not allocation_follower.ready.is_set():
+        return
+    if faust.types.TP(settings.events_topic, 0) not in app.consumer.assignment():
+        return
+    assert engine.experiments is not None
+    await allocate(
+        engine.experiments,
+        _sink.client,
+        settings.key_prefix,
+        settings.experiment_allocation_topic,
+        _send,
+        int(time.time() * 1000),
+    )
 
 
 @app.on_partitions_revoked.connect
@@ -301,6 +338,8 @@ async def process_events(stream: faust.StreamT) -> None:
     _recovery = RedisRecovery(settings, _sink, on_resync=_resync_serving_copy)
     _features = FeatureSink(_sink.client, settings.key_prefix, settings.feature_ttl_s)
     await follower.ready.wait()
+    if allocation_follower is not None:  # never assign with shares older than the topic's
+        await allocation_follower.ready.wait()
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         # Faust acks a batch's offsets when the generator moves on *or is closed*: a
         # worker stopped mid-batch would commit offsets whose profiles were never

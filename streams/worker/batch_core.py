@@ -13,7 +13,8 @@ this module decides what they are. Rules kept here, in order of the record strea
 - each touched user is refreshed once per batch, at the latest triggering event time
   (debounce), carrying the ``traceparent`` of the last traced record that triggered it;
 - with experiments on, each admitted event and each score message's arms feed the
-  per-arm sums of the event's partition (``engine.experiment_fold``).
+  per-arm sums of the event's partition (``engine.experiment_fold``), and for bandit
+  experiments the per-batch units with the shares in force (their propensities).
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ def process_batch(
         health.served(uid, [it["title_id"] for it in scored["items"][:10]])
         if fold is not None and uid in partition_of:
             pre_s = engine.profile(uid).features.watch_s
-            fold.expose(uid, scored["experiment_arm"], partition_of[uid], pre_s, now_ms)
+            assigner = engine.experiments
+            units = assigner.bandit_units(uid) if assigner and assigner.allocations else ()
+            fold.expose(uid, scored["experiment_arm"], partition_of[uid], pre_s, now_ms, units)
         out.scores.append(Score(uid, orjson.dumps(scored), ev_ts, trace))
     return out
 

@@ -9,8 +9,9 @@ experiment and arm names of the experiments file, never user or title ids.
     reelstream_artwork_outcomes_total{mode,reward}
     reelstream_artwork_mismatched_impressions_total
     reelstream_experiment_exposures_total{experiment,arm}
-    reelstream_experiment_arm_share{experiment,arm}        configured (or bandit) share
+    reelstream_experiment_arm_share{experiment,arm}        share in force (configured or bandit)
     reelstream_experiment_killed{experiment}                bandit kill switch (1: on)
+    reelstream_experiment_batch{experiment}                 bandit batch in force (bandits only)
     reelstream_experiment_users{experiment,arm}             exposed users in this worker's sums
     reelstream_experiment_impressions{experiment,arm}       their impressions since exposure
     reelstream_experiment_plays{experiment,arm}             their plays since exposure
@@ -25,7 +26,7 @@ give the per-arm rates the dashboard plots; the intervals and the decision are i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -71,15 +72,15 @@ def family_names() -> dict[str, str]:
         "reelstream_experiment_exposures": "counter",
         "reelstream_experiment_arm_share": "gauge",
         "reelstream_experiment_killed": "gauge",
+        "reelstream_experiment_batch": "gauge",
     }
     out.update({name: "gauge" for name, *_ in SUMS})
     return out
 
 
 class HooksCollector(Collector):
-    def __init__(self, engine: Any, allocators: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self.allocators = allocators or {}  # experiment id -> bandit_traffic.Allocator
 
     def collect(self) -> Iterator[Any]:
         hook = getattr(self.engine, "artwork", None)
@@ -122,15 +123,23 @@ class HooksCollector(Collector):
             "1 when the experiment's kill switch is on.",
             labels=["experiment"],
         )
+        batch = GaugeMetricFamily(
+            "reelstream_experiment_batch",
+            "Batch of a bandit experiment's shares in force on this worker.",
+            labels=["experiment"],
+        )
         for e in assigner.experiments.values():
-            al = self.allocators.get(e.id)
+            alloc = assigner.in_force(e.id) if e.bandit is not None else None
             for arm in e.arms:
                 exp_c.add_metric([e.id, arm.name], assigner.exposures[(e.id, arm.name)])
-                share.add_metric([e.id, arm.name], al.shares[arm.name] if al else arm.share)
-            killed.add_metric([e.id], float(bool(al and al.killed)))
+                share.add_metric([e.id, arm.name], alloc.shares[arm.name] if alloc else arm.share)
+            killed.add_metric([e.id], float(bool(alloc and alloc.killed)))
+            if alloc is not None:
+                batch.add_metric([e.id], alloc.batch)
         yield exp_c
         yield share
         yield killed
+        yield batch
         fold = getattr(self.engine, "experiment_fold", None)
         if fold is None:
             return
@@ -144,14 +153,10 @@ class HooksCollector(Collector):
             yield g
 
 
-def register(
-    engine: Any,
-    allocators: Mapping[str, Any] | None = None,
-    registry: CollectorRegistry | None = None,
-) -> HooksCollector:
+def register(engine: Any, registry: CollectorRegistry | None = None) -> HooksCollector:
     """Register the collector (on the worker's registry unless one is given)."""
     if registry is None:
         from streams.metrics import REGISTRY as registry
-    collector = HooksCollector(engine, allocators)
+    collector = HooksCollector(engine)
     registry.register(collector)
     return collector

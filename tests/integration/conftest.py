@@ -50,6 +50,20 @@ async def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def api_get(port: int, path: str) -> tuple[int, dict]:
+    """GET a worker's JSON route: (status, body); (0, {}) while it does not listen yet."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+    except urllib.error.URLError:
+        return 0, {}
+
+
 def _stack_answers(settings: Settings) -> None:
     host, port = settings.broker.rsplit(":", 1)
     try:
@@ -83,6 +97,7 @@ def run_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         settings.checkpoint_topic,
         settings.title_factors_topic,
         settings.title_results_topic,
+        settings.experiment_allocation_topic,
     ]
     asyncio.run(delete_topics_async(settings, names))
 

@@ -214,7 +214,6 @@ def test_prometheus_collector_has_bounded_labels():
     from prometheus_client import CollectorRegistry, generate_latest
 
     from online_models.artwork import ArtworkConfig, ArtworkHook, ArtworkPolicy
-    from online_models.bandit_traffic import Allocator
     from streams.worker.experiment_metrics import register
 
     eng = Engine()
@@ -222,17 +221,20 @@ def test_prometheus_collector_has_bounded_labels():
         parse_title({"title_id": "t1", "name": "A", "artwork": [{"artwork_id": "a0"}, "a1"]})
     )
     eng.artwork = ArtworkHook(ArtworkPolicy(ArtworkConfig()), eng.catalog)
-    eng.experiments = Assigner.from_dict(CFG)
+    cfg = {**CFG, "experiment": [dict(e) for e in CFG["experiment"]]}
+    art = next(e for e in cfg["experiment"] if e["id"] == "art")
+    art.update(allocation="thompson", min_share=0.1)
+    eng.experiments = Assigner.from_dict(cfg)
+    eng.experiments.set_switch("art", True)
     for u in USERS[:10]:
         eng.score_message(u, 1000, 1001)
-    al = Allocator(["first", "lints"])
-    al.kill()
     reg = CollectorRegistry()
-    register(eng, {"art": al}, registry=reg)
+    register(eng, registry=reg)
     text = generate_latest(reg).decode()
     assert 'reelstream_artwork_decisions_total{mode="ts"} 10.0' in text
     assert 'reelstream_experiment_killed{experiment="art"} 1.0' in text
     assert 'reelstream_experiment_arm_share{arm="first",experiment="art"} 1.0' in text
+    assert 'reelstream_experiment_batch{experiment="art"} 0.0' in text
     exposures = [
         ln for ln in text.splitlines() if ln.startswith("reelstream_experiment_exposures_total")
     ]
