@@ -107,6 +107,12 @@ FORECASTER_TITLES = Gauge(
 )
 
 # --- Operations (issue 5): lag, tables, HTTP, model health. Label values stay bounded. ---
+CONSUMER_STALLED = Gauge(
+    "reelstream_consumer_stalled_partitions",
+    "Events partitions of this worker with records to read and none read for "
+    "REELSTREAM_STALL_S seconds (/healthz fails while above 0).",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "reelstream_consumer_lag_records",
     "Records in an events-topic partition after the last one this worker read "

@@ -61,6 +61,9 @@ class Settings:
     # Longest wait of a fetch for more data (Faust's own is 1500 ms; see kafka_internals).
     fetch_max_wait_ms: int = 100
     log_level: str = "WARNING"
+    # An events partition with records to read and none read for this long is a stall:
+    # logged with diagnostics, and /healthz fails so the worker is restarted (0: off).
+    stall_s: float = 60.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. lz4 costs the least CPU;
     # zstd packs about twice as tight for 3-4x the CPU (README, Configuration).

@@ -194,6 +194,8 @@ class Api:
         # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
         self.serving: Callable[[], dict[str, Any] | None] | None = None
         self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
+        # Events partitions the worker's stall watch reports (streams/worker/monitor.py).
+        self.stalled: Callable[[], set[int]] = set
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
@@ -432,6 +434,13 @@ class Api:
         return 200, body
 
     async def healthz(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        stalled = sorted(self.stalled())
+        if stalled:  # liveness: a restart resumes the partitions from the committed offsets
+            return 503, {
+                "status": "stalled",
+                "error": "stalled",
+                "detail": f"events partitions {stalled} have records and none was read",
+            }
         return 200, {"status": "ok"}
 
     async def broker_ok(self) -> bool:

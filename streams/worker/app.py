@@ -35,7 +35,7 @@ from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.settings import Settings
-from streams.worker import experiment_metrics, monitor
+from streams.worker import diagnostics, experiment_metrics, monitor
 from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
@@ -519,6 +519,25 @@ async def follow_title_results() -> None:
     await results_follower.run()
 
 
-monitor.register(
-    app, settings.events_topic, {"user-profiles": profiles_table, "title-stats": titles_table}
+def _describe_stall(partitions: set[int]) -> str:
+    """What the stall report adds: flow control, the assignment, every task's stack."""
+    assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    return (
+        f"flow control active: {app.flow_control.is_active()}; assigned: {assigned}; "
+        f"asyncio tasks:\n{diagnostics.task_stacks()}"
+    )
+
+
+worker_monitor = monitor.register(
+    app,
+    settings.events_topic,
+    {"user-profiles": profiles_table, "title-stats": titles_table},
+    settings.stall_s,
+    _describe_stall,
 )
+api.stalled = lambda: worker_monitor.stalled
+
+
+@app.task
+async def _signal_dump() -> None:
+    diagnostics.install_signal_dump()  # kill -USR2 <pid>: task stacks to the log

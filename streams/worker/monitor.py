@@ -1,14 +1,25 @@
-"""Periodic gauges of the worker: consumer lag per partition and table sizes.
+"""Periodic gauges of the worker: consumer lag per partition, table sizes, stalls.
 
 Runs as Faust timers (every ``INTERVAL_S``); failures are counted, never raised
 into the worker. Lag is measured against the broker's end offsets, for the
 events-topic partitions assigned to this worker; partitions that move away are
 removed from the gauge so a label never reports a stale value.
+
+A partition is *stalled* when it has records to read and this worker has read none
+of them for ``stall_s`` seconds. Faust has been seen to stop fetching a partition
+after a rebalance without any error (faust-streaming#175, #523; here after SIGKILL
+restarts under load). A stall is logged once with what the consumer says about the
+partition (paused, position) and the worker's task stacks, counted in
+``reelstream_consumer_stalled_partitions``, and makes ``/healthz`` fail so that the
+orchestrator restarts the worker (a restart resumes from the committed offsets;
+nothing is lost).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from streams import metrics as m
@@ -54,12 +65,51 @@ def lag_by_partition(
     return out
 
 
+class StallWatch:
+    """Partitions with records to read whose read offset has not moved for ``stall_s``.
+
+    >>> w = StallWatch(stall_s=60.0)
+    >>> w.observe({0: 5, 1: 0}, {0: 10, 1: 3}, now=0.0)
+    set()
+    >>> w.observe({0: 5, 1: 0}, {0: 10, 1: 3}, now=61.0)  # 1 has nothing to read
+    {0}
+    >>> w.observe({0: 4, 1: 0}, {0: 11, 1: 3}, now=62.0)  # 0 moved again
+    set()
+    """
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.since: dict[int, tuple[int | None, float]] = {}  # partition -> (read, since when)
+
+    def observe(self, lags: dict[int, int], read: dict[int, int | None], now: float) -> set[int]:
+        stalled = set()
+        for p, lag in lags.items():
+            last = self.since.get(p)
+            if last is None or last[0] != read.get(p) or lag == 0:
+                self.since[p] = (read.get(p), now)
+            elif self.stall_s > 0 and now - last[1] >= self.stall_s:
+                stalled.add(p)
+        for gone in set(self.since) - set(lags):
+            del self.since[gone]
+        return stalled
+
+
 class Monitor:
-    def __init__(self, app: Any, events_topic: str, tables: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        events_topic: str,
+        tables: dict[str, Any],
+        stall_s: float = 60.0,
+        describe: Callable[[set[int]], str] | None = None,
+    ) -> None:
         self.app = app
         self.events_topic = events_topic
         self.tables = tables
         self.reported: set[int] = set()
+        self.watch = StallWatch(stall_s)
+        self.stalled: set[int] = set()
+        self.describe = describe
 
     async def update_lag(self) -> None:
         consumer = self.app.consumer
@@ -82,6 +132,18 @@ class Monitor:
         for gone in self.reported - set(lags):
             m.CONSUMER_LAG.remove(str(gone))
         self.reported = set(lags)
+        stalled = self.watch.observe(lags, read, time.monotonic())
+        if stalled - self.stalled:
+            detail = self.describe(stalled) if self.describe is not None else ""
+            log.error(
+                "events partitions %s have records to read but none was read for %.0f s: "
+                "the worker reports unhealthy on /healthz so that it is restarted. %s",
+                sorted(stalled),
+                self.watch.stall_s,
+                detail,
+            )
+        self.stalled = stalled
+        m.CONSUMER_STALLED.set(len(stalled))
 
     def update_tables(self) -> None:
         for name, table in self.tables.items():
@@ -91,8 +153,14 @@ class Monitor:
                 log.warning("could not size table %s: %s", name, exc)
 
 
-def register(app: Any, events_topic: str, tables: dict[str, Any]) -> Monitor:
-    mon = Monitor(app, events_topic, tables)
+def register(
+    app: Any,
+    events_topic: str,
+    tables: dict[str, Any],
+    stall_s: float = 60.0,
+    describe: Callable[[set[int]], str] | None = None,
+) -> Monitor:
+    mon = Monitor(app, events_topic, tables, stall_s, describe)
 
     @app.timer(INTERVAL_S)
     async def _monitor() -> None:

@@ -55,3 +55,35 @@ async def test_every_failure_becomes_a_documented_json_error(exc, status, code):
     assert (got_status, body["error"]) == (status, code)
     assert "Traceback" not in body["detail"] and "boom" not in body["detail"]
     check_response("/users/{user_id}/features", got_status, body)
+
+
+async def test_healthz_fails_while_the_stall_watch_reports_partitions():
+    """Liveness: a worker whose partitions stopped being read is restarted."""
+    import asyncio
+
+    from streams.api.web import Api
+    from streams.settings import Settings
+
+    api = Api(None, Settings(), None, None, asyncio.Event(), None)
+    assert await api.healthz({}) == (200, {"status": "ok"})
+    api.stalled = lambda: {2, 0}
+    status, body = await api.healthz({})
+    assert status == 503 and body["status"] == "stalled" and "[0, 2]" in body["detail"]
+
+
+async def test_task_stacks_show_the_coroutine_a_task_waits_in():
+    import asyncio
+
+    from streams.worker.diagnostics import task_stacks
+
+    gate = asyncio.Event()
+
+    async def waiting_here() -> None:
+        await gate.wait()
+
+    task = asyncio.create_task(waiting_here(), name="stuck-one")
+    await asyncio.sleep(0)
+    dump = task_stacks()
+    gate.set()
+    await task
+    assert "task stuck-one:" in dump and "waiting_here" in dump
