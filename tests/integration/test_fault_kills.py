@@ -1,0 +1,154 @@
+"""A worker SIGKILLed three times mid-stream: features and title statistics stay exact.
+
+One worker at a time consumes a paced stream (with duplicates, too-late and
+from-future events mixed in). It is killed with SIGKILL three times while events
+flow, each time restarted at once on the same data directory (as a pod of a
+StatefulSet would be). Afterwards every user's feature hash and every title's
+statistics in Redis equal an uninterrupted in-process run of the same events
+(tests/integration/feature_truth.py): nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streams.adapters.producer import EventProducer
+from streams.tools.synthetic import SimConfig, Simulation
+from tests.integration.conftest import (
+    decode_values,
+    free_port,
+    read_topic,
+    send_paced,
+    wait_for,
+)
+from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+
+pytestmark = pytest.mark.integration
+
+N_EVENTS = 6000
+KILLS = 3
+
+
+@pytest.fixture(scope="module")
+async def killed_run(run_settings, start_worker, tmp_path_factory):
+    sim = Simulation(SimConfig(users=100, titles=80, seed=37))
+    events, faults = stream_with_faults(sim, N_EVENTS)
+    truth = expected(sim, events)
+    data = Path(tmp_path_factory.mktemp("kills-data")) / "worker"
+
+    def worker():
+        return start_worker(
+            REELSTREAM_DATA_DIR=str(data),
+            REELSTREAM_WEB_PORT=str(free_port()),
+            REELSTREAM_STALL_S="20",
+        )
+
+    async with EventProducer(run_settings, validate=False) as producer:
+        await producer.send_titles(sim.catalog)
+    w = worker()
+    sent = [0]
+
+    async def feed() -> None:
+        async with EventProducer(run_settings, validate=False) as producer:
+            await send_paced(producer, events, sent, per_s=300.0)
+
+    feeder = asyncio.create_task(feed())
+    consumed_at_kill = []
+    stalls: list[dict] = []
+    for k in range(1, KILLS + 1):
+        try:
+            await wait_for(
+                lambda k=k, w=w: (
+                    sent[0] >= k * len(events) // (KILLS + 1)
+                    and w.metrics().get("reelstream_records_consumed_total", 0) >= 100
+                ),
+                f"kill {k}: the stream {k}/{KILLS + 1} sent and the worker consuming",
+                timeout=60,
+            )
+        except AssertionError:
+            # A restarted worker that reads nothing: the stall watch must say so (its
+            # /healthz fails so an orchestrator restarts it); the kill below is that restart.
+            await wait_for(
+                lambda w=w: w.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0,
+                "the stall watch to report the worker that reads nothing",
+                timeout=60,
+            )
+            stalls.append({"kill": k, "log": w.tail(5)})
+        consumed_at_kill.append(w.metrics()["reelstream_records_consumed_total"])
+        w.proc.kill()  # SIGKILL: no final checkpoint, no commit, no clean leave
+        w.proc.wait()
+        w = worker()
+    await feeder
+    want = plays_total(truth)
+
+    def caught_up() -> bool:
+        got = read_redis(run_settings, truth)
+        return plays_total(got) >= want and got["users"] == truth["users"]
+
+    try:
+        await wait_for(caught_up, "every user's features in Redis after the kills", timeout=180)
+    except AssertionError:
+        got = read_redis(run_settings, truth)
+        bad = {u: (f, truth["users"][u]) for u, f in got["users"].items() if f != truth["users"][u]}
+        raise AssertionError(f"plays {plays_total(got)}/{want}; users differing: {bad}") from None
+    return {
+        "truth": truth,
+        "faults": faults,
+        "events": events,
+        "last": w,
+        "consumed_at_kill": consumed_at_kill,
+        "stalls": stalls,
+        "sent_when_done": sent[0],
+    }
+
+
+async def test_the_kills_happened_mid_stream(killed_run):
+    assert len(killed_run["consumed_at_kill"]) == KILLS
+    stalled = {s["kill"] for s in killed_run["stalls"]}
+    assert all(
+        n >= 100 for k, n in enumerate(killed_run["consumed_at_kill"], 1) if k not in stalled
+    )
+    assert killed_run["sent_when_done"] == len(killed_run["events"])
+    assert killed_run["last"].proc.poll() is None  # the last worker runs: no restart loop
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "known, issue 11: now and then a worker restarted right after a SIGKILL reads none "
+        "of its events partitions although it holds them (Faust/aiokafka, cf. "
+        "faust-streaming#175 and #523; cause not found). The stall watch reports it and "
+        "/healthz fails so an orchestrator restarts it; the exactness tests here still hold."
+    ),
+)
+async def test_no_restarted_worker_stalls(killed_run):
+    assert killed_run["stalls"] == []
+
+
+async def test_title_statistics_equal_the_uninterrupted_run(run_settings, killed_run):
+    got = read_redis(run_settings, killed_run["truth"])
+    assert got["titles"] == killed_run["truth"]["titles"]
+    plays = {e["event_id"] for e in killed_run["events"] if e["event_type"] == "play"}
+    rejected = killed_run["faults"]["too_late"] | killed_run["faults"]["from_future"]
+    assert plays_total(got) == len(plays - rejected)
+
+
+async def test_user_features_equal_the_uninterrupted_run(run_settings, killed_run):
+    got = read_redis(run_settings, killed_run["truth"])["users"]
+    assert got == killed_run["truth"]["users"]
+    assert any(int(f["plays"]) > 3 for f in got.values())
+
+
+async def test_every_rejected_event_is_dead_lettered_with_its_reason(run_settings, killed_run):
+    """At least once: a dead letter sent before a kill may be sent again by the replay."""
+    faults = killed_run["faults"]
+    want = len(faults["too_late"]) + len(faults["from_future"])
+    dlq = decode_values(await read_topic(run_settings, run_settings.dlq_topic, want))
+    by_reason: dict[str, set] = {}
+    for d in dlq:
+        by_reason.setdefault(d["reason"], set()).add(orjson.loads(d["original"])["event_id"])
+    assert by_reason == {"too_late": faults["too_late"], "from_future": faults["from_future"]}
