@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from scipy import sparse
@@ -62,6 +63,11 @@ class TitleIndex:
         self._active = np.zeros(0, dtype=bool)
         self._is_episode = np.zeros(0, dtype=np.float32)
         self._long_runtime = np.zeros(0, dtype=np.float32)
+        # Inverted tag index: tag column -> the title's tag count -> rows (insertion order).
+        # A title's weight in a tag is 1/sqrt(its tag count), so walking counts upwards
+        # (newest rows first within one count) reads a tag's titles best first.
+        self._postings: dict[int, dict[int, dict[int, None]]] = {}
+        self._posting_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.listeners: list = []  # callables(n) told when the index grows
         self._views()
 
@@ -137,6 +143,8 @@ class TitleIndex:
             self.tag_index[k] = len(self.tags)
             self.tags.append(k)
         keys = t.tag_keys if t is not None else ()
+        if i < self._tag_cols.shape[0]:
+            self._unpost(i)
         self._reserve(i + 1, len(keys))
         self.titles[i] = t
         self._tag_cols[i, :] = -1
@@ -148,11 +156,110 @@ class TitleIndex:
         if keys:
             self._tag_cols[i, : len(keys)] = [self.tag_index[k] for k in keys]
             self._tag_vals[i, : len(keys)] = 1.0 / math.sqrt(len(keys))
+            for k in keys:
+                col = self.tag_index[k]
+                self._postings.setdefault(col, {}).setdefault(len(keys), {})[i] = None
+                self._posting_arrays.pop(col, None)
         for country, mask in self._regions.items():
             if len(mask) <= i:
                 mask = self._regions[country] = grow(mask, i + 1, False)
             mask[i] = t is not None and t.available_in(country)
         self._link_episode(i, t)
+
+    def _unpost(self, i: int) -> None:
+        cols = self._tag_cols[i]
+        cols = cols[cols >= 0].tolist()
+        for col in cols:
+            self._postings[col][len(cols)].pop(i, None)
+            self._posting_arrays.pop(col, None)
+
+    def posting(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, weights) of one tag's titles, best weight first (newest first on ties)."""
+        arrs = self._posting_arrays.get(col)
+        if arrs is None:
+            rows: list[int] = []
+            wts: list[float] = []
+            for count, members in sorted(self._postings.get(col, {}).items()):
+                rows.extend(reversed(members))
+                wts.extend([1.0 / math.sqrt(count)] * len(members))
+            arrs = self._posting_arrays[col] = (
+                np.asarray(rows, dtype=np.int64),
+                np.asarray(wts, dtype=np.float64),
+            )
+        return arrs
+
+    def tag_vector(self, weights: dict[str, float]) -> np.ndarray:
+        """A tag -> weight mapping as a dense vector over the vocabulary, plus a trailing 0
+        that the empty tag slots (-1) of :meth:`tag_scores` read."""
+        vec = np.zeros(len(self.tags) + 1, dtype=np.float64)
+        for tag, w in weights.items():
+            j = self.tag_index.get(tag)
+            if j is not None:
+                vec[j] = w
+        return vec
+
+    def tag_scores(self, rows: np.ndarray, vec: np.ndarray) -> np.ndarray:
+        """``tag_matrix[rows] @ vec[:-1]`` from the rows' own tag slots: the cost of the rows
+        asked for, not of the catalog (``vec`` from :meth:`tag_vector`)."""
+        return (vec[self._tag_cols[rows]] * self._tag_vals[rows]).sum(axis=1)
+
+    def content_top(
+        self,
+        vec: np.ndarray,
+        k: int,
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
+        tags: int = 16,
+        budget: int = 4096,
+        block: int = 64,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows with the highest :meth:`tag_scores` against ``vec`` among those
+        ``keep`` accepts, read from the posting lists of the ``tags`` heaviest positive tags.
+
+        Fagin's threshold algorithm: lists are read ``block`` rows at a time, candidates
+        scored exactly, and reading stops once ``k`` scores reach the best any unread row
+        could still get (exact), or after ``budget`` rows (approximate: ties between
+        equally weighted titles are the usual reason to go that far).
+        """
+        pos = np.flatnonzero(vec[:-1] > 0)
+        if len(pos) == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        pos = pos[np.argsort(-vec[pos], kind="stable")[:tags]]
+        lists = [(float(vec[c]), *self.posting(int(c))) for c in pos.tolist()]
+        at = [0] * len(lists)
+        seen: set[int] = set()
+        found_rows: list[np.ndarray] = []
+        found_scores: list[np.ndarray] = []
+        best = np.zeros(0)
+        read = 0
+        while read < budget:
+            fresh = []
+            for j, (_, rows, _) in enumerate(lists):
+                if at[j] < len(rows):
+                    fresh.append(rows[at[j] : at[j] + block])
+                    at[j] += block
+            if not fresh:
+                break
+            batch = np.unique(np.concatenate(fresh))
+            read += len(batch)
+            batch = np.array([r for r in batch.tolist() if r not in seen], dtype=np.int64)
+            seen.update(batch.tolist())
+            if keep is not None and len(batch):
+                batch = batch[keep(batch)]
+            if len(batch):
+                found_rows.append(batch)
+                found_scores.append(self.tag_scores(batch, vec))
+                best = np.concatenate([best, found_scores[-1]])
+            bound = sum(
+                w * wts[a] for (w, _, wts), a in zip(lists, at, strict=True) if a < len(wts)
+            )
+            if len(best) >= k and np.partition(best, len(best) - k)[len(best) - k] >= bound:
+                break
+        if not found_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        rows = np.concatenate(found_rows)
+        scores = np.concatenate(found_scores)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return rows[top], scores[top]
 
     def _link_episode(self, i: int, t: Title | None) -> None:
         self.next_episode.pop(i, None)

@@ -1,0 +1,84 @@
+"""In-process cost of the recommendation engine vs catalog size:
+``python -m streams.tools.bench_engine --titles 20000``.
+
+Synthetic traffic (:mod:`streams.tools.synthetic`) through :class:`Engine` on one
+core, no Kafka, Redis or Faust: the first ``--warmup`` events teach the models
+(untimed), the next ``--events`` are timed through ``Engine.ingest`` (µs per
+event: profile, features and every model's ``observe``), then one refresh
+(``Engine.score_message``) is timed for each of ``--refresh-users`` users who have
+history. Only the Engine's public calls are used, so the same module measures any
+version of the models. Figures are printed (and written with ``--json``); nothing
+here asserts a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+from features.catalog import parse_title
+from online_models.engine import Engine
+from streams.tools.synthetic import SimConfig, Simulation
+
+
+def run(
+    titles: int, users: int, warmup: int, events: int, refresh_users: int, seed: int = 1
+) -> dict[str, Any]:
+    sim = Simulation(SimConfig(users=users, titles=titles, seed=seed))
+    evs = list(sim.events(limit=warmup + events))
+    eng = Engine()
+    for rec in sim.catalog:
+        eng.catalog.upsert(parse_title(rec))
+    for ev in evs[:warmup]:
+        eng.ingest(ev)
+    timed = evs[warmup:]
+    t0 = time.perf_counter()
+    for ev in timed:
+        eng.ingest(ev)
+    ingest_s = time.perf_counter() - t0
+    last_ts = max(ev["ts"] for ev in evs)
+    active = sorted({ev["user_id"] for ev in timed})[:refresh_users]
+    per: list[float] = []
+    for uid in active:
+        r0 = time.perf_counter()
+        eng.score_message(uid, event_ts=last_ts, now_ms=last_ts)
+        per.append(time.perf_counter() - r0)
+    return {
+        "titles": len(sim.catalog),
+        "users": users,
+        "warmup_events": warmup,
+        "timed_events": len(timed),
+        "ingest_us_per_event": ingest_s / max(1, len(timed)) * 1e6,
+        "refresh_users": len(per),
+        "refresh_ms_mean": statistics.fmean(per) * 1e3 if per else None,
+        "refresh_ms_median": statistics.median(per) * 1e3 if per else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--titles", type=int, default=400)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=20_000, help="untimed events first")
+    ap.add_argument("--events", type=int, default=20_000, help="timed events")
+    ap.add_argument("--refresh-users", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+    out = run(args.titles, args.users, args.warmup, args.events, args.refresh_users, args.seed)
+    print(
+        f"titles {out['titles']:,}  users {out['users']:,}  timed events {out['timed_events']:,}"
+        f"  ingest {out['ingest_us_per_event']:.1f} us/event"
+        f"  refresh {out['refresh_ms_mean']:.2f} ms/user (median {out['refresh_ms_median']:.2f},"
+        f" {out['refresh_users']} users)"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
