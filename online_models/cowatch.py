@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.decay import DecayClock
-from online_models.titles import grow
+from online_models.titles import group_sum, grow
 
 
 class CoWatch:
@@ -140,11 +140,10 @@ class CoWatch:
             empty = np.zeros(0, dtype=np.int64)
             return empty, np.zeros(0, dtype=np.float32), empty
         idx, val, anc = np.concatenate(idxs), np.concatenate(vals), np.concatenate(ancs)
-        titles, inv = np.unique(idx, return_inverse=True)
-        total = np.bincount(inv, weights=val, minlength=len(titles)).astype(np.float32)
-        order = np.lexsort((-val, inv))  # by title, strongest first, earlier anchor on ties
+        titles, total, _ = group_sum(idx, val)
+        order = np.lexsort((-val, idx))  # by title, strongest first, earlier anchor on ties
         first = np.ones(len(order), dtype=bool)
-        first[1:] = inv[order][1:] != inv[order][:-1]
+        first[1:] = idx[order][1:] != idx[order][:-1]
         return titles, total, anc[order[first]]
 
     def scores(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray]:

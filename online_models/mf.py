@@ -27,11 +27,12 @@ when they are blended (see :func:`blend_title_factors` and docs/models.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
-from online_models.ann import IVFIndex
+from online_models.ann import DenseVectors, IVFIndex
 from online_models.titles import grow, stable_seed
 
 
@@ -122,13 +123,15 @@ class ImplicitMF:
             return np.zeros(len(q), dtype=np.float32)
         return q @ p
 
-    def nearest(self, user_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, scores) of about the ``k`` titles with the highest :meth:`scores`, from the
-        approximate index (recall against exact search: docs/models.md)."""
+    def nearest(
+        self, user_id: str, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of about the ``k`` titles ``keep`` accepts with the highest
+        :meth:`scores`, from the approximate index (recall: docs/models.md)."""
         p = self.users.get(user_id)
         if p is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return self.index.search(self.q, p, k)
+        return self.index.search(DenseVectors(self.q), p, k, keep)
 
     def confidence(self, user_id: str, full_at: int = 10) -> float:
         return min(1.0, self.user_n.get(user_id, 0) / full_at)

@@ -38,7 +38,7 @@ from online_models.labels import POSITIVE_RATIO, outcome, watched_ratio
 from online_models.mf import ImplicitMF
 from online_models.ranker import Ranker
 from online_models.sequence import ItemSequence
-from online_models.titles import TitleIndex
+from online_models.titles import TitleIndex, unique_rows
 from online_models.trending import CountryTrending
 
 MODEL_VERSION = "hybrid-lr-1"
@@ -472,7 +472,7 @@ class Recommender:
         rows, ascending; at most ``len(SOURCES) * per_source``), each read from an index
         that never scans the catalog:
 
-        * content: the tag inverted index (:meth:`TitleIndex.content_top`),
+        * content: the index over the titles' tag vectors (:meth:`TitleIndex.content_top`),
         * mf: the nearest-title index of the factorisation (:meth:`ImplicitMF.nearest`),
         * cowatch, seq: the neighbour rows of the user's recent titles,
         * next_ep: the series links of the user's recent episodes,
@@ -492,10 +492,9 @@ class Recommender:
             picks.append(rows)
 
         if ctx.content is not None:
-            rows, sc = self.titles.content_top(ctx.content, k, keep)
-            picks.append(rows[sc > 0])
+            best(*self.titles.content_top(ctx.content, k, keep))
         if ctx.mf_conf > 0:
-            best(*self.mf.nearest(ctx.user_id, k + len(keep.blocked)))
+            best(*self.mf.nearest(ctx.user_id, k, keep))
         best(ctx.cw_idx, ctx.cw_val)
         best(ctx.seq_idx, ctx.seq_val)
         if ctx.next_ep:
@@ -509,7 +508,7 @@ class Recommender:
                 picks.append(top[keep(top)][:k])
         if not picks:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(picks))
+        return unique_rows(np.concatenate(picks))
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, per-feature contributions) for rows of ``x``.

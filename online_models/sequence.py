@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from online_models.titles import grow
+from online_models.titles import group_sum, grow
 
 
 class ItemSequence:
@@ -99,9 +99,8 @@ class ItemSequence:
             rw *= self.decay
         if not idxs:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        titles, inv = np.unique(np.concatenate(idxs), return_inverse=True)
-        total = np.bincount(inv, weights=np.concatenate(vals), minlength=len(titles))
-        return titles, total.astype(np.float32)
+        titles, total, _ = group_sum(np.concatenate(idxs), np.concatenate(vals))
+        return titles, total
 
     def scores(self, recent: list[int]) -> np.ndarray:
         """:meth:`sparse` spread over every title: for tests and tools."""

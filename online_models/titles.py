@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from features.catalog import Catalog, Title
+from online_models.ann import IVFIndex
 
 
 def stable_seed(key: str) -> int:
@@ -63,11 +64,8 @@ class TitleIndex:
         self._active = np.zeros(0, dtype=bool)
         self._is_episode = np.zeros(0, dtype=np.float32)
         self._long_runtime = np.zeros(0, dtype=np.float32)
-        # Inverted tag index: tag column -> the title's tag count -> rows (insertion order).
-        # A title's weight in a tag is 1/sqrt(its tag count), so walking counts upwards
-        # (newest rows first within one count) reads a tag's titles best first.
-        self._postings: dict[int, dict[int, dict[int, None]]] = {}
-        self._posting_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Content candidates: the tag vectors in an inverted-file index (online_models/ann.py).
+        self.content_index = IVFIndex(seed=1)
         self.listeners: list = []  # callables(n) told when the index grows
         self._views()
 
@@ -143,8 +141,6 @@ class TitleIndex:
             self.tag_index[k] = len(self.tags)
             self.tags.append(k)
         keys = t.tag_keys if t is not None else ()
-        if i < self._tag_cols.shape[0]:
-            self._unpost(i)
         self._reserve(i + 1, len(keys))
         self.titles[i] = t
         self._tag_cols[i, :] = -1
@@ -156,37 +152,12 @@ class TitleIndex:
         if keys:
             self._tag_cols[i, : len(keys)] = [self.tag_index[k] for k in keys]
             self._tag_vals[i, : len(keys)] = 1.0 / math.sqrt(len(keys))
-            for k in keys:
-                col = self.tag_index[k]
-                self._postings.setdefault(col, {}).setdefault(len(keys), {})[i] = None
-                self._posting_arrays.pop(col, None)
+        self.content_index.mark([i], i + 1)
         for country, mask in self._regions.items():
             if len(mask) <= i:
                 mask = self._regions[country] = grow(mask, i + 1, False)
             mask[i] = t is not None and t.available_in(country)
         self._link_episode(i, t)
-
-    def _unpost(self, i: int) -> None:
-        cols = self._tag_cols[i]
-        cols = cols[cols >= 0].tolist()
-        for col in cols:
-            self._postings[col][len(cols)].pop(i, None)
-            self._posting_arrays.pop(col, None)
-
-    def posting(self, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, weights) of one tag's titles, best weight first (newest first on ties)."""
-        arrs = self._posting_arrays.get(col)
-        if arrs is None:
-            rows: list[int] = []
-            wts: list[float] = []
-            for count, members in sorted(self._postings.get(col, {}).items()):
-                rows.extend(reversed(members))
-                wts.extend([1.0 / math.sqrt(count)] * len(members))
-            arrs = self._posting_arrays[col] = (
-                np.asarray(rows, dtype=np.int64),
-                np.asarray(wts, dtype=np.float64),
-            )
-        return arrs
 
     def tag_vector(self, weights: dict[str, float]) -> np.ndarray:
         """A tag -> weight mapping as a dense vector over the vocabulary, plus a trailing 0
@@ -204,62 +175,13 @@ class TitleIndex:
         return (vec[self._tag_cols[rows]] * self._tag_vals[rows]).sum(axis=1)
 
     def content_top(
-        self,
-        vec: np.ndarray,
-        k: int,
-        keep: Callable[[np.ndarray], np.ndarray] | None = None,
-        tags: int = 16,
-        budget: int = 4096,
-        block: int = 64,
+        self, vec: np.ndarray, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` rows with the highest :meth:`tag_scores` against ``vec`` among those
-        ``keep`` accepts, read from the posting lists of the ``tags`` heaviest positive tags.
-
-        Fagin's threshold algorithm: lists are read ``block`` rows at a time, candidates
-        scored exactly, and reading stops once ``k`` scores reach the best any unread row
-        could still get (exact), or after ``budget`` rows (approximate: ties between
-        equally weighted titles are the usual reason to go that far).
-        """
-        pos = np.flatnonzero(vec[:-1] > 0)
-        if len(pos) == 0 or k <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        pos = pos[np.argsort(-vec[pos], kind="stable")[:tags]]
-        lists = [(float(vec[c]), *self.posting(int(c))) for c in pos.tolist()]
-        at = [0] * len(lists)
-        seen: set[int] = set()
-        found_rows: list[np.ndarray] = []
-        found_scores: list[np.ndarray] = []
-        best = np.zeros(0)
-        read = 0
-        while read < budget:
-            fresh = []
-            for j, (_, rows, _) in enumerate(lists):
-                if at[j] < len(rows):
-                    fresh.append(rows[at[j] : at[j] + block])
-                    at[j] += block
-            if not fresh:
-                break
-            batch = np.unique(np.concatenate(fresh))
-            read += len(batch)
-            batch = np.array([r for r in batch.tolist() if r not in seen], dtype=np.int64)
-            seen.update(batch.tolist())
-            if keep is not None and len(batch):
-                batch = batch[keep(batch)]
-            if len(batch):
-                found_rows.append(batch)
-                found_scores.append(self.tag_scores(batch, vec))
-                best = np.concatenate([best, found_scores[-1]])
-            bound = sum(
-                w * wts[a] for (w, _, wts), a in zip(lists, at, strict=True) if a < len(wts)
-            )
-            if len(best) >= k and np.partition(best, len(best) - k)[len(best) - k] >= bound:
-                break
-        if not found_rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        rows = np.concatenate(found_rows)
-        scores = np.concatenate(found_scores)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return rows[top], scores[top]
+        """About the ``k`` rows with the highest :meth:`tag_scores` against ``vec`` among
+        those ``keep`` accepts, from the inverted-file index over the tag vectors (the
+        changed rows are re-filed on the next search, so a new title is a candidate at
+        once; recall against exact search: docs/models.md)."""
+        return self.content_index.search(_TagVectors(self), vec[:-1], k, keep)
 
     def _link_episode(self, i: int, t: Title | None) -> None:
         self.next_episode.pop(i, None)
@@ -291,6 +213,44 @@ class TitleIndex:
                     mask[i] = False
             self._regions[country] = mask
         return mask[: self.n]
+
+
+class _TagVectors:
+    """The titles' tag vectors as :class:`online_models.ann.Vectors`."""
+
+    def __init__(self, ix: TitleIndex) -> None:
+        self.ix = ix
+
+    def __len__(self) -> int:
+        return self.ix.n
+
+    def dot(self, rows: np.ndarray, m: np.ndarray) -> np.ndarray:
+        if m.ndim == 1:
+            return self.ix.tag_scores(rows, np.append(m, 0.0))
+        return np.asarray(self.ix.tag_matrix[rows] @ m)
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        return self.ix.tag_matrix[rows].toarray()
+
+
+def unique_rows(rows: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (by sorting: numpy 2's hash-based
+    ``np.unique`` costs several times more on the few thousand rows a request handles)."""
+    rows = np.sort(rows)
+    if len(rows) > 1:
+        rows = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
+    return rows
+
+
+def group_sum(rows: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct rows ascending, sum of ``vals`` per row, the order that sorts ``rows``
+    stably) -- a sort-based ``np.unique(..., return_inverse=True)`` plus ``bincount``."""
+    order = np.argsort(rows, kind="stable")
+    s = rows[order]
+    if len(s) == 0:
+        return s, np.zeros(0, dtype=vals.dtype), order
+    start = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    return s[start], np.add.reduceat(vals[order], start), order
 
 
 def grow(arr: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:

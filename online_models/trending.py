@@ -36,6 +36,7 @@ class CountryTrending:
         self.top_size = top_size
         self._top: dict[str, dict[int, None]] = {}
         self._floor: dict[str, float] = {}
+        self._peak: dict[str, float] = {}
         self._tree: list[float] = [0.0]  # Fenwick tree over the global counts (1-based)
         # Local observations not yet handed to the exchange (online_models/federation.py).
         self.outbox: dict[str, np.ndarray] | None = None
@@ -75,6 +76,7 @@ class CountryTrending:
                 arr *= factor
         for key in self._floor:
             self._floor[key] *= factor
+            self._peak[key] *= factor
         self._tree = [v * factor for v in self._tree]
 
     # --- top lists and sampling, kept without catalog scans ----------------------------
@@ -83,7 +85,8 @@ class CountryTrending:
         top = self._top.get(key)
         if top is None:
             top = self._top[key] = {}
-            self._floor[key] = 0.0
+            self._floor[key] = self._peak[key] = 0.0
+        self._peak[key] = max(self._peak[key], float(arr[idx]))
         if idx in top or arr[idx] <= self._floor[key]:
             return
         top[idx] = None
@@ -99,6 +102,7 @@ class CountryTrending:
         best = np.argpartition(-arr, m - 1)[:m] if m else np.zeros(0, dtype=np.int64)
         best = best[arr[best] > 0]
         self._top[key] = dict.fromkeys(best.tolist())
+        self._peak[key] = float(arr[best].max()) if len(best) else 0.0
         rest = np.ones(len(arr), dtype=bool)
         rest[best] = False
         self._floor[key] = float(arr[rest].max()) if rest.any() else 0.0
@@ -185,10 +189,7 @@ class CountryTrending:
     def peak(self, country: str | None) -> float:
         """The largest count of the country (falls back to global), from its top set."""
         key = self._key(country)
-        if key is None or not self._top.get(key):
-            return 0.0
-        arr = self.counts[key]
-        return float(max(arr[i] for i in self._top[key]))
+        return self._peak.get(key, 0.0) if key is not None else 0.0
 
     def values(self, country: str | None, rows: np.ndarray) -> np.ndarray:
         """Counts of ``rows`` relative to the top title of the country (falls back to global)."""
@@ -207,8 +208,10 @@ class CountryTrending:
         if key is None:
             return []
         arr = self.counts[key]
-        ranked = sorted(self._top.get(key, ()), key=lambda i: (-arr[i], i))
-        return [i for i in ranked[:k] if arr[i] > 0]
+        top = self._top.get(key, {})
+        rows = np.fromiter(top, dtype=np.int64, count=len(top))
+        rows = rows[np.lexsort((rows, -arr[rows]))][:k]
+        return rows[arr[rows] > 0].tolist()
 
     def state(self) -> dict:
         return {"ref_ts": self.clock.ref_ts, "counts": dict(self.counts)}
@@ -217,7 +220,7 @@ class CountryTrending:
         self.clock.ref_ts = st["ref_ts"]
         self.counts = {k: np.asarray(v, dtype=np.float64) for k, v in st["counts"].items()}
         self.resize(max([self.n, *(len(a) for a in self.counts.values())]))
-        self._top, self._floor = {}, {}
+        self._top, self._floor, self._peak = {}, {}, {}
         for key in self.counts:
             self._rebuild_top(key)
         self._rebuild_tree()
