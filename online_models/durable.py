@@ -191,8 +191,8 @@ def export_user(rec: Recommender, uid: str, profile: UserProfile | None) -> dict
             "counts": [st.plays, st.completes, st.abandons, st.pauses, st.skips, st.episode_plays],
             "watched_s": st.watched_s,
             "device": st.device,
-            "imp_ids": _ids(rec, st.impressions),
-            "imp_x": np.stack(list(st.impressions.values()))
+            "imp_ids": _ids(rec, rec.impression_rows(st)),
+            "imp_x": np.stack(list(rec.impression_rows(st).values()))
             if st.impressions
             else np.zeros((0, len(rec.ranker.features)), dtype=np.float32),
             "impression_ts": st.impression_ts,

@@ -63,6 +63,7 @@ FEATURES = [
     "cold",
 ]
 _F = {f: i for i, f in enumerate(FEATURES)}
+_TAG_COLS = [_F["content"], _F["liked"], _F["disliked"]]
 # Used before the ranker has seen ``warmup`` examples of each kind.
 # Chosen on the first halves of the synthetic log and the shared real logs (one setting
 # for all; docs/models.md): the sequence source leads, tag content mostly breaks ties.
@@ -100,8 +101,10 @@ class UserState:
     episode_plays: int = 0
     watched_s: float = 0.0
     device: str | None = None
-    impressions: dict[int, np.ndarray] = field(default_factory=dict)
+    # Shown titles of the last request -> feature row, None until needed (impression_rows).
+    impressions: dict[int, np.ndarray | None] = field(default_factory=dict)
     impression_ts: int = 0
+    impression_ctx: Any = None  # the UserContext the pending rows are built from
     playing: dict[int, np.ndarray] = field(default_factory=dict)
     last_pos: dict[int, float] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)  # title index -> last play ts
@@ -145,6 +148,7 @@ class UserContext:
     next_from: dict[int, int]  # next episode -> the watched episode it follows
     sequence: list[int]
     base: np.ndarray  # the per-user columns (same on every row)
+    tag_cols: np.ndarray | None  # content, liked, disliked side by side (one product)
     skip_rate: float
     mobile: bool
 
@@ -164,8 +168,9 @@ class Allowed:
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         ok = self.avail[rows]
-        if len(self.blocked):
-            ok &= ~np.isin(rows, self.blocked)
+        b = self.blocked
+        if len(b) and len(rows):
+            ok &= b[np.minimum(np.searchsorted(b, rows), len(b) - 1)] != rows
         return ok
 
 
@@ -262,6 +267,13 @@ class Recommender:
         if device in DEVICES:
             base[_F[f"device_{device}"]] = 1.0
         base[_F["cold"]] = 1.0 if len(st.positives) < 3 else 0.0
+        vecs = (content, *tag_vecs)
+        tag_cols = None
+        if any(v is not None for v in vecs):
+            tag_cols = np.zeros((len(ix.tags) + 1, 3))
+            for j, v in enumerate(vecs):
+                if v is not None:
+                    tag_cols[:, j] = v
         ctx = UserContext(
             user_id=user_id,
             country=profile.country,
@@ -278,6 +290,7 @@ class Recommender:
             next_from=next_from,
             sequence=st.sequence,
             base=base,
+            tag_cols=tag_cols,
             skip_rate=skip_rate,
             mobile=device == "mobile",
         )
@@ -293,13 +306,8 @@ class Recommender:
         x = np.repeat(ctx.base[None, :], len(rows), axis=0)
         if len(rows) == 0:
             return x
-        for name, vec in (
-            ("content", ctx.content),
-            ("liked", ctx.liked),
-            ("disliked", ctx.disliked),
-        ):
-            if vec is not None:
-                x[:, _F[name]] = ix.tag_scores(rows, vec)
+        if ctx.tag_cols is not None:
+            x[:, _TAG_COLS] = ix.tag_scores(rows, ctx.tag_cols)
         if ctx.mf_conf > 0:
             x[:, _F["mf"]] = np.tanh(self.mf.scores(ctx.user_id, rows)) * ctx.mf_conf
         x[:, _F["cowatch"]] = np.minimum(_lookup(ctx.cw_idx, ctx.cw_val, rows), 2.0)
@@ -339,7 +347,12 @@ class Recommender:
             if ts - st.impression_ts > 1000 or ts - st.impression_ts < 0:
                 self._flush_impressions(st)
                 st.impression_ts = ts
-            st.impressions[idx] = self.features(self.context(uid, profile, ts), [idx])[0]
+                st.impression_ctx = None
+            if st.impression_ctx is None:
+                st.impression_ctx = self.context(uid, profile, ts)
+            # The row is built when it is learned (or checkpointed), with the request's
+            # others in one call: from the user's side as of the request's first impression.
+            st.impressions[idx] = None
             return
         if etype == "play":
             fresh = ev["title_id"] not in profile.in_progress and idx not in st.positives
@@ -349,9 +362,7 @@ class Recommender:
             st.episode_plays += int(self.titles.is_episode[idx])
             st.last_pos[idx] = float(ev.get("position_s") or 0.0)
             if fresh:
-                ctx = self.context(uid, profile, ts)
-                row = self.features(ctx, [idx])[0]
-                self._learn_click(st, idx, ctx, row, ts)
+                row = self._learn_click(st, idx, self.context(uid, profile, ts), ts)
                 self._sequence(st, idx, 1.0)
                 st.playing[idx] = row
                 if len(st.playing) > 20:
@@ -437,24 +448,32 @@ class Recommender:
         )
         self.learn_steps += 1
 
+    def impression_rows(self, st: UserState) -> dict[int, np.ndarray]:
+        """The pending impressions' feature rows, building the missing ones in one call."""
+        todo = [i for i, row in st.impressions.items() if row is None]
+        if todo and st.impression_ctx is not None:
+            for i, row in zip(todo, self.features(st.impression_ctx, todo), strict=True):
+                st.impressions[i] = row
+        return {i: row for i, row in st.impressions.items() if row is not None}
+
     def _flush_impressions(self, st: UserState) -> None:
-        for row in st.impressions.values():
+        for row in self.impression_rows(st).values():
             self._learn_vec("click", row, False)
         st.impressions.clear()
 
-    def _learn_click(
-        self, st: UserState, idx: int, ctx: UserContext, row: np.ndarray, ts: int
-    ) -> None:
+    def _learn_click(self, st: UserState, idx: int, ctx: UserContext, ts: int) -> np.ndarray:
+        """Learn the play of ``idx`` as a click (and the negatives it implies); returns the
+        played title's feature row."""
         shown = st.impressions and 0 <= ts - st.impression_ts <= IMPRESSION_TTL_MS
         if shown and idx in st.impressions:
+            row = self.features(ctx, [idx])[0]
             st.impressions.pop(idx)
             self._flush_impressions(st)
             self._learn_vec("click", row, True)
-            return
+            return row
         if not shown:
             st.impressions.clear()
         # Not picked from a shown row: what the user chose from the whole catalog.
-        self._learn_vec("click", row, True)
         # Negatives: titles the recommender itself would have proposed (hard negatives,
         # the distribution it ranks at serving time), topped up with uniform ones.
         cand = self.candidates(ctx, Allowed(self.titles.active, np.zeros(0, dtype=np.int64)))
@@ -462,8 +481,11 @@ class Recommender:
         hard = self.rng.choice(cand, size=min(len(cand), self.random_negatives), replace=False)
         easy = self.rng.integers(0, self.titles.n, size=1)
         negs = [j for j in [*hard.tolist(), *easy.tolist()] if j != idx]
-        for x in self.features(ctx, negs):
+        rows = self.features(ctx, [idx, *negs])
+        self._learn_vec("click", rows[0], True)
+        for x in rows[1:]:
             self._learn_vec("click", x, False, evaluate=False)
+        return rows[0]
 
     # --- serving ------------------------------------------------------------------
 
@@ -481,10 +503,10 @@ class Recommender:
         k = self.per_source
         picks: list[np.ndarray] = []
 
-        def best(rows: np.ndarray, vals: np.ndarray) -> None:
+        def best(rows: np.ndarray, vals: np.ndarray, kept: bool = False) -> None:
             ok = vals > 0
             rows, vals = rows[ok], vals[ok]
-            if len(rows):
+            if len(rows) and not kept:
                 ok = keep(rows)
                 rows, vals = rows[ok], vals[ok]
             if len(rows) > k:
@@ -492,9 +514,9 @@ class Recommender:
             picks.append(rows)
 
         if ctx.content is not None:
-            best(*self.titles.content_top(ctx.content, k, keep))
+            best(*self.titles.content_top(ctx.content, k, keep), kept=True)
         if ctx.mf_conf > 0:
-            best(*self.mf.nearest(ctx.user_id, k, keep))
+            best(*self.mf.nearest(ctx.user_id, k, keep), kept=True)
         best(ctx.cw_idx, ctx.cw_val)
         best(ctx.seq_idx, ctx.seq_val)
         if ctx.next_ep:

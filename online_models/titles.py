@@ -171,8 +171,12 @@ class TitleIndex:
 
     def tag_scores(self, rows: np.ndarray, vec: np.ndarray) -> np.ndarray:
         """``tag_matrix[rows] @ vec[:-1]`` from the rows' own tag slots: the cost of the rows
-        asked for, not of the catalog (``vec`` from :meth:`tag_vector`)."""
-        return (vec[self._tag_cols[rows]] * self._tag_vals[rows]).sum(axis=1)
+        asked for, not of the catalog (``vec`` from :meth:`tag_vector`; a 2-d ``vec``
+        scores several tag vectors at once, one per column)."""
+        vals = self._tag_vals[rows]
+        if vec.ndim == 2:
+            return np.einsum("rsj,rs->rj", vec[self._tag_cols[rows]], vals)
+        return (vec[self._tag_cols[rows]] * vals).sum(axis=1)
 
     def content_top(
         self, vec: np.ndarray, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
