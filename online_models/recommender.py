@@ -489,7 +489,9 @@ class Recommender:
 
     # --- serving ------------------------------------------------------------------
 
-    def candidates(self, ctx: UserContext, keep: Allowed) -> np.ndarray:
+    def candidates(
+        self, ctx: UserContext, keep: Allowed, by_source: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Union of each source's ``per_source`` best titles that ``keep`` accepts (catalog
         rows, ascending; at most ``len(SOURCES) * per_source``), each read from an index
         that never scans the catalog:
@@ -499,11 +501,13 @@ class Recommender:
         * cowatch, seq: the neighbour rows of the user's recent titles,
         * next_ep: the series links of the user's recent episodes,
         * trend, pop: the exactly kept top lists (:meth:`CountryTrending.top`).
+
+        ``by_source`` (for measurements) receives each source's picks.
         """
         k = self.per_source
         picks: list[np.ndarray] = []
 
-        def best(rows: np.ndarray, vals: np.ndarray, kept: bool = False) -> None:
+        def best(src: str, rows: np.ndarray, vals: np.ndarray, kept: bool = False) -> None:
             ok = vals > 0
             rows, vals = rows[ok], vals[ok]
             if len(rows) and not kept:
@@ -512,22 +516,30 @@ class Recommender:
             if len(rows) > k:
                 rows = rows[np.argpartition(-vals, k - 1)[:k]]
             picks.append(rows)
+            if by_source is not None:
+                by_source[src] = rows
 
         if ctx.content is not None:
-            best(*self.titles.content_top(ctx.content, k, keep), kept=True)
+            best("content", *self.titles.content_top(ctx.content, k, keep), kept=True)
         if ctx.mf_conf > 0:
-            best(*self.mf.nearest(ctx.user_id, k, keep), kept=True)
-        best(ctx.cw_idx, ctx.cw_val)
-        best(ctx.seq_idx, ctx.seq_val)
+            best("mf", *self.mf.nearest(ctx.user_id, k, keep), kept=True)
+        best("cowatch", ctx.cw_idx, ctx.cw_val)
+        best("seq", ctx.seq_idx, ctx.seq_val)
         if ctx.next_ep:
             best(
+                "next_ep",
                 np.fromiter(ctx.next_ep, dtype=np.int64, count=len(ctx.next_ep)),
                 np.fromiter(ctx.next_ep.values(), dtype=np.float64, count=len(ctx.next_ep)),
             )
-        for model, country in ((self.trending, ctx.country), (self.popular, None)):
+        for src, model, country in (
+            ("trend", self.trending, ctx.country),
+            ("pop", self.popular, None),
+        ):
             top = np.asarray(model.top(country, 0, model.top_size), dtype=np.int64)
             if len(top):
                 picks.append(top[keep(top)][:k])
+                if by_source is not None:
+                    by_source[src] = picks[-1]
         if not picks:
             return np.zeros(0, dtype=np.int64)
         return unique_rows(np.concatenate(picks))
