@@ -60,6 +60,7 @@ class TitleIndex:
         self._series_of: dict[int, str] = {}
         self._tag_cols = np.full((0, 0), -1, dtype=np.int32)  # row -> tag columns
         self._tag_vals = np.zeros((0, 0), dtype=np.float32)
+        self._width = 0  # tag slots in use (the most tags any title has had)
         self._csr: sparse.csr_matrix | None = None
         self._active = np.zeros(0, dtype=bool)
         self._is_episode = np.zeros(0, dtype=np.float32)
@@ -149,6 +150,7 @@ class TitleIndex:
         self._is_episode[i] = 1.0 if t is not None and t.series_id else 0.0
         self._long_runtime[i] = 1.0 if t is not None and t.runtime_s >= 5400 else 0.0
         self.primary_genre[i] = t.genres[0] if t is not None and t.genres else ""
+        self._width = max(self._width, len(keys))
         if keys:
             self._tag_cols[i, : len(keys)] = [self.tag_index[k] for k in keys]
             self._tag_vals[i, : len(keys)] = 1.0 / math.sqrt(len(keys))
@@ -173,10 +175,11 @@ class TitleIndex:
         """``tag_matrix[rows] @ vec[:-1]`` from the rows' own tag slots: the cost of the rows
         asked for, not of the catalog (``vec`` from :meth:`tag_vector`; a 2-d ``vec``
         scores several tag vectors at once, one per column)."""
-        vals = self._tag_vals[rows]
+        w = self._width
+        cols, vals = self._tag_cols[rows, :w], self._tag_vals[rows, :w]
         if vec.ndim == 2:
-            return np.einsum("rsj,rs->rj", vec[self._tag_cols[rows]], vals)
-        return (vec[self._tag_cols[rows]] * vals).sum(axis=1)
+            return np.einsum("rsj,rs->rj", vec[cols], vals)
+        return (vec[cols] * vals).sum(axis=1)
 
     def content_top(
         self, vec: np.ndarray, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None

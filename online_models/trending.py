@@ -137,7 +137,7 @@ class CountryTrending:
             return None
         out = np.empty(size, dtype=np.int64)
         for s, target in enumerate((rng.random(size) * total).tolist()):
-            pos, step = 0, (len(tree) - 1) // 2 + 1
+            pos, step = 0, len(tree) - 1  # a power of two
             while step:
                 nxt = pos + step
                 if nxt < len(tree) and tree[nxt] <= target:
