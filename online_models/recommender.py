@@ -16,8 +16,8 @@ watching row. Candidate sources, each a documented module:
 * continue watching: in-progress titles, in their own row.
 
 Two stages, neither of which reads every title: each source proposes its
-``per_source`` best allowed titles from an index of its own (neighbour rows, the tag
-inverted index, the MF nearest-title index, top lists; see :meth:`Recommender.candidates`),
+``per_source`` best allowed titles from an index of its own (neighbour rows, nearest-title
+indexes over tag vectors and MF factors, top lists; see :meth:`Recommender.candidates`),
 and feature rows are built for that union only (:meth:`Recommender.features`) and scored
 by the online ranker (:mod:`online_models.ranker`). See docs/models.md.
 """
@@ -104,7 +104,7 @@ class UserState:
     # Shown titles of the last request -> feature row, None until needed (impression_rows).
     impressions: dict[int, np.ndarray | None] = field(default_factory=dict)
     impression_ts: int = 0
-    impression_ctx: Any = None  # the UserContext the pending rows are built from
+    impression_ctx: UserContext | None = None  # what the pending rows are built from
     playing: dict[int, np.ndarray] = field(default_factory=dict)
     last_pos: dict[int, float] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)  # title index -> last play ts
@@ -136,8 +136,6 @@ class UserContext:
     user_id: str
     country: str | None
     content: np.ndarray | None  # TitleIndex.tag_vector, normalised and trusted by events
-    liked: np.ndarray | None
-    disliked: np.ndarray | None
     mf_conf: float
     cw_idx: np.ndarray  # co-watch: titles ascending, their scores and strongest anchors
     cw_val: np.ndarray
@@ -278,8 +276,6 @@ class Recommender:
             user_id=user_id,
             country=profile.country,
             content=content,
-            liked=tag_vecs[0],
-            disliked=tag_vecs[1],
             mf_conf=self.mf.confidence(user_id),
             cw_idx=cw_idx,
             cw_val=cw_val,
@@ -356,8 +352,6 @@ class Recommender:
             return
         if etype == "play":
             fresh = ev["title_id"] not in profile.in_progress and idx not in st.positives
-            self.trending.observe(idx, ev.get("country") or profile.country, ts)
-            self.popular.observe(idx, None, ts)
             st.plays += 1
             st.episode_plays += int(self.titles.is_episode[idx])
             st.last_pos[idx] = float(ev.get("position_s") or 0.0)
@@ -367,6 +361,10 @@ class Recommender:
                 st.playing[idx] = row
                 if len(st.playing) > 20:
                     st.playing.pop(next(iter(st.playing)))
+            # Counted after the click rows are built: a title's own play must not lift the
+            # trend and popularity it was chosen under (the learned weights would lean on it).
+            self.trending.observe(idx, ev.get("country") or profile.country, ts)
+            self.popular.observe(idx, None, ts)
             st.seen.pop(idx, None)
             st.seen[idx] = ts
             if len(st.seen) > POSITIVES_MAX:
