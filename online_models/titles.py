@@ -176,10 +176,12 @@ class TitleIndex:
         asked for, not of the catalog (``vec`` from :meth:`tag_vector`; a 2-d ``vec``
         scores several tag vectors at once, one per column)."""
         w = self._width
-        cols, vals = self._tag_cols[rows, :w], self._tag_vals[rows, :w]
+        cols = np.take(self._tag_cols[:, :w], rows, axis=0)
+        vals = np.take(self._tag_vals[:, :w], rows, axis=0)
+        vec = vec.astype(np.float32, copy=False)
         if vec.ndim == 2:
-            return np.einsum("rsj,rs->rj", vec[cols], vals)
-        return (vec[cols] * vals).sum(axis=1)
+            return np.einsum("rsj,rs->rj", np.take(vec, cols, axis=0), vals)
+        return np.einsum("rs,rs->r", np.take(vec, cols), vals)
 
     def content_top(
         self, vec: np.ndarray, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
