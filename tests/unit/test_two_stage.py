@@ -208,3 +208,12 @@ def test_the_union_stays_bounded_on_a_large_catalog():
         assert len(union) <= len(SOURCES) * 15
         items = eng.score_message(uid, evs[-1]["ts"], evs[-1]["ts"], k=10)["items"]
         assert len(items) == 10
+
+
+def test_bench_engine_reports_costs_and_candidate_recall():
+    from streams.tools.bench_engine import run
+
+    out = run(titles=120, users=40, warmup=600, events=400, refresh_users=5, recall_users=5)
+    assert out["ingest_us_per_event"] > 0 and out["refresh_ms_mean"] > 0
+    cr = out["candidate_recall"]
+    assert cr["users"] == 5 and cr["recall"]["union"] > 0.9  # exact below EXACT_BELOW
