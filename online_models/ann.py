@@ -171,6 +171,7 @@ class IVFIndex:
         self.sync(vec, len(query))
         if len(vec) == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        query = np.asarray(query, dtype=np.float32)
         cs = self.centroids[:, : len(query)] @ query
         per_list = max(1.0, len(vec) / len(cs))
         p = min(len(cs), max(1, round((scan or self.scan) / per_list)))
