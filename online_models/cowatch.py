@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.decay import DecayClock
-from online_models.titles import grow
+from online_models.titles import group_sum, grow
 
 
 class CoWatch:
@@ -122,22 +122,37 @@ class CoWatch:
         c = np.fromiter(row.values(), dtype=np.float64, count=len(row))
         return idx, c / np.sqrt(self.counts[anchor] * np.maximum(self.counts[idx], 1e-12))
 
-    def scores(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Per-title score for a user whose recent positive watches are ``recent``,
-        and the anchor (index into the catalog, -1 if none) that contributed most."""
-        total = np.zeros(self.n, dtype=np.float32)
-        best = np.zeros(self.n, dtype=np.float32)
-        anchors = np.full(self.n, -1, dtype=np.int64)
+    def sparse(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(titles, scores, anchors) for a viewer whose recent positive watches are ``recent``:
+        the neighbour rows of the last ``window`` of them summed (titles ascending), with
+        the anchor that contributed most to each (the most recent on ties). Costs
+        ``window * max_neighbors`` at most, whatever the catalog size."""
+        idxs, vals, ancs = [], [], []
         rw = 1.0
         for a in recent[: self.window]:
             idx, sim = self.similar(a)
             if len(idx):
-                contrib = (rw * sim).astype(np.float32)
-                total[idx] += contrib
-                better = contrib > best[idx]
-                best[idx[better]] = contrib[better]
-                anchors[idx[better]] = a
+                idxs.append(idx)
+                vals.append((rw * sim).astype(np.float32))
+                ancs.append(np.full(len(idx), a, dtype=np.int64))
             rw *= self.position_decay
+        if not idxs:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, np.zeros(0, dtype=np.float32), empty
+        idx, val, anc = np.concatenate(idxs), np.concatenate(vals), np.concatenate(ancs)
+        titles, total, _ = group_sum(idx, val)
+        order = np.lexsort((-val, idx))  # by title, strongest first, earlier anchor on ties
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = idx[order][1:] != idx[order][:-1]
+        return titles, total, anc[order[first]]
+
+    def scores(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sparse` spread over every title (anchor -1 where none): for tests and tools."""
+        total = np.zeros(self.n, dtype=np.float32)
+        anchors = np.full(self.n, -1, dtype=np.int64)
+        idx, val, anc = self.sparse(recent)
+        total[idx] = val
+        anchors[idx] = anc
         return total, anchors
 
     def state(self) -> dict:

@@ -191,8 +191,8 @@ def export_user(rec: Recommender, uid: str, profile: UserProfile | None) -> dict
             "counts": [st.plays, st.completes, st.abandons, st.pauses, st.skips, st.episode_plays],
             "watched_s": st.watched_s,
             "device": st.device,
-            "imp_ids": _ids(rec, st.impressions),
-            "imp_x": np.stack(list(st.impressions.values()))
+            "imp_ids": _ids(rec, rec.impression_rows(st)),
+            "imp_x": np.stack(list(rec.impression_rows(st).values()))
             if st.impressions
             else np.zeros((0, len(rec.ranker.features)), dtype=np.float32),
             "impression_ts": st.impression_ts,
@@ -341,6 +341,7 @@ def import_shared(rec: Recommender, st: dict) -> None:
         rec.mf.q[m[ok]] = q[ok]
         rec.mf.bias[m[ok]] = _check_array(mf["bias"], "mf bias", 1)[ok]
         rec.mf.updates[m[ok]] = _check_array(mf["updates"], "mf updates", 1)[ok]
+        rec.mf.changed(m[ok])
         _load_rng(rec.mf.rng, mf["rng"])
         _load_rng(rec.rng, st["rng"])
         cw = dict(st["cowatch"])
@@ -354,14 +355,16 @@ def import_shared(rec: Recommender, st: dict) -> None:
             rec.sequence.counts = _place(_check_array(sq["counts"], "sequence counts", 1), m, n)
             rec.sequence.n = n
         for name in ("trending", "popular"):
-            model = getattr(rec, name)
             tr = st[name]
-            model.clock.ref_ts = tr["ref_ts"]
-            model.counts = {
-                str(c): _place(_check_array(a, f"{name} counts", 1), m, n)
-                for c, a in tr["counts"].items()
-            }
-            model.n = n
+            getattr(rec, name).load(
+                {
+                    "ref_ts": tr["ref_ts"],
+                    "counts": {
+                        str(c): _place(_check_array(a, f"{name} counts", 1), m, n)
+                        for c, a in tr["counts"].items()
+                    },
+                }
+            )
         rec.ranker.load(st["ranker"])
         for name, s in st["ranker_stats"].items():
             ps = rec.ranker.stats[name] = PrequentialStats()

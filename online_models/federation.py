@@ -162,8 +162,11 @@ class TitleExchange:
 
     def _set_mf(self, params: np.ndarray) -> None:
         mf = self.rec.mf
-        mf.q[:] = params[:, : self.k]
+        q = params[:, : self.k].astype(mf.q.dtype)
+        moved = np.flatnonzero((mf.q != q).any(axis=1))
+        mf.q[:] = q
         mf.bias[:] = params[:, self.k]
+        mf.changed(moved)
 
     def _rk_params(self, head: str) -> np.ndarray:
         m = self.rec.ranker.models[head]

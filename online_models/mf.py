@@ -8,6 +8,11 @@ not mistaken for personal taste). Prediction is ``p_u . q_i + b_i``.
 Numpy, not River: River's FunkMF/BiasedMF cost 10-18 us per learn and have no
 implicit-feedback sampling; this update is a handful of small vector operations.
 
+Sampling negatives costs O(log n) (``popularity`` is a
+:class:`~online_models.trending.CountryTrending` keeping a Fenwick tree), and the
+nearest titles of a user come from an approximate index kept current with the rows
+each step changes (:mod:`online_models.ann`): nothing per event reads every title.
+
 Initial factors are seeded from the ids (CRC32), so every worker starts a title
 from the same vector; that keeps peers' title factors in one coordinate system
 when they are blended (see :func:`blend_title_factors` and docs/models.md).
@@ -22,9 +27,17 @@ when they are blended (see :func:`blend_title_factors` and docs/models.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import numpy as np
 
+from online_models.ann import DenseVectors, IVFIndex
 from online_models.titles import grow, stable_seed
+
+
+class PopularitySampler(Protocol):
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray | None: ...
 
 
 class ImplicitMF:
@@ -49,6 +62,7 @@ class ImplicitMF:
         self.user_n: dict[str, int] = {}
         self.rng = np.random.default_rng(seed)
         self.n = 0
+        self.index = IVFIndex(seed=seed)
 
     def resize(self, n: int) -> None:
         old = self.q.shape[0]
@@ -58,7 +72,7 @@ class ImplicitMF:
         self.q = np.concatenate([self.q, extra])
         self.bias = grow(self.bias, n)
         self.updates = grow(self.updates, n)
-        self.n = n
+        self.n = n  # new rows join the index at its next search
 
     def _init_vec(self, key: str) -> np.ndarray:
         r = np.random.default_rng(stable_seed(key))
@@ -71,13 +85,14 @@ class ImplicitMF:
             self.user_n[user_id] = 0
         return p
 
-    def learn(self, user_id: str, idx: int, weight: float, popularity: np.ndarray | None) -> None:
-        """One positive (target 1, scaled by ``weight``) and sampled negatives (target 0)."""
+    def learn(
+        self, user_id: str, idx: int, weight: float, popularity: PopularitySampler | None
+    ) -> None:
+        """One positive (target 1, scaled by ``weight``) and negatives (target 0) drawn in
+        proportion to ``popularity`` (uniformly when None or empty)."""
         p = self.user_vector(user_id)
-        if popularity is not None and popularity.sum() > 0:
-            prob = popularity / popularity.sum()
-            negs = self.rng.choice(self.n, size=self.negatives, p=prob)
-        else:
+        negs = popularity.sample(self.rng, self.negatives) if popularity is not None else None
+        if negs is None:
             negs = self.rng.integers(0, self.n, size=self.negatives)
         items = np.concatenate([[idx], negs[negs != idx]])
         targets = np.zeros(len(items), dtype=np.float32)
@@ -93,13 +108,30 @@ class ImplicitMF:
         p -= self.lr * grad_p
         self.updates[items] += 1
         self.user_n[user_id] = self.user_n.get(user_id, 0) + 1
+        self.index.mark(items, self.n)
 
-    def scores(self, user_id: str) -> np.ndarray:
-        """Logit-scale affinity of the user to every title (biases left out: popularity)."""
+    def changed(self, rows: np.ndarray | None) -> None:
+        """Tell the nearest-title index that these title rows (None: all) were rewritten."""
+        self.index.mark(rows, self.n)
+
+    def scores(self, user_id: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Logit-scale affinity of the user to ``rows`` (None: every title; biases left
+        out: popularity)."""
+        p = self.users.get(user_id)
+        q = self.q if rows is None else self.q[rows]
+        if p is None:
+            return np.zeros(len(q), dtype=np.float32)
+        return q @ p
+
+    def nearest(
+        self, user_id: str, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of about the ``k`` titles ``keep`` accepts with the highest
+        :meth:`scores`, from the approximate index (recall: docs/models.md)."""
         p = self.users.get(user_id)
         if p is None:
-            return np.zeros(self.n, dtype=np.float32)
-        return self.q @ p
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return self.index.search(DenseVectors(self.q), p, k, keep)
 
     def confidence(self, user_id: str, full_at: int = 10) -> float:
         return min(1.0, self.user_n.get(user_id, 0) / full_at)
@@ -113,6 +145,7 @@ class ImplicitMF:
         self.q[: q.shape[0]] = q
         self.bias[: q.shape[0]] = np.asarray(st["bias"], dtype=np.float32)
         self.updates[: q.shape[0]] = np.asarray(st["updates"], dtype=np.float64)
+        self.changed(None)
 
 
 def blend_title_factors(

@@ -15,8 +15,11 @@ watching row. Candidate sources, each a documented module:
 * next episode of series the user is watching,
 * continue watching: in-progress titles, in their own row.
 
-Each source proposes its ``per_source`` best titles; the union is scored by the
-online ranker (:mod:`online_models.ranker`). See docs/models.md.
+Two stages, neither of which reads every title: each source proposes its
+``per_source`` best allowed titles from an index of its own (neighbour rows, nearest-title
+indexes over tag vectors and MF factors, top lists; see :meth:`Recommender.candidates`),
+and feature rows are built for that union only (:meth:`Recommender.features`) and scored
+by the online ranker (:mod:`online_models.ranker`). See docs/models.md.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from online_models.labels import POSITIVE_RATIO, outcome, watched_ratio
 from online_models.mf import ImplicitMF
 from online_models.ranker import Ranker
 from online_models.sequence import ItemSequence
-from online_models.titles import TitleIndex
+from online_models.titles import TitleIndex, unique_rows
 from online_models.trending import CountryTrending
 
 MODEL_VERSION = "hybrid-lr-1"
@@ -60,6 +63,7 @@ FEATURES = [
     "cold",
 ]
 _F = {f: i for i, f in enumerate(FEATURES)}
+_TAG_COLS = [_F["content"], _F["liked"], _F["disliked"]]
 # Used before the ranker has seen ``warmup`` examples of each kind.
 # Chosen on the first halves of the synthetic log and the shared real logs (one setting
 # for all; docs/models.md): the sequence source leads, tag content mostly breaks ties.
@@ -97,8 +101,10 @@ class UserState:
     episode_plays: int = 0
     watched_s: float = 0.0
     device: str | None = None
-    impressions: dict[int, np.ndarray] = field(default_factory=dict)
+    # Shown titles of the last request -> feature row, None until needed (impression_rows).
+    impressions: dict[int, np.ndarray | None] = field(default_factory=dict)
     impression_ts: int = 0
+    impression_ctx: UserContext | None = None  # what the pending rows are built from
     playing: dict[int, np.ndarray] = field(default_factory=dict)
     last_pos: dict[int, float] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)  # title index -> last play ts
@@ -118,6 +124,60 @@ class RecItem:
 class Rows:
     items: list[RecItem]
     continue_watching: list[RecItem]
+
+
+@dataclass(slots=True)
+class UserContext:
+    """What the feature rows of one user at one time share: each source's scores for the
+    few titles it knows about, tag vectors, and the columns that are the same on every row.
+    Built in O(the user's history); rows for any titles come from
+    :meth:`Recommender.features`."""
+
+    user_id: str
+    country: str | None
+    content: np.ndarray | None  # TitleIndex.tag_vector, normalised and trusted by events
+    mf_conf: float
+    cw_idx: np.ndarray  # co-watch: titles ascending, their scores and strongest anchors
+    cw_val: np.ndarray
+    cw_anchor: np.ndarray
+    seq_idx: np.ndarray  # sequence: titles ascending and their scores
+    seq_val: np.ndarray
+    next_ep: dict[int, float]  # next episode -> score
+    next_from: dict[int, int]  # next episode -> the watched episode it follows
+    sequence: list[int]
+    base: np.ndarray  # the per-user columns (same on every row)
+    tag_cols: np.ndarray | None  # content, liked, disliked side by side (one product)
+    skip_rate: float
+    mobile: bool
+
+    def anchor(self, i: int) -> int:
+        """The co-watch anchor of title ``i`` (-1: none)."""
+        j = int(np.searchsorted(self.cw_idx, i))
+        return int(self.cw_anchor[j]) if j < len(self.cw_idx) and self.cw_idx[j] == i else -1
+
+
+@dataclass(slots=True)
+class Allowed:
+    """A filter on candidate rows (available here and not blocked): applied to the few
+    rows a source proposes, so no catalog-long mask is built per request."""
+
+    avail: np.ndarray  # TitleIndex's cached availability mask (or ``active``)
+    blocked: np.ndarray  # rows never to show: finished, in progress, watched
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        ok = self.avail[rows]
+        b = self.blocked
+        if len(b) and len(rows):
+            ok &= b[np.minimum(np.searchsorted(b, rows), len(b) - 1)] != rows
+        return ok
+
+
+def _lookup(keys: np.ndarray, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``vals`` at ``rows`` for sorted ``keys`` (0 where absent)."""
+    if len(keys) == 0:
+        return np.zeros(len(rows), dtype=np.float32)
+    j = np.minimum(np.searchsorted(keys, rows), len(keys) - 1)
+    return np.where(keys[j] == rows, vals[j], 0.0).astype(np.float32)
 
 
 class Recommender:
@@ -146,7 +206,7 @@ class Recommender:
         self.rng = np.random.default_rng(seed)
         for model in (self.cowatch, self.sequence, self.mf, self.trending, self.popular):
             self.titles.listeners.append(model.resize)
-        self._ctx: tuple[str, int, int, dict[str, Any]] | None = None
+        self._ctx: tuple[str, int, int, UserContext] | None = None
         self._prior = np.zeros(len(FEATURES), dtype=np.float32)
         for f, v in PRIOR.items():
             self._prior[_F[f]] = v
@@ -162,8 +222,8 @@ class Recommender:
 
     # --- features -----------------------------------------------------------------
 
-    def context(self, user_id: str, profile: UserProfile, now_ts: int) -> dict[str, Any]:
-        """Feature matrix (titles x FEATURES) and per-source extras for one user at one time.
+    def context(self, user_id: str, profile: UserProfile, now_ts: int) -> UserContext:
+        """The user's side of the features at one time (no per-title work).
 
         Cached per (user, ts, learn step): the rows of one impression request share it.
         """
@@ -172,74 +232,97 @@ class Recommender:
         if self._ctx is not None and self._ctx[:3] == key:
             return self._ctx[3]
         ix = self.titles
-        n = ix.n
         st = self.user(user_id)
-        x = np.zeros((n, len(FEATURES)), dtype=np.float32)
-        # content
-        content = np.zeros(n, dtype=np.float32)
+        content = None
         if profile.affinity and len(ix.tags):
-            vec = np.zeros(len(ix.tags), dtype=np.float32)
-            for tag, w in profile.affinity.items():
-                j = ix.tag_index.get(tag)
-                if j is not None:
-                    vec[j] = w
+            vec = ix.tag_vector(profile.affinity)
             norm = float(np.linalg.norm(vec))
             if norm > 0:
-                content = ix.tag_matrix @ (vec / norm)
-                content *= min(1.0, profile.events / 20)
-        x[:, _F["content"]] = content
-        for name, tags, total in (
-            ("liked", st.liked, st.completes),
-            ("disliked", st.disliked, st.abandons),
-        ):
-            if tags and len(ix.tags):
-                vec = np.zeros(len(ix.tags), dtype=np.float32)
-                for tag, w in tags.items():
-                    j = ix.tag_index.get(tag)
-                    if j is not None:
-                        vec[j] = w
-                x[:, _F[name]] = ix.tag_matrix @ (vec / (total + 1.0))
-        mf = self.mf.scores(user_id)
-        x[:, _F["mf"]] = np.tanh(mf) * self.mf.confidence(user_id)
-        cw, anchors = self.cowatch.scores(st.recent)
-        x[:, _F["cowatch"]] = np.minimum(cw, 2.0)
-        x[:, _F["seq"]] = np.minimum(self.sequence.scores(st.sequence), 2.0)
-        next_from = {}
+                content = vec / norm * min(1.0, profile.events / 20)
+        tag_vecs = []
+        for tags, total in ((st.liked, st.completes), (st.disliked, st.abandons)):
+            tag_vecs.append(ix.tag_vector(tags) / (total + 1.0) if tags and len(ix.tags) else None)
+        cw_idx, cw_val, cw_anchor = self.cowatch.sparse(st.recent)
+        seq_idx, seq_val = self.sequence.sparse(st.sequence)
+        next_from: dict[int, int] = {}
+        next_ep: dict[int, float] = {}
         for rank, a in enumerate(st.recent[:5]):
             b = ix.next_episode.get(a)
             if b is not None and b not in next_from:
                 next_from[b] = a
-                x[b, _F["next_ep"]] = 0.8**rank
-        x[:, _F["trend"]] = self.trending.vector(profile.country, now_ts)
-        pop = np.log1p(self.popular.raw(None))
-        top = float(pop.max()) if n else 0.0
-        x[:, _F["pop"]] = pop / top if top > 0 else 0.0
-        if st.seen:
-            x[np.fromiter(st.seen, dtype=np.int64, count=len(st.seen)), _F["seen"]] = 1.0
-        x[:, _F["is_episode"]] = ix.is_episode
-        x[:, _F["long_runtime"]] = ix.long_runtime
+                next_ep[b] = 0.8**rank
+        base = np.zeros(len(FEATURES), dtype=np.float32)
         plays = max(1, st.plays)
         skip_rate = st.skips / max(1, st.episode_plays)
         device = st.device or profile.device
-        x[:, _F["completion_rate"]] = st.completes / plays
-        x[:, _F["pause_rate"]] = min(3.0, st.pauses / max(0.25, st.watched_s / 3600.0))
-        x[:, _F["skip_rate"]] = skip_rate
-        x[:, _F["skip_x_episode"]] = skip_rate * ix.is_episode
-        x[:, _F["mobile_x_long"]] = (device == "mobile") * ix.long_runtime
-        x[:, _F["watch_hours"]] = math.log1p(st.watched_s / 3600.0)
+        base[_F["completion_rate"]] = st.completes / plays
+        base[_F["pause_rate"]] = min(3.0, st.pauses / max(0.25, st.watched_s / 3600.0))
+        base[_F["skip_rate"]] = skip_rate
+        base[_F["watch_hours"]] = math.log1p(st.watched_s / 3600.0)
         hour = (now_ts // 3_600_000) % 24
-        x[:, _F["hour_sin"]] = math.sin(2 * math.pi * hour / 24)
-        x[:, _F["hour_cos"]] = math.cos(2 * math.pi * hour / 24)
+        base[_F["hour_sin"]] = math.sin(2 * math.pi * hour / 24)
+        base[_F["hour_cos"]] = math.cos(2 * math.pi * hour / 24)
         if device in DEVICES:
-            x[:, _F[f"device_{device}"]] = 1.0
-        x[:, _F["cold"]] = 1.0 if len(st.positives) < 3 else 0.0
-        ctx = {"x": x, "anchors": anchors, "next_from": next_from, "sequence": st.sequence}
+            base[_F[f"device_{device}"]] = 1.0
+        base[_F["cold"]] = 1.0 if len(st.positives) < 3 else 0.0
+        vecs = (content, *tag_vecs)
+        tag_cols = None
+        if any(v is not None for v in vecs):
+            tag_cols = np.zeros((len(ix.tags) + 1, 3))
+            for j, v in enumerate(vecs):
+                if v is not None:
+                    tag_cols[:, j] = v
+        ctx = UserContext(
+            user_id=user_id,
+            country=profile.country,
+            content=content,
+            mf_conf=self.mf.confidence(user_id),
+            cw_idx=cw_idx,
+            cw_val=cw_val,
+            cw_anchor=cw_anchor,
+            seq_idx=seq_idx,
+            seq_val=seq_val,
+            next_ep=next_ep,
+            next_from=next_from,
+            sequence=st.sequence,
+            base=base,
+            tag_cols=tag_cols,
+            skip_rate=skip_rate,
+            mobile=device == "mobile",
+        )
         self._ctx = (*key, ctx)
         return ctx
 
-    @staticmethod
-    def _row(x: np.ndarray, i: int) -> dict[str, float]:
-        return {f: float(v) for f, v in zip(FEATURES, x[i].tolist(), strict=True) if v}
+    def features(self, ctx: UserContext, rows: np.ndarray | list[int]) -> np.ndarray:
+        """Feature rows (len(rows) x FEATURES) of these titles for the context's user: the
+        cost of the rows asked for, whatever the catalog size."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ix = self.titles
+        st = self.user(ctx.user_id)
+        x = np.repeat(ctx.base[None, :], len(rows), axis=0)
+        if len(rows) == 0:
+            return x
+        if ctx.tag_cols is not None:
+            x[:, _TAG_COLS] = ix.tag_scores(rows, ctx.tag_cols)
+        if ctx.mf_conf > 0:
+            x[:, _F["mf"]] = np.tanh(self.mf.scores(ctx.user_id, rows)) * ctx.mf_conf
+        x[:, _F["cowatch"]] = np.minimum(_lookup(ctx.cw_idx, ctx.cw_val, rows), 2.0)
+        x[:, _F["seq"]] = np.minimum(_lookup(ctx.seq_idx, ctx.seq_val, rows), 2.0)
+        rl = rows.tolist()
+        if ctx.next_ep:
+            x[:, _F["next_ep"]] = [ctx.next_ep.get(i, 0.0) for i in rl]
+        x[:, _F["trend"]] = self.trending.values(ctx.country, rows)
+        peak = self.popular.peak(None)
+        if peak > 0:
+            x[:, _F["pop"]] = np.log1p(self.popular.raw(None)[rows]) / math.log1p(peak)
+        if st.seen:
+            x[:, _F["seen"]] = [i in st.seen for i in rl]
+        x[:, _F["is_episode"]] = ix.is_episode[rows]
+        x[:, _F["long_runtime"]] = ix.long_runtime[rows]
+        x[:, _F["skip_x_episode"]] = ctx.skip_rate * ix.is_episode[rows]
+        if ctx.mobile:
+            x[:, _F["mobile_x_long"]] = ix.long_runtime[rows]
+        return x
 
     # --- learning -----------------------------------------------------------------
 
@@ -260,23 +343,28 @@ class Recommender:
             if ts - st.impression_ts > 1000 or ts - st.impression_ts < 0:
                 self._flush_impressions(st)
                 st.impression_ts = ts
-            x = self.context(uid, profile, ts)["x"]
-            st.impressions[idx] = x[idx].copy()
+                st.impression_ctx = None
+            if st.impression_ctx is None:
+                st.impression_ctx = self.context(uid, profile, ts)
+            # The row is built when it is learned (or checkpointed), with the request's
+            # others in one call: from the user's side as of the request's first impression.
+            st.impressions[idx] = None
             return
         if etype == "play":
             fresh = ev["title_id"] not in profile.in_progress and idx not in st.positives
-            self.trending.observe(idx, ev.get("country") or profile.country, ts)
-            self.popular.observe(idx, None, ts)
             st.plays += 1
             st.episode_plays += int(self.titles.is_episode[idx])
             st.last_pos[idx] = float(ev.get("position_s") or 0.0)
             if fresh:
-                x = self.context(uid, profile, ts)["x"]
-                self._learn_click(uid, st, idx, x, ts)
+                row = self._learn_click(st, idx, self.context(uid, profile, ts), ts)
                 self._sequence(st, idx, 1.0)
-                st.playing[idx] = x[idx].copy()
+                st.playing[idx] = row
                 if len(st.playing) > 20:
                     st.playing.pop(next(iter(st.playing)))
+            # Counted after the click rows are built: a title's own play must not lift the
+            # trend and popularity it was chosen under (the learned weights would lean on it).
+            self.trending.observe(idx, ev.get("country") or profile.country, ts)
+            self.popular.observe(idx, None, ts)
             st.seen.pop(idx, None)
             st.seen[idx] = ts
             if len(st.seen) > POSITIVES_MAX:
@@ -305,7 +393,7 @@ class Recommender:
                 self._learn_vec("watch", row, False)
             r = watched_ratio(ev, title) or 0.0
             if r >= 0.25:  # a partial watch: a weak positive for the factorisation
-                self.mf.learn(uid, idx, r, self.popular.raw(None))
+                self.mf.learn(uid, idx, r, self.popular)
                 self.learn_steps += 1
         if etype in ("stop", "complete"):
             st.last_pos.pop(idx, None)
@@ -332,7 +420,7 @@ class Recommender:
         if row is not None:
             self._learn_vec("watch", row, True)
         self.cowatch.observe(idx, st.recent, ts)
-        self.mf.learn(uid, idx, max(ratio, POSITIVE_RATIO), self.popular.raw(None))
+        self.mf.learn(uid, idx, max(ratio, POSITIVE_RATIO), self.popular)
         self.learn_steps += 1
         st.positives[idx] = ts
         if len(st.positives) > POSITIVES_MAX:
@@ -358,48 +446,101 @@ class Recommender:
         )
         self.learn_steps += 1
 
+    def impression_rows(self, st: UserState) -> dict[int, np.ndarray]:
+        """The pending impressions' feature rows, building the missing ones in one call."""
+        todo = [i for i, row in st.impressions.items() if row is None]
+        if todo and st.impression_ctx is not None:
+            for i, row in zip(todo, self.features(st.impression_ctx, todo), strict=True):
+                st.impressions[i] = row
+        return {i: row for i, row in st.impressions.items() if row is not None}
+
     def _flush_impressions(self, st: UserState) -> None:
-        for row in st.impressions.values():
+        for row in self.impression_rows(st).values():
             self._learn_vec("click", row, False)
         st.impressions.clear()
 
-    def _learn_click(self, uid: str, st: UserState, idx: int, x: np.ndarray, ts: int) -> None:
+    def _learn_click(self, st: UserState, idx: int, ctx: UserContext, ts: int) -> np.ndarray:
+        """Learn the play of ``idx`` as a click (and the negatives it implies); returns the
+        played title's feature row."""
         shown = st.impressions and 0 <= ts - st.impression_ts <= IMPRESSION_TTL_MS
         if shown and idx in st.impressions:
+            row = self.features(ctx, [idx])[0]
             st.impressions.pop(idx)
             self._flush_impressions(st)
-            self._learn_vec("click", x[idx], True)
-            return
+            self._learn_vec("click", row, True)
+            return row
         if not shown:
             st.impressions.clear()
         # Not picked from a shown row: what the user chose from the whole catalog.
-        self._learn_vec("click", x[idx], True)
         # Negatives: titles the recommender itself would have proposed (hard negatives,
         # the distribution it ranks at serving time), topped up with uniform ones.
-        cand = self.candidates(x, self.titles.active)
+        cand = self.candidates(ctx, Allowed(self.titles.active, np.zeros(0, dtype=np.int64)))
         cand = cand[cand != idx]
         hard = self.rng.choice(cand, size=min(len(cand), self.random_negatives), replace=False)
         easy = self.rng.integers(0, self.titles.n, size=1)
-        for j in [*hard.tolist(), *easy.tolist()]:
-            if j != idx:
-                self._learn_vec("click", x[j], False, evaluate=False)
+        negs = [j for j in [*hard.tolist(), *easy.tolist()] if j != idx]
+        rows = self.features(ctx, [idx, *negs])
+        self._learn_vec("click", rows[0], True)
+        for x in rows[1:]:
+            self._learn_vec("click", x, False, evaluate=False)
+        return rows[0]
 
     # --- serving ------------------------------------------------------------------
 
-    def candidates(self, x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        """Union of each source's ``per_source`` best allowed titles (catalog indexes)."""
-        picks = []
+    def candidates(
+        self, ctx: UserContext, keep: Allowed, by_source: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Union of each source's ``per_source`` best titles that ``keep`` accepts (catalog
+        rows, ascending; at most ``len(SOURCES) * per_source``), each read from an index
+        that never scans the catalog:
+
+        * content: the index over the titles' tag vectors (:meth:`TitleIndex.content_top`),
+        * mf: the nearest-title index of the factorisation (:meth:`ImplicitMF.nearest`),
+        * cowatch, seq: the neighbour rows of the user's recent titles,
+        * next_ep: the series links of the user's recent episodes,
+        * trend, pop: the exactly kept top lists (:meth:`CountryTrending.top`).
+
+        ``by_source`` (for measurements) receives each source's picks.
+        """
         k = self.per_source
-        for src in SOURCES:
-            col = np.where(allowed, x[:, _F[src]], -np.inf)
-            kk = min(k, len(col))
-            if kk == 0:
-                continue
-            top = np.argpartition(-col, kk - 1)[:kk]
-            picks.append(top[np.isfinite(col[top]) & (col[top] > 0)])
+        picks: list[np.ndarray] = []
+
+        def best(src: str, rows: np.ndarray, vals: np.ndarray, kept: bool = False) -> None:
+            ok = vals > 0
+            rows, vals = rows[ok], vals[ok]
+            if len(rows) and not kept:
+                ok = keep(rows)
+                rows, vals = rows[ok], vals[ok]
+            if len(rows) > k:
+                rows = rows[np.argpartition(-vals, k - 1)[:k]]
+            picks.append(rows)
+            if by_source is not None:
+                by_source[src] = rows
+
+        if ctx.content is not None:
+            best("content", *self.titles.content_top(ctx.content, k, keep), kept=True)
+        if ctx.mf_conf > 0:
+            best("mf", *self.mf.nearest(ctx.user_id, k, keep), kept=True)
+        best("cowatch", ctx.cw_idx, ctx.cw_val)
+        best("seq", ctx.seq_idx, ctx.seq_val)
+        if ctx.next_ep:
+            best(
+                "next_ep",
+                np.fromiter(ctx.next_ep, dtype=np.int64, count=len(ctx.next_ep)),
+                np.fromiter(ctx.next_ep.values(), dtype=np.float64, count=len(ctx.next_ep)),
+            )
+        for src, model, country in (
+            ("trend", self.trending, ctx.country),
+            ("pop", self.popular, None),
+        ):
+            top = np.asarray(model.top(country, 0, model.top_size), dtype=np.int64)
+            if len(top):
+                picks.append(top[keep(top)][:k])
+                if by_source is not None:
+                    by_source[src] = picks[-1]
         if not picks:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(picks))
+        return unique_rows(np.concatenate(picks))
 
     def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, per-feature contributions) for rows of ``x``.
@@ -417,24 +558,36 @@ class Recommender:
 
     def recommend(self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10) -> Rows:
         ctx = self.context(user_id, profile, now_ts)
-        x = ctx["x"]
         ix = self.titles
         if ix.n == 0:
             return Rows([], [])
-        allowed = self.allowed(user_id, profile)
-        cand = self.candidates(x, allowed)
+        keep = self.allow(user_id, profile)
+        cand = self.candidates(ctx, keep)
         items: list[RecItem] = []
         per_genre: dict[str, int] = {}
         overflow: list[tuple[int, float, np.ndarray]] = []
         chosen: set[int] = set()
-        # Candidates first; if genre caps leave the row short, widen to every allowed title.
-        for pool in (cand, np.flatnonzero(allowed)):
+        # Candidates first; if genre caps leave the row short, widen to a bounded list:
+        # the most popular titles, then the first rows of the catalog (a cold start).
+        for wider in (False, True):
             if len(items) >= k:
                 break
-            pool = np.array([i for i in pool.tolist() if i not in chosen], dtype=np.int64)
+            pool = cand
+            if wider:
+                bound = 4 * self.per_source
+                pool = np.concatenate(
+                    [
+                        np.asarray(self.popular.top(None, now_ts, bound), dtype=np.int64),
+                        np.arange(min(ix.n, bound), dtype=np.int64),
+                    ]
+                )
+                pool = pool[keep(pool)]
+            pool = np.array(
+                [i for i in dict.fromkeys(pool.tolist()) if i not in chosen], dtype=np.int64
+            )
             if len(pool) == 0:
                 continue
-            scores, contrib = self.score(x[pool])
+            scores, contrib = self.score(self.features(ctx, pool))
             for o in np.argsort(-scores, kind="stable").tolist():
                 i = int(pool[o])
                 g = ix.primary_genre[i]
@@ -455,19 +608,26 @@ class Recommender:
                 items.append(self._item(i, sc, co, ctx, profile))
         return Rows(items, self.continue_row(profile, k))
 
-    def allowed(self, user_id: str, profile: UserProfile) -> np.ndarray:
+    def allow(self, user_id: str, profile: UserProfile) -> Allowed:
         """Titles the main row may show: available in the user's country, not finished,
         not in progress (those go to the continue row), not already watched."""
         ix = self.titles
         ix.sync()
-        allowed = ix.available(profile.country).copy()
-        for tid in (*profile.finished, *profile.in_progress):
-            i = ix.index.get(tid)
-            if i is not None:
-                allowed[i] = False
-        for i in self.user(user_id).positives:
-            allowed[i] = False
-        return allowed
+        blocked = [ix.index.get(tid) for tid in (*profile.finished, *profile.in_progress)]
+        blocked_rows = {i for i in blocked if i is not None}
+        blocked_rows.update(self.user(user_id).positives)
+        return Allowed(
+            ix.available(profile.country),
+            np.fromiter(sorted(blocked_rows), dtype=np.int64, count=len(blocked_rows)),
+        )
+
+    def allowed(self, user_id: str, profile: UserProfile) -> np.ndarray:
+        """:meth:`allow` as a mask over the whole catalog, for the replay's full-catalog
+        baselines (serving applies :meth:`allow` to candidates only)."""
+        keep = self.allow(user_id, profile)
+        mask = keep.avail.copy()
+        mask[keep.blocked] = False
+        return mask
 
     def continue_row(self, profile: UserProfile, k: int = 10) -> list[RecItem]:
         rows = []
@@ -488,7 +648,7 @@ class Recommender:
         i: int,
         score: float,
         contrib: np.ndarray,
-        ctx: dict[str, Any],
+        ctx: UserContext,
         profile: UserProfile,
     ) -> RecItem:
         ix = self.titles
@@ -507,20 +667,20 @@ class Recommender:
         art = title.artwork[0] if title.artwork else None
         return RecItem(title.title_id, round(score, 5), tuple(reasons), art)
 
-    def _reason(self, src: str, i: int, ctx: dict[str, Any], profile: UserProfile) -> str | None:
+    def _reason(self, src: str, i: int, ctx: UserContext, profile: UserProfile) -> str | None:
         ix = self.titles
         if src == "cowatch":
-            a = int(ctx["anchors"][i])
+            a = ctx.anchor(i)
             t = ix.titles[a] if a >= 0 else None
             return f"because you watched {t.name}" if t else None
         if src == "seq":
-            for a in ctx["sequence"][: self.sequence.window]:
+            for a in ctx.sequence[: self.sequence.window]:
                 if i in self.sequence.rows.get(a, ()):
                     t = ix.titles[a]
                     return f"because you watched {t.name}" if t else None
             return None
         if src == "next_ep":
-            a = ctx["next_from"].get(i)
+            a = ctx.next_from.get(i)
             t = ix.titles[a] if a is not None else None
             return f"next episode after {t.name}" if t else None
         if src == "trend":

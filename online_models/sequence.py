@@ -14,7 +14,7 @@ A viewer is scored by summing the transition rows of their last ``window`` plays
 (``decay`` per step back), each entry divided by ``(n[s] * n[t]) ** norm``
 (``norm`` 0.5: cosine-like, so popular titles do not dominate every row).
 Rows are pruned to ``max_neighbors`` entries: memory is ``titles * max_neighbors``
-and a viewer's score costs ``window * max_neighbors`` plus one vector over the catalog.
+and a viewer's scores cost ``window * max_neighbors`` (:meth:`ItemSequence.sparse`).
 
 >>> seq = ItemSequence(window=2)
 >>> seq.resize(4)
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from online_models.titles import grow
+from online_models.titles import group_sum, grow
 
 
 class ItemSequence:
@@ -80,11 +80,12 @@ class ItemSequence:
             keep = sorted(row.items(), key=lambda kv: -kv[1])[: self.max_neighbors]
             self.rows[a] = dict(keep)
 
-    def scores(self, recent: list[int]) -> np.ndarray:
-        """Per-title score for a viewer whose recent plays are ``recent`` (most recent first)."""
-        total = np.zeros(self.n, dtype=np.float32)
+    def sparse(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(titles ascending, scores) for a viewer whose recent plays are ``recent`` (most
+        recent first): ``window * max_neighbors`` entries at most, whatever the catalog."""
+        idxs, vals = [], []
         rw = 1.0
-        counts = np.maximum(self.counts, 1.0)
+        counts = self.counts
         for a in recent[: self.window]:
             row = self.rows.get(a)
             if row:
@@ -92,8 +93,20 @@ class ItemSequence:
                 v = np.fromiter(row.values(), dtype=np.float64, count=len(row))
                 keep = idx < self.n
                 idx, v = idx[keep], v[keep]
-                total[idx] += (rw * v / (counts[a] * counts[idx]) ** self.norm).astype(np.float32)
+                norm = (max(counts[a], 1.0) * np.maximum(counts[idx], 1.0)) ** self.norm
+                idxs.append(idx)
+                vals.append((rw * v / norm).astype(np.float32))
             rw *= self.decay
+        if not idxs:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        titles, total, _ = group_sum(np.concatenate(idxs), np.concatenate(vals))
+        return titles, total
+
+    def scores(self, recent: list[int]) -> np.ndarray:
+        """:meth:`sparse` spread over every title: for tests and tools."""
+        total = np.zeros(self.n, dtype=np.float32)
+        idx, val = self.sparse(recent)
+        total[idx] = val
         return total
 
     def state(self) -> dict:

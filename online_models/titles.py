@@ -19,11 +19,13 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 from scipy import sparse
 
 from features.catalog import Catalog, Title
+from online_models.ann import IVFIndex
 
 
 def stable_seed(key: str) -> int:
@@ -58,10 +60,13 @@ class TitleIndex:
         self._series_of: dict[int, str] = {}
         self._tag_cols = np.full((0, 0), -1, dtype=np.int32)  # row -> tag columns
         self._tag_vals = np.zeros((0, 0), dtype=np.float32)
+        self._width = 0  # tag slots in use (the most tags any title has had)
         self._csr: sparse.csr_matrix | None = None
         self._active = np.zeros(0, dtype=bool)
         self._is_episode = np.zeros(0, dtype=np.float32)
         self._long_runtime = np.zeros(0, dtype=np.float32)
+        # Content candidates: the tag vectors in an inverted-file index (online_models/ann.py).
+        self.content_index = IVFIndex(seed=1)
         self.listeners: list = []  # callables(n) told when the index grows
         self._views()
 
@@ -145,14 +150,47 @@ class TitleIndex:
         self._is_episode[i] = 1.0 if t is not None and t.series_id else 0.0
         self._long_runtime[i] = 1.0 if t is not None and t.runtime_s >= 5400 else 0.0
         self.primary_genre[i] = t.genres[0] if t is not None and t.genres else ""
+        self._width = max(self._width, len(keys))
         if keys:
             self._tag_cols[i, : len(keys)] = [self.tag_index[k] for k in keys]
             self._tag_vals[i, : len(keys)] = 1.0 / math.sqrt(len(keys))
+        self.content_index.mark([i], i + 1)
         for country, mask in self._regions.items():
             if len(mask) <= i:
                 mask = self._regions[country] = grow(mask, i + 1, False)
             mask[i] = t is not None and t.available_in(country)
         self._link_episode(i, t)
+
+    def tag_vector(self, weights: dict[str, float]) -> np.ndarray:
+        """A tag -> weight mapping as a dense vector over the vocabulary, plus a trailing 0
+        that the empty tag slots (-1) of :meth:`tag_scores` read."""
+        vec = np.zeros(len(self.tags) + 1, dtype=np.float64)
+        for tag, w in weights.items():
+            j = self.tag_index.get(tag)
+            if j is not None:
+                vec[j] = w
+        return vec
+
+    def tag_scores(self, rows: np.ndarray, vec: np.ndarray) -> np.ndarray:
+        """``tag_matrix[rows] @ vec[:-1]`` from the rows' own tag slots: the cost of the rows
+        asked for, not of the catalog (``vec`` from :meth:`tag_vector`; a 2-d ``vec``
+        scores several tag vectors at once, one per column)."""
+        w = self._width
+        cols = np.take(self._tag_cols[:, :w], rows, axis=0)
+        vals = np.take(self._tag_vals[:, :w], rows, axis=0)
+        vec = vec.astype(np.float32, copy=False)
+        if vec.ndim == 2:
+            return np.einsum("rsj,rs->rj", np.take(vec, cols, axis=0), vals)
+        return np.einsum("rs,rs->r", np.take(vec, cols), vals)
+
+    def content_top(
+        self, vec: np.ndarray, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """About the ``k`` rows with the highest :meth:`tag_scores` against ``vec`` among
+        those ``keep`` accepts, from the inverted-file index over the tag vectors (the
+        changed rows are re-filed on the next search, so a new title is a candidate at
+        once; recall against exact search: docs/models.md)."""
+        return self.content_index.search(_TagVectors(self), vec[:-1], k, keep)
 
     def _link_episode(self, i: int, t: Title | None) -> None:
         self.next_episode.pop(i, None)
@@ -184,6 +222,44 @@ class TitleIndex:
                     mask[i] = False
             self._regions[country] = mask
         return mask[: self.n]
+
+
+class _TagVectors:
+    """The titles' tag vectors as :class:`online_models.ann.Vectors`."""
+
+    def __init__(self, ix: TitleIndex) -> None:
+        self.ix = ix
+
+    def __len__(self) -> int:
+        return self.ix.n
+
+    def dot(self, rows: np.ndarray, m: np.ndarray) -> np.ndarray:
+        if m.ndim == 1:
+            return self.ix.tag_scores(rows, np.append(m, 0.0))
+        return np.asarray(self.ix.tag_matrix[rows] @ m)
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        return self.ix.tag_matrix[rows].toarray()
+
+
+def unique_rows(rows: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (by sorting: numpy 2's hash-based
+    ``np.unique`` costs several times more on the few thousand rows a request handles)."""
+    rows = np.sort(rows)
+    if len(rows) > 1:
+        rows = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
+    return rows
+
+
+def group_sum(rows: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct rows ascending, sum of ``vals`` per row, the order that sorts ``rows``
+    stably) -- a sort-based ``np.unique(..., return_inverse=True)`` plus ``bincount``."""
+    order = np.argsort(rows, kind="stable")
+    s = rows[order]
+    if len(s) == 0:
+        return s, np.zeros(0, dtype=vals.dtype), order
+    start = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    return s[start], np.add.reduceat(vals[order], start), order
 
 
 def grow(arr: np.ndarray, n: int, fill: float = 0.0) -> np.ndarray:

@@ -45,7 +45,7 @@ def viewer_scores(
     uid = user_id if known else ANONYMOUS
     try:
         ctx = models.context(uid, profile or UserProfile(), now_ts)
-        scores, _ = models.score(ctx["x"][idx])
+        scores, _ = models.score(models.features(ctx, idx))
     finally:
         if not known:
             models.users.pop(ANONYMOUS, None)

@@ -64,6 +64,13 @@ def test_incremental_updates_match_a_fresh_build():
             fresh = TitleIndex(cat)
             fresh.sync()
             assert by_id(live) == by_id(fresh), step
+            # the content index follows too (exact at this size): same best scores
+            taste = {"genre:drama": 1.0, "tone:dark": 0.5, "new:x3": 0.7}
+            got = [
+                ix.content_top(ix.tag_vector(taste), 5, keep=lambda r, ix=ix: ix.active[r])[1]
+                for ix in (live, fresh)
+            ]
+            np.testing.assert_allclose(got[0], got[1], rtol=1e-6)
 
 
 def test_rows_never_move_and_listeners_hear_growth():
