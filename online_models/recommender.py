@@ -22,6 +22,7 @@ online ranker (:mod:`online_models.ranker`). See docs/models.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -386,11 +387,16 @@ class Recommender:
 
     # --- serving ------------------------------------------------------------------
 
-    def candidates(self, x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        """Union of each source's ``per_source`` best allowed titles (catalog indexes)."""
+    def candidates(
+        self, x: np.ndarray, allowed: np.ndarray, sources: Collection[str] | None = None
+    ) -> np.ndarray:
+        """Union of each source's ``per_source`` best allowed titles (catalog indexes);
+        ``sources``: only these propose (an experiment arm's candidate mix)."""
         picks = []
         k = self.per_source
         for src in SOURCES:
+            if sources is not None and src not in sources:
+                continue
             col = np.where(allowed, x[:, _F[src]], -np.inf)
             kk = min(k, len(col))
             if kk == 0:
@@ -401,28 +407,41 @@ class Recommender:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.concatenate(picks))
 
-    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, per-feature contributions) for rows of ``x``.
+    def score(
+        self, x: np.ndarray, blend: Mapping[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, per-feature contributions) for rows of ``x``; ``blend`` replaces the
+        prior weight of the sources it names (an experiment arm's blend).
 
         score = ranker logits (once warmed up) + the fixed ``PRIOR`` blend of source scores.
         The prior keeps the learned correction anchored: on the synthetic replay the sum
         beats both the ranker alone and the prior alone (docs/models.md).
         """
         w = self._prior.copy()
+        for src, weight in (blend or {}).items():
+            w[_F[src]] = weight
         b = 0.0
         if self.ranker.ready:
             rw, b = self.ranker.weights()
             w += rw
         return x @ w + b, x * w
 
-    def recommend(self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10) -> Rows:
+    def recommend(
+        self,
+        user_id: str,
+        profile: UserProfile,
+        now_ts: int,
+        k: int = 10,
+        blend: Mapping[str, float] | None = None,
+        sources: Collection[str] | None = None,
+    ) -> Rows:
         ctx = self.context(user_id, profile, now_ts)
         x = ctx["x"]
         ix = self.titles
         if ix.n == 0:
             return Rows([], [])
         allowed = self.allowed(user_id, profile)
-        cand = self.candidates(x, allowed)
+        cand = self.candidates(x, allowed, sources)
         items: list[RecItem] = []
         per_genre: dict[str, int] = {}
         overflow: list[tuple[int, float, np.ndarray]] = []
@@ -434,7 +453,7 @@ class Recommender:
             pool = np.array([i for i in pool.tolist() if i not in chosen], dtype=np.int64)
             if len(pool) == 0:
                 continue
-            scores, contrib = self.score(x[pool])
+            scores, contrib = self.score(x[pool], blend)
             for o in np.argsort(-scores, kind="stable").tolist():
                 i = int(pool[o])
                 g = ix.primary_genre[i]
