@@ -81,10 +81,17 @@ class Engine:
         return p
 
     def rows(self, user_id: str, event_ts: int, k: int | None = None) -> Rows:
-        """The user's main row and continue-watching row as of ``event_ts``."""
+        """The user's main row and continue-watching row as of ``event_ts``, ranked as the
+        user's experiment arms say (blend weights, candidate mix)."""
         profile = self.profile(user_id)
+        ranking = self.experiments.ranking(user_id) if self.experiments is not None else None
         return self.models.recommend(
-            user_id, profile, max(event_ts, profile.last_ts), k or self.top_k
+            user_id,
+            profile,
+            max(event_ts, profile.last_ts),
+            k or self.top_k,
+            blend=ranking.blend if ranking else None,
+            sources=ranking.sources if ranking else None,
         )
 
     def ingest(

@@ -51,6 +51,53 @@ from online_models.bandit_live import Allocation, Unit
 from online_models.sequential import compare, cuped, mean_stat, ratio_stat, srm_check
 
 MAX_CREDIT_S = 900.0  # one position step never credits more watching than this
+# What an arm's ``params`` may change (docs/artwork-and-experiments.md, section 3):
+# ``blend``: {source: weight} replacing the ranker's prior weight of those candidate
+# sources; ``sources``: the candidate mix, only these sources propose titles;
+# ``artwork_policy``: "off" keeps the first artwork variant for the arm's users.
+ARM_PARAMS = ("blend", "sources", "artwork_policy")
+ARTWORK_POLICIES = ("off", "ts", "ucb")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A user's ranking as the arms they are in set it (None fields: the default)."""
+
+    blend: Mapping[str, float] | None = None
+    sources: frozenset[str] | None = None
+
+
+def check_params(where: str, params: Mapping[str, Any]) -> None:
+    """Refuse what the engine would not apply (a typo must not run as a silent control)."""
+    from online_models.recommender import SOURCES
+
+    unknown = set(params) - set(ARM_PARAMS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown params {sorted(unknown)}; use {', '.join(ARM_PARAMS)}")
+    blend = params.get("blend")
+    if blend is not None:
+        ok = isinstance(blend, Mapping) and all(
+            k in SOURCES
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and v >= 0
+            for k, v in blend.items()
+        )
+        if not ok or not blend:
+            raise ConfigError(
+                f"{where}: blend is a table of source = weight >= 0, sources {', '.join(SOURCES)}"
+            )
+    sources = params.get("sources")
+    if sources is not None and (
+        not isinstance(sources, list) or not sources or not set(sources) <= set(SOURCES)
+    ):
+        raise ConfigError(f"{where}: sources is a non-empty list of {', '.join(SOURCES)}")
+    art = params.get("artwork_policy")
+    if art is not None and art not in ARTWORK_POLICIES:
+        raise ConfigError(f"{where}: artwork_policy is one of {', '.join(ARTWORK_POLICIES)}")
+
+
 METRICS = ("impression_to_play", "minutes_per_user", "minutes_per_user_cuped", "completion_rate")
 OUTCOMES = ("play", "complete")  # a bandit unit's binary outcome: this event after exposure
 
@@ -194,6 +241,8 @@ class Assigner:
             )
             if not all(_name_ok(a.name) for a in arms):
                 raise ConfigError(f"{eid}: arm names use [A-Za-z0-9_.-], no ':' or ','")
+            for a in arms:
+                check_params(f"{eid}:{a.name}", a.params)
             if len(arms) < 2 or len({a.name for a in arms}) != len(arms):
                 raise ConfigError(f"{eid}: at least two arms with distinct names")
             if any(a.share <= 0 for a in arms) or not math.isclose(sum(a.share for a in arms), 1):
@@ -257,6 +306,23 @@ class Assigner:
                     out[layer] = (e, self._arm(e, user_id))
                     break
         return out
+
+    def ranking(self, user_id: str) -> Ranking | None:
+        """What the user's arms change in ranking, over all layers (None: nothing).
+
+        Weights of several arms are merged (a later layer wins a source both name);
+        candidate mixes intersect.
+        """
+        blend: dict[str, float] = {}
+        sources: frozenset[str] | None = None
+        for _, (_, arm) in sorted(self.assign(user_id).items()):
+            blend.update(arm.params.get("blend") or {})
+            if arm.params.get("sources"):
+                mix = frozenset(arm.params["sources"])
+                sources = mix if sources is None else sources & mix
+        if not blend and sources is None:
+            return None
+        return Ranking(blend or None, sources)
 
     def _arm(self, e: Experiment, user_id: str) -> Arm:
         if e.bandit is None:

@@ -25,6 +25,7 @@ by the online ranker (:mod:`online_models.ranker`). See docs/models.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -488,7 +489,11 @@ class Recommender:
     # --- serving ------------------------------------------------------------------
 
     def candidates(
-        self, ctx: UserContext, keep: Allowed, by_source: dict[str, np.ndarray] | None = None
+        self,
+        ctx: UserContext,
+        keep: Allowed,
+        by_source: dict[str, np.ndarray] | None = None,
+        sources: Collection[str] | None = None,
     ) -> np.ndarray:
         """Union of each source's ``per_source`` best titles that ``keep`` accepts (catalog
         rows, ascending; at most ``len(SOURCES) * per_source``), each read from an index
@@ -500,12 +505,18 @@ class Recommender:
         * next_ep: the series links of the user's recent episodes,
         * trend, pop: the exactly kept top lists (:meth:`CountryTrending.top`).
 
-        ``by_source`` (for measurements) receives each source's picks.
+        ``by_source`` (for measurements) receives each source's picks; ``sources``: only
+        these propose (an experiment arm's candidate mix).
         """
         k = self.per_source
         picks: list[np.ndarray] = []
 
+        def use(src: str) -> bool:
+            return sources is None or src in sources
+
         def best(src: str, rows: np.ndarray, vals: np.ndarray, kept: bool = False) -> None:
+            if not use(src):
+                return
             ok = vals > 0
             rows, vals = rows[ok], vals[ok]
             if len(rows) and not kept:
@@ -517,9 +528,9 @@ class Recommender:
             if by_source is not None:
                 by_source[src] = rows
 
-        if ctx.content is not None:
+        if ctx.content is not None and use("content"):
             best("content", *self.titles.content_top(ctx.content, k, keep), kept=True)
-        if ctx.mf_conf > 0:
+        if ctx.mf_conf > 0 and use("mf"):
             best("mf", *self.mf.nearest(ctx.user_id, k, keep), kept=True)
         best("cowatch", ctx.cw_idx, ctx.cw_val)
         best("seq", ctx.seq_idx, ctx.seq_val)
@@ -533,6 +544,8 @@ class Recommender:
             ("trend", self.trending, ctx.country),
             ("pop", self.popular, None),
         ):
+            if not use(src):
+                continue
             top = np.asarray(model.top(country, 0, model.top_size), dtype=np.int64)
             if len(top):
                 picks.append(top[keep(top)][:k])
@@ -542,27 +555,40 @@ class Recommender:
             return np.zeros(0, dtype=np.int64)
         return unique_rows(np.concatenate(picks))
 
-    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, per-feature contributions) for rows of ``x``.
+    def score(
+        self, x: np.ndarray, blend: Mapping[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, per-feature contributions) for rows of ``x``; ``blend`` replaces the
+        prior weight of the sources it names (an experiment arm's blend).
 
         score = ranker logits (once warmed up) + the fixed ``PRIOR`` blend of source scores.
         The prior keeps the learned correction anchored: on the synthetic replay the sum
         beats both the ranker alone and the prior alone (docs/models.md).
         """
         w = self._prior.copy()
+        for src, weight in (blend or {}).items():
+            w[_F[src]] = weight
         b = 0.0
         if self.ranker.ready:
             rw, b = self.ranker.weights()
             w += rw
         return x @ w + b, x * w
 
-    def recommend(self, user_id: str, profile: UserProfile, now_ts: int, k: int = 10) -> Rows:
+    def recommend(
+        self,
+        user_id: str,
+        profile: UserProfile,
+        now_ts: int,
+        k: int = 10,
+        blend: Mapping[str, float] | None = None,
+        sources: Collection[str] | None = None,
+    ) -> Rows:
         ctx = self.context(user_id, profile, now_ts)
         ix = self.titles
         if ix.n == 0:
             return Rows([], [])
         keep = self.allow(user_id, profile)
-        cand = self.candidates(ctx, keep)
+        cand = self.candidates(ctx, keep, sources=sources)
         items: list[RecItem] = []
         per_genre: dict[str, int] = {}
         overflow: list[tuple[int, float, np.ndarray]] = []
@@ -587,7 +613,7 @@ class Recommender:
             )
             if len(pool) == 0:
                 continue
-            scores, contrib = self.score(self.features(ctx, pool))
+            scores, contrib = self.score(self.features(ctx, pool), blend)
             for o in np.argsort(-scores, kind="stable").tolist():
                 i = int(pool[o])
                 g = ix.primary_genre[i]

@@ -26,7 +26,7 @@ CFG = {
             "traffic": 0.6,
             "arm": [
                 {"name": "control", "share": 0.2},
-                {"name": "fresh", "share": 0.8, "params": {"fresh_share": 0.3}},
+                {"name": "fresh", "share": 0.8, "params": {"sources": ["cowatch", "seq", "mf"]}},
             ],
         },
         {
@@ -41,6 +41,7 @@ CFG = {
     ],
 }
 USERS = [f"u{i:06d}" for i in range(20_000)]
+_B = {"name": "b", "share": 0.5}
 
 
 def test_assignment_is_deterministic_exclusive_in_a_layer_and_follows_shares():
@@ -75,6 +76,15 @@ def test_another_salt_reshuffles_users():
         ({"arm": [{"name": "a", "share": 1.0}]}, "two arms"),
         ({"id": "mix"}, "repeated"),
         ({"control": "nope"}, "not an arm"),
+        (
+            {"arm": [{"name": "a", "share": 0.5, "params": {"cowatch_weight": 1.5}}, _B]},
+            "unknown params",
+        ),
+        ({"arm": [{"name": "a", "share": 0.5, "params": {"blend": {"nope": 1.0}}}, _B]}, "blend"),
+        ({"arm": [{"name": "a", "share": 0.5, "params": {"blend": {"mf": -1}}}, _B]}, "blend"),
+        ({"arm": [{"name": "a", "share": 0.5, "params": {"sources": []}}, _B]}, "sources"),
+        ({"arm": [{"name": "a", "share": 0.5, "params": {"sources": ["x"]}}, _B]}, "sources"),
+        ({"arm": [{"name": "a", "share": 0.5, "params": {"artwork_policy": "x"}}, _B]}, "artwork"),
     ],
 )
 def test_bad_configs_are_refused(change, message):
@@ -88,15 +98,16 @@ def test_toml_and_yaml_files(tmp_path):
     toml.write_text(
         'salt = "s1"\n[[experiment]]\nid = "e"\nlayer = "l"\ntraffic = 1.0\n'
         '[[experiment.arm]]\nname = "a"\nshare = 0.5\n'
-        '[[experiment.arm]]\nname = "b"\nshare = 0.5\nparams = { blend = 0.3 }\n'
+        '[[experiment.arm]]\nname = "b"\nshare = 0.5\nparams = { blend = { cowatch = 3.0 } }\n'
     )
     yaml = tmp_path / "exp.yaml"
     yaml.write_text(
         "salt: s1\nexperiment:\n  - id: e\n    layer: l\n    traffic: 1.0\n    arm:\n"
-        "      - {name: a, share: 0.5}\n      - {name: b, share: 0.5, params: {blend: 0.3}}\n"
+        "      - {name: a, share: 0.5}\n"
+        "      - {name: b, share: 0.5, params: {blend: {cowatch: 3.0}}}\n"
     )
     t, y = Assigner.from_file(toml), Assigner.from_file(yaml)
-    assert t.experiments["e"].arms[1].params == {"blend": 0.3}
+    assert t.experiments["e"].arms[1].params == {"blend": {"cowatch": 3.0}}
     assert [t.arm_label(u, False) for u in USERS[:200]] == [
         y.arm_label(u, False) for u in USERS[:200]
     ]
@@ -266,3 +277,57 @@ def test_an_arm_with_artwork_policy_off_keeps_the_first_variant():
     assert all(n == 0 for _, n in arms["artwork-policy:first-variant"])  # nothing logged
     assert all(n == 1 for _, n in arms["artwork-policy:lints"])
     assert all(n == 1 for _, n in arms[None])  # outside the experiment: the policy runs
+
+
+def test_an_arms_blend_and_candidate_mix_change_the_users_ranking():
+    """Arms that change ranking are applied to their users' lists, and only theirs."""
+    from streams.tools.synthetic import SimConfig, Simulation
+
+    sim = Simulation(SimConfig(users=120, titles=150, seed=5))
+    eng = Engine(catalog=sim.title_catalog())
+    events = list(sim.events(limit=15_000))
+    for ev in events:
+        eng.ingest(ev)
+    now = events[-1]["ts"]
+    users = [u for u, p in eng.profiles.items() if p.events >= 30][:40]
+    before = {u: [i["title_id"] for i in eng.score_message(u, now, now)["items"]] for u in users}
+    popular = {t for t, _ in eng.popularity.top(10, now)}
+    cfg = {
+        "salt": "s",
+        "experiment": [
+            {
+                "id": "rank",
+                "layer": "ranking",
+                "traffic": 1.0,
+                "arm": [
+                    {"name": "control", "share": 0.5},
+                    {"name": "pop", "share": 0.5, "params": {"blend": {"pop": 50.0}}},
+                ],
+            },
+            {
+                "id": "mix",
+                "layer": "candidates",
+                "traffic": 1.0,
+                "arm": [
+                    {"name": "control", "share": 0.5},
+                    {"name": "seq-only", "share": 0.5, "params": {"sources": ["seq"]}},
+                ],
+            },
+        ],
+    }
+    eng.experiments = Assigner.from_dict(cfg)
+    arms = {u: dict(eng.experiments.assign(u)) for u in users}
+    after = {u: [i["title_id"] for i in eng.score_message(u, now, now)["items"]] for u in users}
+    plain = [u for u in users if all(a.name == "control" for _, a in arms[u].values())]
+    pop = [u for u in users if arms[u]["ranking"][1].name == "pop"]
+    assert plain and pop
+    assert all(after[u] == before[u] for u in plain)  # control users: unchanged
+    # A heavy popularity weight pulls the most popular titles up for that arm's users.
+    overlap = [len(set(after[u]) & popular) - len(set(before[u]) & popular) for u in pop]
+    assert sum(overlap) > 0
+    # The candidate mix: "seq" only proposes; the row is filled from every title only
+    # when the sequence source has too few, so lists differ from the control's.
+    seq_only = [u for u in users if arms[u]["candidates"][1].name == "seq-only"]
+    assert any(after[u] != before[u] for u in seq_only)
+    ranking = eng.experiments.ranking(seq_only[0])
+    assert ranking is not None and ranking.sources == frozenset({"seq"})
