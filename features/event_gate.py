@@ -15,7 +15,9 @@ Verdicts, checked in this order:
   (the wall clock in the worker; ``None`` in a replay, where the check is off).
 * ``too_late``: ``ts`` is more than :data:`ALLOWED_LATENESS_MS` behind the user's
   high-water event time. Within that bound a late event is applied normally and
-  lands in the windows of its own ``ts``.
+  lands in the windows of its own ``ts``. The ids of the last :data:`LATE_IDS_MAX`
+  refused events are remembered too, so a replay gives them the same verdict even
+  when it is not judged on lateness (a record the consumer reordered).
 
 >>> g = EventGate()
 >>> g.check("e1", 10_000_000, now_ms=10_000_000), g.check("e1", 10_000_000, now_ms=None)
@@ -26,6 +28,8 @@ Verdicts, checked in this order:
 'from_future'
 >>> EventGate.from_list(g.to_list()).check("e1", 10_000_000, None)
 'duplicate'
+>>> g.check("e2", 0, now_ms=None, reordered=True)  # refused before: refused again
+'too_late'
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 ALLOWED_LATENESS_MS = 3_600_000  # 1 h behind the user's high-water event time
 MAX_FUTURE_MS = 300_000  # 5 min ahead of the wall clock
 DEDUPE_IDS_MAX = 256  # most recent event ids remembered per user
+LATE_IDS_MAX = 32  # most recent too-late ids remembered per user
 
 OK = "ok"
 DUPLICATE = "duplicate"
@@ -43,10 +48,11 @@ FROM_FUTURE = "from_future"
 class EventGate:
     """The user's recent event ids (insertion ordered) and high-water event time."""
 
-    __slots__ = ("high_water", "ids")
+    __slots__ = ("high_water", "ids", "late")
 
     def __init__(self) -> None:
         self.ids: dict[str, None] = {}
+        self.late: dict[str, None] = {}
         self.high_water = 0
 
     def check(self, event_id: str, ts: int, now_ms: int | None, reordered: bool = False) -> str:
@@ -59,9 +65,14 @@ class EventGate:
         ids = self.ids
         if event_id in ids:
             return DUPLICATE
+        if event_id in self.late:
+            return TOO_LATE
         if now_ms is not None and ts > now_ms + MAX_FUTURE_MS:
             return FROM_FUTURE
         if not reordered and ts < self.high_water - ALLOWED_LATENESS_MS:
+            self.late[event_id] = None
+            if len(self.late) > LATE_IDS_MAX:
+                del self.late[next(iter(self.late))]
             return TOO_LATE
         ids[event_id] = None
         if len(ids) > DEDUPE_IDS_MAX:
@@ -71,7 +82,7 @@ class EventGate:
         return OK
 
     def to_list(self) -> list:
-        return [self.high_water, list(self.ids)]
+        return [self.high_water, list(self.ids), list(self.late)]
 
     @classmethod
     def from_list(cls, raw: list | None) -> EventGate:
@@ -79,4 +90,5 @@ class EventGate:
         if raw:
             g.high_water = int(raw[0])
             g.ids = dict.fromkeys(raw[1])
+            g.late = dict.fromkeys(raw[2] if len(raw) > 2 else ())  # older rows: none
         return g

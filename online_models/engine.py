@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from features.catalog import Catalog
-from features.event_gate import DUPLICATE, OK
+from features.event_gate import DUPLICATE, OK, TOO_LATE
 from features.title_popularity import TitlePopularity
 from features.user_profile import UserProfile
 from online_models.recommender import Recommender, Rows
@@ -106,9 +106,10 @@ class Engine:
         profile = self.profile(uid)
         status = profile.gate.check(ev["event_id"], ev["ts"], now_ms, reordered)
         if status != OK:
-            if status == DUPLICATE:
+            if status in (DUPLICATE, TOO_LATE):
                 # Re-write the row: after a crash the local store can be ahead of the
-                # changelog, and a replayed duplicate is the chance to re-send it.
+                # changelog, and a replayed duplicate is the chance to re-send it; a
+                # too-late verdict is remembered in the row so a replay repeats it.
                 self.profiles[uid] = profile
             return Ingested(status)
         self.popularity.observe(ev)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import faust
 import orjson
@@ -374,7 +375,13 @@ class _WorkerHooks:
     admit = staticmethod(durable.admit)
     bind = staticmethod(store.bind)
     before_event = staticmethod(durable.before_event)
-    reordered = staticmethod(durable.reordered)
+
+    @staticmethod
+    def reordered(msg: Any, user_id: str) -> bool:
+        # This process's ledger, or the row: a row written by a later record of the
+        # partition (by a worker that was then killed or lost the partition) means the
+        # consumer reordered this one, across the restart.
+        return durable.reordered(msg) or store.written_after(user_id, msg.offset)
 
 
 async def handle_batch(batch: list) -> None:

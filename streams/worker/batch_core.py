@@ -41,7 +41,11 @@ class RecordHooks(Protocol):
 
     def before_event(self, msg: Any, user_id: str) -> None: ...
 
-    def reordered(self, msg: Any) -> bool: ...
+    def reordered(self, msg: Any, user_id: str) -> bool:
+        """Whether the consumer handed this record over after later ones of its partition
+        (this process's, or those already folded into the user's stored row): its event
+        time then says nothing about the producer's lateness."""
+        ...
 
 
 class Health(Protocol):
@@ -98,7 +102,6 @@ def process_batch(
         msg = event.message
         if not hooks.admit(msg):
             continue
-        reordered = hooks.reordered(msg)
         unreadable = poison.rejection(msg.headers)
         if unreadable is not None:
             out.dead_letters.append(_dead(msg, None, unreadable))
@@ -117,7 +120,7 @@ def process_batch(
                 if etype == "play":
                     health.play(uid, ev["title_id"])
                 t0 = time.perf_counter()
-                res = engine.ingest(ev, now_ms, reordered)
+                res = engine.ingest(ev, now_ms, hooks.reordered(msg, uid))
                 out.feature_s += time.perf_counter() - t0
             except Exception as exc:  # one event's failure must not stop the partition
                 out.rejected[poison.PROCESSING_ERROR] += 1

@@ -52,6 +52,12 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             return None
         return self.src.get(user_id)
 
+    def written_after(self, user_id: str, offset: int) -> bool:
+        """Whether the user's row already folds a record of a later ``offset`` (the consumer
+        handed this one over late: a handover or a restart replays a range out of order)."""
+        src = self.stored_src(user_id)
+        return src is not None and src > offset
+
     def replace(self, user_id: str, profile: UserProfile) -> None:
         """Put a profile back (a rewind after a restore); the row is rewritten at flush."""
         self[user_id] = profile

@@ -80,3 +80,32 @@ def read_redis(settings: Settings, truth: dict[str, Any]) -> dict[str, Any]:
 
 def plays_total(state: dict[str, Any]) -> int:
     return sum(int(h.get("plays", 0)) for h in state["titles"].values())
+
+
+def differing(settings: Settings, truth: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
+    """user -> (Redis feature hash, expected) for every user whose hash differs."""
+    want = truth["users"]
+    got = read_redis(settings, truth)["users"]
+    return {u: (f, want[u]) for u, f in got.items() if f != want[u]}
+
+
+def caught_up(settings: Settings, truth: dict[str, Any]) -> bool:
+    """Every play counted on the title side and every user's features as expected."""
+    got = read_redis(settings, truth)
+    return plays_total(got) >= plays_total(truth) and got["users"] == truth["users"]
+
+
+async def wait_until_exact(
+    settings: Settings, truth: dict[str, Any], what: str, timeout: float = 180.0
+) -> None:
+    """Wait for :func:`caught_up`; fail with the plays counted and the users that differ."""
+    from tests.integration.conftest import wait_for
+
+    try:
+        await wait_for(lambda: caught_up(settings, truth), what, timeout=timeout)
+    except AssertionError:
+        got = plays_total(read_redis(settings, truth))
+        raise AssertionError(
+            f"{what}: plays {got}/{plays_total(truth)}; users differing: "
+            f"{differing(settings, truth)}"
+        ) from None

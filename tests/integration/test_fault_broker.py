@@ -20,7 +20,12 @@ from streams.adapters.producer import EventProducer
 from streams.settings import Settings
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, wait_for
-from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+from tests.integration.feature_truth import (
+    expected,
+    read_redis,
+    stream_with_faults,
+    wait_until_exact,
+)
 from tests.integration.own_services import KafkaServer
 
 pytestmark = pytest.mark.integration
@@ -101,18 +106,7 @@ async def outage_run(run_settings, start_worker, own_kafka):
     async with EventProducer(run_settings, validate=False) as producer:
         for ev in events[half:]:
             await producer.send(ev)
-    want = plays_total(truth)
-
-    def caught_up() -> bool:
-        got = read_redis(run_settings, truth)
-        return plays_total(got) >= want and got["users"] == truth["users"]
-
-    try:
-        await wait_for(caught_up, "every user's features in Redis after the outage", timeout=180)
-    except AssertionError:
-        got = read_redis(run_settings, truth)
-        bad = {u: (f, truth["users"][u]) for u, f in got["users"].items() if f != truth["users"][u]}
-        raise AssertionError(f"plays {plays_total(got)}/{want}; users differing: {bad}") from None
+    await wait_until_exact(run_settings, truth, "every user's features in Redis after the outage")
 
     async def ready_again() -> bool:
         return (await readyz(w.port))[0] == 200

@@ -20,7 +20,13 @@ import pytest
 from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, send_paced, wait_for
-from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+from tests.integration.feature_truth import (
+    caught_up,
+    differing,
+    expected,
+    read_redis,
+    stream_with_faults,
+)
 
 # Two minutes of churn, then the catch-up: more than the suite's default 300 s per test.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
@@ -71,21 +77,14 @@ async def churn_run(run_settings, start_worker, tmp_path_factory):
         cycles.append({"b_consumed": consumed, "exit_s": time.monotonic() - t0})
         await asyncio.sleep(PERIOD_S)
     await feeder
-    want = plays_total(truth)
 
-    def caught_up() -> bool:
-        got = read_redis(run_settings, truth)
-        return plays_total(got) >= want and got["users"] == truth["users"]
-
-    def differing() -> dict:
-        got = read_redis(run_settings, truth)
-        want = truth["users"]
-        return {u: (f, want[u]) for u, f in got["users"].items() if f != want[u]}
+    def exact() -> bool:
+        return caught_up(run_settings, truth)
 
     stalls: list[str] = []
     with contextlib.suppress(AssertionError):  # judged, with the differences, below
-        await wait_for(caught_up, "every user's features in Redis after the churn", timeout=60)
-    if not caught_up() and a.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0:
+        await wait_for(exact, "every user's features in Redis after the churn", timeout=60)
+    if not exact() and a.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0:
         # A worker that stopped reading after a rebalance is reported by its stall watch
         # (REELSTREAM_STALL_S=20 here; /healthz fails); restarting it, as an orchestrator
         # would, must lose nothing.
@@ -93,14 +92,14 @@ async def churn_run(run_settings, start_worker, tmp_path_factory):
         a.stop(timeout=60)
         a = worker("a")
         with contextlib.suppress(AssertionError):
-            await wait_for(caught_up, "the catch-up after restarting a stalled worker")
+            await wait_for(exact, "the catch-up after restarting a stalled worker")
     return {
         "truth": truth,
         "cycles": cycles,
         "a": a,
         "events": events,
         "stalls": stalls,
-        "differing": differing(),
+        "differing": differing(run_settings, truth),
     }
 
 

@@ -25,7 +25,13 @@ from tests.integration.conftest import (
     send_paced,
     wait_for,
 )
-from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+from tests.integration.feature_truth import (
+    expected,
+    plays_total,
+    read_redis,
+    stream_with_faults,
+    wait_until_exact,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -83,18 +89,7 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
         w.proc.wait()
         w = worker()
     await feeder
-    want = plays_total(truth)
-
-    def caught_up() -> bool:
-        got = read_redis(run_settings, truth)
-        return plays_total(got) >= want and got["users"] == truth["users"]
-
-    try:
-        await wait_for(caught_up, "every user's features in Redis after the kills", timeout=180)
-    except AssertionError:
-        got = read_redis(run_settings, truth)
-        bad = {u: (f, truth["users"][u]) for u, f in got["users"].items() if f != truth["users"][u]}
-        raise AssertionError(f"plays {plays_total(got)}/{want}; users differing: {bad}") from None
+    await wait_until_exact(run_settings, truth, "every user's features in Redis after the kills")
     return {
         "truth": truth,
         "faults": faults,

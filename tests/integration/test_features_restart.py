@@ -9,7 +9,13 @@ import pytest
 from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import decode_values, read_topic, wait_for
-from tests.integration.feature_truth import expected, plays_total, read_redis, stream_with_faults
+from tests.integration.feature_truth import (
+    expected,
+    plays_total,
+    read_redis,
+    stream_with_faults,
+    wait_until_exact,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +50,7 @@ async def run(run_settings, sim, start_worker):
     async with EventProducer(run_settings, validate=False) as producer:
         for ev in events[half:]:
             await producer.send(ev)
-    want = plays_total(truth)
-
-    def caught_up() -> bool:
-        got = read_redis(run_settings, truth)
-        return plays_total(got) >= want and got["users"] == truth["users"]
-
-    try:
-        await wait_for(caught_up, f"{want} plays and every user's features in Redis")
-    except AssertionError:
-        got = read_redis(run_settings, truth)
-        bad = {u: (f, truth["users"][u]) for u, f in got["users"].items() if f != truth["users"][u]}
-        raise AssertionError(f"plays {plays_total(got)}/{want}; users differing: {bad}") from None
+    await wait_until_exact(run_settings, truth, "every play and every user's features in Redis")
     return {"truth": truth, "faults": faults, "second": second, "events": events}
 
 

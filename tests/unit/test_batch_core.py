@@ -47,7 +47,7 @@ class RecordingHooks:
     def bind(self, event: Any) -> None:
         self.bound.append(event.message.offset)
 
-    def reordered(self, msg: Any) -> bool:
+    def reordered(self, msg: Any, user_id: str) -> bool:
         return msg.offset in self.reordered_offsets
 
     def before_event(self, msg: Any, user_id: str) -> None:

@@ -290,3 +290,14 @@ def test_new_offset_keeps_fausts_answers_without_duplicates() -> None:
             assert ours == _faust_new_offset(*_offsets_state(acked, gaps, committed)), acked
     assert kafka_internals.Consumer._new_offset(*_offsets_state([3, 4, 5, 6], [], 5)) == 7
     assert kafka_internals.Consumer._new_offset(*_offsets_state([8, 9], [], 5)) is None
+
+
+def test_a_row_written_by_a_later_record_marks_an_earlier_one_reordered(profile_store):
+    """Across a restart: the row of a worker killed after handling offset 40 makes the
+    replayed offset 17 a reordered record (lateness not judged), offset 41 not."""
+    _write(profile_store, "carol", 1, 40)
+    profile_store.forget()  # the restarted worker reads the row back
+    profile_store.bind(_Event(_Msg(1, 17)))
+    assert profile_store.written_after("carol", 17)
+    assert not profile_store.written_after("carol", 41)
+    assert not profile_store.written_after("dave", 17)  # no row yet
