@@ -240,3 +240,19 @@ async def send_paced(
             if ahead > 0:
                 await asyncio.sleep(ahead)  # pacing the load, not waiting for a result
     await producer.flush()
+
+
+async def readyz(port: int, timeout_s: float = 8.0) -> tuple[int, dict]:
+    """(status, body) of a worker's /readyz; (0, {}) when it does not answer."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(timeout_s)
+            ) as r,
+        ):
+            return r.status, await r.json()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0, {}

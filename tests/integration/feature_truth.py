@@ -109,3 +109,16 @@ async def wait_until_exact(
             f"{what}: plays {got}/{plays_total(truth)}; users differing: "
             f"{differing(settings, truth)}"
         ) from None
+
+
+async def dead_letters_by_reason(settings: Settings, faults: dict[str, set]) -> dict[str, set]:
+    """reason -> event ids of the dead letters on the DLQ (read until the faults' count)."""
+    import orjson
+
+    from tests.integration.conftest import decode_values, read_topic
+
+    want = len(faults["too_late"]) + len(faults["from_future"])
+    by_reason: dict[str, set] = {}
+    for d in decode_values(await read_topic(settings, settings.dlq_topic, want)):
+        by_reason.setdefault(d["reason"], set()).add(orjson.loads(d["original"])["event_id"])
+    return by_reason

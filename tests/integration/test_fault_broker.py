@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
 from streams.adapters.kafka_admin import ensure_topics_async
 from streams.adapters.producer import EventProducer
 from streams.settings import Settings
 from streams.tools.synthetic import SimConfig, Simulation
-from tests.integration.conftest import free_port, wait_for
+from tests.integration.conftest import free_port, readyz, wait_for
 from tests.integration.feature_truth import (
     expected,
     read_redis,
@@ -62,17 +61,6 @@ def run_settings(own_kafka, tmp_path_factory):
     keys = list(r.scan_iter(f"{settings.key_prefix}:*", count=1000))
     if keys:
         r.delete(*keys)
-
-
-async def readyz(port: int) -> tuple[int, dict]:
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(8)) as r,
-        ):
-            return r.status, await r.json()
-    except (aiohttp.ClientError, TimeoutError):
-        return 0, {}
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import orjson
 import pytest
 
 from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import (
-    decode_values,
     free_port,
-    read_topic,
     send_paced,
     wait_for,
 )
 from tests.integration.feature_truth import (
+    dead_letters_by_reason,
     expected,
     plays_total,
     read_redis,
@@ -141,9 +139,5 @@ async def test_user_features_equal_the_uninterrupted_run(run_settings, killed_ru
 async def test_every_rejected_event_is_dead_lettered_with_its_reason(run_settings, killed_run):
     """At least once: a dead letter sent before a kill may be sent again by the replay."""
     faults = killed_run["faults"]
-    want = len(faults["too_late"]) + len(faults["from_future"])
-    dlq = decode_values(await read_topic(run_settings, run_settings.dlq_topic, want))
-    by_reason: dict[str, set] = {}
-    for d in dlq:
-        by_reason.setdefault(d["reason"], set()).add(orjson.loads(d["original"])["event_id"])
+    by_reason = await dead_letters_by_reason(run_settings, faults)
     assert by_reason == {"too_late": faults["too_late"], "from_future": faults["from_future"]}

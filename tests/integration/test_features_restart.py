@@ -3,13 +3,13 @@ duplicates count once; too-late and future events are dead-lettered with their r
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
-from tests.integration.conftest import decode_values, read_topic, wait_for
+from tests.integration.conftest import wait_for
 from tests.integration.feature_truth import (
+    dead_letters_by_reason,
     expected,
     plays_total,
     read_redis,
@@ -79,10 +79,6 @@ async def test_trending_list_matches_exact_windowed_counts(run_settings, run):
 
 async def test_too_late_and_future_events_are_dead_lettered_duplicates_are_not(run_settings, run):
     faults = run["faults"]
-    want = len(faults["too_late"]) + len(faults["from_future"])
-    dlq = decode_values(await read_topic(run_settings, run_settings.dlq_topic, want))
-    by_reason: dict[str, set] = {}
-    for d in dlq:
-        by_reason.setdefault(d["reason"], set()).add(orjson.loads(d["original"])["event_id"])
+    by_reason = await dead_letters_by_reason(run_settings, faults)
     assert by_reason == {"too_late": faults["too_late"], "from_future": faults["from_future"]}
     assert run["second"].metrics()["reelstream_duplicates_dropped_total"] >= 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import orjson
 import pytest
 
@@ -20,7 +19,7 @@ from streams.adapters.producer import EventProducer
 from streams.adapters.scrape import scrape
 from streams.tools.synthetic import SimConfig, Simulation
 from streams.tools.traffic import send_events
-from tests.integration.conftest import read_topic, wait_for
+from tests.integration.conftest import read_topic, readyz, wait_for
 from tests.integration.own_services import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -36,17 +35,6 @@ def own_redis(tmp_path_factory):
     server.start()
     yield server
     server.stop()
-
-
-async def readyz(port: int) -> tuple[int, dict]:
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(5)) as r,
-        ):
-            return r.status, await r.json()
-    except (aiohttp.ClientError, TimeoutError):
-        return 0, {}
 
 
 def hashes(server: RedisServer, prefix: str, kind: str) -> set[str]:
