@@ -171,6 +171,19 @@ def server_properties(settings: Settings, data: Path) -> str:
     )
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id (URL-safe base64 of a UUID) that does not start with '-':
+    kafka-storage's argument parser would read such an id as an option (1 start in 64).
+
+    >>> all(not new_cluster_id().startswith("-") for _ in range(2000))
+    True
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 def start_kafka_process(
     kdir: Path,
     libs: Path,
@@ -191,7 +204,7 @@ def start_kafka_process(
         f"-Dlog4j2.configurationFile={kdir / 'log4j2.xml'}",
     ]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         _log(f"formatting KRaft storage in {data}")
         scram: list[str] = []
         for user, password in scram_users or []:
