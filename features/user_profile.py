@@ -19,7 +19,7 @@ False
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 from features.catalog import Title
 from features.decay import decay_factor, rate
@@ -34,8 +34,15 @@ FINISHED_MAX = 500
 REFRESH_EVENTS = frozenset({"play", "complete", "stop", "thumbs", "click", "intro_skip"})
 
 
+class ModelState(Protocol):
+    """The models' per-user state (online_models/user_state.py), opaque to features."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class UserProfile:
-    """Online features of one user; see docs/features.md for definitions."""
+    """One viewer's record, the row of the user-profiles table: online features (see
+    docs/features.md), the event gate, and the models' per-user state (``model``)."""
 
     __slots__ = (
         "affinity",
@@ -47,6 +54,7 @@ class UserProfile:
         "gate",
         "in_progress",
         "last_ts",
+        "model",
         "recent",
     )
 
@@ -65,6 +73,9 @@ class UserProfile:
         # one write per user per batch, and they survive restarts together.
         self.features = UserFeatures()
         self.gate = EventGate()
+        # The models' part of the record: their object once read (online_models reads the
+        # stored dict on first use, it knows the catalog numbering), else the stored dict.
+        self.model: ModelState | dict[str, Any] | None = None
 
     def _decay_to(self, ts: int) -> None:
         if ts > self.last_ts and self.affinity:
@@ -153,6 +164,7 @@ class UserProfile:
             "finished": self.finished,
             "features": self.features.to_dict(),
             "gate": self.gate.to_list(),
+            "model": self.model if isinstance(self.model, dict | None) else self.model.to_dict(),
         }
 
     @classmethod
@@ -168,4 +180,5 @@ class UserProfile:
         p.finished = dict(d.get("finished", {}))
         p.features = UserFeatures.from_dict(d.get("features"))
         p.gate = EventGate.from_list(d.get("gate"))
+        p.model = d.get("model")
         return p

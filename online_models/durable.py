@@ -3,17 +3,13 @@
 The worker (``streams/worker/checkpoints.py``) owns the Kafka I/O; everything here is
 plain Python/numpy so it can be unit-tested and reused by ``reelstream replay``.
 
-State is split in two (docs/models.md, "Durability"):
-
-* **per-partition user state**: for every user of an events-topic partition, the
-  models' :class:`~online_models.recommender.UserState`, the MF user vector and
-  update count, and the user's feature profile as of the checkpoint (so a replay
-  after a crash can rewind a profile that the Faust table already holds further
-  ahead). Title references are stored as title ids, not catalog row numbers, so a
-  worker whose catalog is numbered differently restores them correctly.
-* **per-worker shared state**: MF title factors, co-watch, trending, popularity,
-  ranker weights and its prequential counters, random generator states. Also keyed
-  by title id.
+Everything keyed by user (features, gate, and the models' per-user state,
+online_models/user_state.py) is one record in the profile table, made durable by
+the table's changelog; nothing of it is in a checkpoint. Checkpoints hold the
+**per-worker shared state** -- MF title factors, co-watch, sequence, trending,
+popularity, ranker weights and its prequential counters, random generator states,
+keyed by title id so a worker whose catalog is numbered differently restores them --
+and, per events partition, the offset it covers (docs/models.md, "Durability").
 
 A checkpoint blob is the :mod:`online_models.checkpoint` codec (orjson + typed numpy
 arrays, never pickle); it is cut into chunks below Kafka's default 1 MB record
@@ -33,16 +29,14 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from features.user_profile import UserProfile
 from online_models.checkpoint import MAX_BYTES, CheckpointError, OffsetLedger
 from online_models.ranker import PrequentialStats
-from online_models.recommender import Recommender, UserState
+from online_models.recommender import Recommender
 
 CHUNK_MAGIC = b"RSC1"
 CHUNK_SIZE = 900_000  # below Kafka's default max.message.bytes (1 MB) with headroom
@@ -127,11 +121,6 @@ def validate_manifest(doc: Any) -> dict:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _ids(rec: Recommender, idxs: Any) -> list[str]:
-    ids = rec.titles.ids
-    return [ids[i] for i in idxs]
-
-
 def _rng_state(rng: np.random.Generator) -> dict:
     st = rng.bit_generator.state
     if st.get("bit_generator") != "PCG64":
@@ -175,104 +164,6 @@ def _check_array(x: Any, name: str, ndim: int) -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.ndim != ndim:
         raise CheckpointError(f"{name} must be a {ndim}-d array")
     return x
-
-
-# --- per-user state ------------------------------------------------------------------
-
-
-def export_user(rec: Recommender, uid: str, profile: UserProfile | None) -> dict:
-    st = rec.users.get(uid)
-    out: dict[str, Any] = {"profile": profile.to_dict() if profile is not None else None}
-    if st is not None:
-        out["st"] = {
-            "recent": _ids(rec, st.recent),
-            "sequence": _ids(rec, st.sequence),
-            "positives": dict(zip(_ids(rec, st.positives), st.positives.values(), strict=True)),
-            "counts": [st.plays, st.completes, st.abandons, st.pauses, st.skips, st.episode_plays],
-            "watched_s": st.watched_s,
-            "device": st.device,
-            "imp_ids": _ids(rec, rec.impression_rows(st)),
-            "imp_x": np.stack(list(rec.impression_rows(st).values()))
-            if st.impressions
-            else np.zeros((0, len(rec.ranker.features)), dtype=np.float32),
-            "impression_ts": st.impression_ts,
-            "play_ids": _ids(rec, st.playing),
-            "play_x": np.stack(list(st.playing.values()))
-            if st.playing
-            else np.zeros((0, len(rec.ranker.features)), dtype=np.float32),
-            "last_pos": dict(zip(_ids(rec, st.last_pos), st.last_pos.values(), strict=True)),
-            "seen": dict(zip(_ids(rec, st.seen), st.seen.values(), strict=True)),
-            "liked": st.liked,
-            "disliked": st.disliked,
-        }
-    p = rec.mf.users.get(uid)
-    if p is not None:
-        out["mf"] = {"p": p, "n": rec.mf.user_n.get(uid, 0)}
-    return out
-
-
-def import_user(rec: Recommender, uid: str, d: dict) -> dict | None:
-    """Load one user's model state; returns the checkpointed profile dict (or None)."""
-    if not isinstance(d, dict):
-        raise CheckpointError("user state must be an object")
-    ix = rec.titles.index
-    s = d.get("st")
-    if s is not None:
-        try:
-            st = UserState()
-            st.recent = [ix[t] for t in s["recent"] if t in ix]
-            st.sequence = [ix[t] for t in s.get("sequence", []) if t in ix]
-            st.positives = {ix[t]: int(v) for t, v in s["positives"].items() if t in ix}
-            (
-                st.plays,
-                st.completes,
-                st.abandons,
-                st.pauses,
-                st.skips,
-                st.episode_plays,
-            ) = (int(v) for v in s["counts"])
-            st.watched_s = float(s["watched_s"])
-            st.device = s["device"] if isinstance(s["device"], str) else None
-            nf = len(rec.ranker.features)
-            for ids_key, x_key, target in (
-                ("imp_ids", "imp_x", st.impressions),
-                ("play_ids", "play_x", st.playing),
-            ):
-                x = _check_array(s[x_key], x_key, 2)
-                if x.shape != (len(s[ids_key]), nf):
-                    raise CheckpointError(f"{x_key} shape {x.shape} does not match")
-                for t, row in zip(s[ids_key], x.astype(np.float32), strict=True):
-                    if t in ix:
-                        target[ix[t]] = row
-            st.impression_ts = int(s["impression_ts"])
-            st.last_pos = {ix[t]: float(v) for t, v in s["last_pos"].items() if t in ix}
-            st.seen = {ix[t]: int(v) for t, v in s["seen"].items() if t in ix}
-            st.liked = {str(k): float(v) for k, v in s["liked"].items()}
-            st.disliked = {str(k): float(v) for k, v in s["disliked"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(f"user {uid}: bad model state ({exc!r})") from None
-        rec.users[uid] = st
-    mf = d.get("mf")
-    if mf is not None:
-        p = _check_array(mf.get("p"), "mf user vector", 1)
-        if p.shape != (rec.mf.k,):
-            raise CheckpointError(f"user {uid}: MF vector of shape {p.shape}")
-        rec.mf.users[uid] = p.astype(np.float32)
-        rec.mf.user_n[uid] = int(mf.get("n", 0))
-    prof = d.get("profile")
-    if prof is not None and not isinstance(prof, dict):
-        raise CheckpointError(f"user {uid}: profile must be an object")
-    rec._ctx = None
-    return prof
-
-
-def forget_users(rec: Recommender, uids: set[str]) -> None:
-    """Drop the model state of users this worker no longer owns."""
-    for uid in uids:
-        rec.users.pop(uid, None)
-        rec.mf.users.pop(uid, None)
-        rec.mf.user_n.pop(uid, None)
-    rec._ctx = None
 
 
 # --- per-worker shared state ---------------------------------------------------------
@@ -388,40 +279,35 @@ def import_shared(rec: Recommender, st: dict) -> None:
 
 @dataclass
 class RestoredPartition:
-    """What a restore left behind for one partition until its replay range is passed."""
+    """A partition replayed from a checkpoint, until its replay range is passed."""
 
     offset: int  # the checkpoint's next offset: records below it are in the models
-    end: int  # the partition's end offset at restore: the table cannot be ahead of it
-    profiles: dict[str, dict | None] = field(default_factory=dict)
-    settled: set[str] = field(default_factory=set)
+    end: int  # the partition's end offset at restore: no row can be ahead of it
+    gen: int  # the checkpoint round: rows changed since hold their state as of it
+    settled: set[str] = field(default_factory=set)  # users already put back
 
 
 class ReplayGuard:
-    """Decides, per record and per event, what is learned after a restore.
+    """Decides, per record and per user, what is learned after a restore.
 
     * :meth:`admit`: False for a record the models already hold (below the
-      checkpoint's offset, :class:`OffsetLedger`); such a record is skipped entirely
-      (its profile update and dead letters happened before the checkpoint too).
-    * :meth:`rewind`: at a user's first event after the restore, the profile to put
-      back so that features and models re-learn the replayed events from the state
-      the checkpoint holds: the checkpoint's copy of the profile; for a user new since
-      the checkpoint whose stored row is already past this record (the Faust table
-      committed it before the crash), an empty profile; otherwise None (keep the row).
+      checkpoint's offset, :class:`OffsetLedger`); such a record is skipped entirely.
+    * :meth:`first_touch`: True at a user's first event in a replayed partition: the
+      worker then puts the user's row back to its state as of the checkpoint round
+      (the row keeps that state, ``TableProfileStore.rewind``), so features and models
+      re-learn the replayed events together, each once.
 
     >>> g = ReplayGuard()
-    >>> g.restored[0] = RestoredPartition(offset=10, end=15, profiles={"u": {"events": 3}})
+    >>> g.restored[0] = RestoredPartition(offset=10, end=15, gen=7)
     >>> g.ledger.offsets["ev:0"] = 10
     >>> g.admit("ev", 0, 9), g.admit("ev", 0, 10)
     (False, True)
-    >>> g.rewind(0, "u", 10, lambda: 12), g.rewind(0, "u", 11, lambda: 12)
-    ({'events': 3}, None)
-    >>> g.rewind(0, "new", 11, lambda: 12), g.rewind(0, "old", 11, lambda: 4)
-    ({}, None)
+    >>> g.first_touch(0, "u"), g.first_touch(0, "u"), g.first_touch(1, "u")
+    (7, None, None)
     """
 
     def __init__(self) -> None:
         self.ledger = OffsetLedger()
-        self.users: dict[int, set[str]] = {}
         self.restored: dict[int, RestoredPartition] = {}
         self.events_since = 0
 
@@ -430,32 +316,20 @@ class ReplayGuard:
             return False
         r = self.restored.get(partition)
         if r is not None and offset >= r.end:
-            del self.restored[partition]  # past anything the table could hold: done
+            del self.restored[partition]  # past anything a row could hold: done
         return True
 
-    def rewind(
-        self, partition: int, uid: str, offset: int, stored_src: Callable[[], int | None]
-    ) -> dict | None:
+    def first_touch(self, partition: int, uid: str) -> int | None:
+        """The checkpoint round to put ``uid``'s row back to, once per user (else None)."""
         r = self.restored.get(partition)
         if r is None or uid in r.settled:
             return None
         r.settled.add(uid)
-        prof = r.profiles.pop(uid, None)
-        if prof is not None:
-            return prof
-        src = stored_src()
-        return {} if src is not None and src >= offset else None
+        return r.gen
 
-    def note_user(self, partition: int, uid: str) -> None:
-        users = self.users.get(partition)
-        if users is None:
-            users = self.users[partition] = set()
-        users.add(uid)
-
-    def drop_partition(self, topic: str, partition: int) -> set[str]:
+    def drop_partition(self, topic: str, partition: int) -> None:
         self.ledger.drop(OffsetLedger.key(topic, partition))
         self.restored.pop(partition, None)
-        return self.users.pop(partition, set())
 
 
 @dataclass
@@ -477,14 +351,3 @@ class CheckpointPolicy:
             return False
         now = time.monotonic() if now is None else now
         return events_since >= self.every_events or now - self.last >= self.every_s
-
-
-def profile_rows(
-    rec: Recommender, profiles: MutableMapping[str, UserProfile], uids: set[str]
-) -> dict[str, dict]:
-    """Every user's exported state, for one partition checkpoint."""
-    out = {}
-    for uid in sorted(uids):
-        prof = profiles.get(uid)
-        out[uid] = export_user(rec, uid, prof)
-    return out

@@ -19,9 +19,10 @@ when they are blended (see :func:`blend_title_factors` and docs/models.md).
 
 >>> mf = ImplicitMF(k=4, negatives=1, seed=1)
 >>> mf.resize(5)
+>>> p = mf.new_user("u")
 >>> for _ in range(200):
-...     mf.learn("u", 2, 1.0, popularity=None)
->>> int(mf.scores("u").argmax())
+...     mf.learn(p, 2, 1.0, popularity=None)
+>>> int(mf.scores(p).argmax())
 2
 """
 
@@ -58,8 +59,6 @@ class ImplicitMF:
         self.q = np.zeros((0, k), dtype=np.float32)
         self.bias = np.zeros(0, dtype=np.float32)
         self.updates = np.zeros(0, dtype=np.float64)  # title updates since the last publish
-        self.users: dict[str, np.ndarray] = {}
-        self.user_n: dict[str, int] = {}
         self.rng = np.random.default_rng(seed)
         self.n = 0
         self.index = IVFIndex(seed=seed)
@@ -78,19 +77,17 @@ class ImplicitMF:
         r = np.random.default_rng(stable_seed(key))
         return (r.standard_normal(self.k) * self.init_scale).astype(np.float32)
 
-    def user_vector(self, user_id: str) -> np.ndarray:
-        p = self.users.get(user_id)
-        if p is None:
-            p = self.users[user_id] = self._init_vec(f"user:{user_id}")
-            self.user_n[user_id] = 0
-        return p
+    def new_user(self, user_id: str) -> np.ndarray:
+        """A user's starting vector (seeded by the id: every worker starts it alike). Users'
+        vectors live in their per-user record (``UserState.mf``), not here."""
+        return self._init_vec(f"user:{user_id}")
 
     def learn(
-        self, user_id: str, idx: int, weight: float, popularity: PopularitySampler | None
+        self, p: np.ndarray, idx: int, weight: float, popularity: PopularitySampler | None
     ) -> None:
         """One positive (target 1, scaled by ``weight``) and negatives (target 0) drawn in
-        proportion to ``popularity`` (uniformly when None or empty)."""
-        p = self.user_vector(user_id)
+        proportion to ``popularity`` (uniformly when None or empty); updates the user's
+        vector ``p`` in place."""
         negs = popularity.sample(self.rng, self.negatives) if popularity is not None else None
         if negs is None:
             negs = self.rng.integers(0, self.n, size=self.negatives)
@@ -107,34 +104,33 @@ class ImplicitMF:
         self.bias[items] -= self.lr * g
         p -= self.lr * grad_p
         self.updates[items] += 1
-        self.user_n[user_id] = self.user_n.get(user_id, 0) + 1
         self.index.mark(items, self.n)
 
     def changed(self, rows: np.ndarray | None) -> None:
         """Tell the nearest-title index that these title rows (None: all) were rewritten."""
         self.index.mark(rows, self.n)
 
-    def scores(self, user_id: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """Logit-scale affinity of the user to ``rows`` (None: every title; biases left
-        out: popularity)."""
-        p = self.users.get(user_id)
+    def scores(self, p: np.ndarray | None, rows: np.ndarray | None = None) -> np.ndarray:
+        """Logit-scale affinity of the user vector ``p`` to ``rows`` (None: every title;
+        biases left out: popularity)."""
         q = self.q if rows is None else self.q[rows]
         if p is None:
             return np.zeros(len(q), dtype=np.float32)
         return q @ p
 
     def nearest(
-        self, user_id: str, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
+        self, p: np.ndarray | None, k: int, keep: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of about the ``k`` titles ``keep`` accepts with the highest
         :meth:`scores`, from the approximate index (recall: docs/models.md)."""
-        p = self.users.get(user_id)
         if p is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return self.index.search(DenseVectors(self.q), p, k, keep)
 
-    def confidence(self, user_id: str, full_at: int = 10) -> float:
-        return min(1.0, self.user_n.get(user_id, 0) / full_at)
+    @staticmethod
+    def confidence(learned: int, full_at: int = 10) -> float:
+        """How far to trust a user vector that has learned ``learned`` examples."""
+        return min(1.0, learned / full_at)
 
     def title_state(self) -> dict:
         return {"q": self.q, "bias": self.bias, "updates": self.updates}

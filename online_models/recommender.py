@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from online_models.ranker import Ranker
 from online_models.sequence import ItemSequence
 from online_models.titles import TitleIndex, unique_rows
 from online_models.trending import CountryTrending
+from online_models.user_state import UserState, UserStateError
 
 MODEL_VERSION = "hybrid-lr-1"
 SOURCES = ("content", "mf", "cowatch", "seq", "next_ep", "trend", "pop")
@@ -87,32 +88,6 @@ POSITIVES_MAX = 1000
 IMPRESSION_TTL_MS = 3 * 3_600_000
 
 
-@dataclass(slots=True)
-class UserState:
-    """Model-side state of one user (the feature profile lives in :class:`UserProfile`)."""
-
-    recent: list[int] = field(default_factory=list)  # positive watches, most recent first
-    sequence: list[int] = field(default_factory=list)  # fresh plays, most recent first
-    positives: dict[int, int] = field(default_factory=dict)  # title index -> ts
-    plays: int = 0
-    completes: int = 0
-    abandons: int = 0
-    pauses: int = 0
-    skips: int = 0
-    episode_plays: int = 0
-    watched_s: float = 0.0
-    device: str | None = None
-    # Shown titles of the last request -> feature row, None until needed (impression_rows).
-    impressions: dict[int, np.ndarray | None] = field(default_factory=dict)
-    impression_ts: int = 0
-    impression_ctx: UserContext | None = None  # what the pending rows are built from
-    playing: dict[int, np.ndarray] = field(default_factory=dict)
-    last_pos: dict[int, float] = field(default_factory=dict)
-    seen: dict[int, int] = field(default_factory=dict)  # title index -> last play ts
-    liked: dict[str, float] = field(default_factory=dict)  # tag -> positive viewings
-    disliked: dict[str, float] = field(default_factory=dict)  # tag -> early abandons
-
-
 @dataclass(frozen=True, slots=True)
 class RecItem:
     title_id: str
@@ -135,6 +110,7 @@ class UserContext:
     :meth:`Recommender.features`."""
 
     user_id: str
+    state: UserState
     country: str | None
     content: np.ndarray | None  # TitleIndex.tag_vector, normalised and trusted by events
     mf_conf: float
@@ -200,7 +176,6 @@ class Recommender:
         self.trending = CountryTrending(half_life_ms=12 * 3_600_000)
         self.popular = CountryTrending(half_life_ms=7 * 86_400_000)
         self.ranker = Ranker(FEATURES)
-        self.users: dict[str, UserState] = {}
         self.per_source = per_source
         self.max_per_genre = max_per_genre
         self.random_negatives = random_negatives
@@ -212,14 +187,31 @@ class Recommender:
         for f, v in PRIOR.items():
             self._prior[_F[f]] = v
         self.learn_steps = 0
+        self.unreadable_states = 0
         # The worker's title-side exchange (online_models/federation.py), when it has one.
         self.exchange: Any = None
 
-    def user(self, user_id: str) -> UserState:
-        st = self.users.get(user_id)
-        if st is None:
-            st = self.users[user_id] = UserState()
-        return st
+    def state(self, user_id: str, profile: UserProfile) -> UserState:
+        """The models' part of the user's record (``profile.model``), read on first use.
+
+        A stored state that cannot be read restarts empty (and is logged by the caller's
+        metrics as a fresh user); pending impressions read back get their context again.
+        """
+        st = profile.model
+        if isinstance(st, UserState):
+            return st
+        fresh = UserState(ids=self.titles.ids)
+        if st is not None:
+            self.titles.sync()
+            try:
+                fresh = UserState.from_dict(st, self.titles.index, len(FEATURES), self.mf.k)
+                fresh.ids = self.titles.ids
+            except UserStateError:
+                self.unreadable_states += 1
+        profile.model = fresh
+        if fresh.impressions:
+            fresh.impression_ctx = self.context(user_id, profile, fresh.impression_ts)
+        return fresh
 
     # --- features -----------------------------------------------------------------
 
@@ -229,11 +221,11 @@ class Recommender:
         Cached per (user, ts, learn step): the rows of one impression request share it.
         """
         self.titles.sync()
+        st = self.state(user_id, profile)
         key = (user_id, now_ts, self.learn_steps)
-        if self._ctx is not None and self._ctx[:3] == key:
+        if self._ctx is not None and self._ctx[:3] == key and self._ctx[3].state is st:
             return self._ctx[3]
         ix = self.titles
-        st = self.user(user_id)
         content = None
         if profile.affinity and len(ix.tags):
             vec = ix.tag_vector(profile.affinity)
@@ -275,9 +267,10 @@ class Recommender:
                     tag_cols[:, j] = v
         ctx = UserContext(
             user_id=user_id,
+            state=st,
             country=profile.country,
             content=content,
-            mf_conf=self.mf.confidence(user_id),
+            mf_conf=self.mf.confidence(st.mf_n) if st.mf is not None else 0.0,
             cw_idx=cw_idx,
             cw_val=cw_val,
             cw_anchor=cw_anchor,
@@ -299,14 +292,14 @@ class Recommender:
         cost of the rows asked for, whatever the catalog size."""
         rows = np.asarray(rows, dtype=np.int64)
         ix = self.titles
-        st = self.user(ctx.user_id)
+        st = ctx.state
         x = np.repeat(ctx.base[None, :], len(rows), axis=0)
         if len(rows) == 0:
             return x
         if ctx.tag_cols is not None:
             x[:, _TAG_COLS] = ix.tag_scores(rows, ctx.tag_cols)
         if ctx.mf_conf > 0:
-            x[:, _F["mf"]] = np.tanh(self.mf.scores(ctx.user_id, rows)) * ctx.mf_conf
+            x[:, _F["mf"]] = np.tanh(self.mf.scores(st.mf, rows)) * ctx.mf_conf
         x[:, _F["cowatch"]] = np.minimum(_lookup(ctx.cw_idx, ctx.cw_val, rows), 2.0)
         x[:, _F["seq"]] = np.minimum(_lookup(ctx.seq_idx, ctx.seq_val, rows), 2.0)
         rl = rows.tolist()
@@ -334,7 +327,7 @@ class Recommender:
         if idx is None:
             return
         uid = ev["user_id"]
-        st = self.user(uid)
+        st = self.state(uid, profile)
         etype = ev["event_type"]
         ts = ev["ts"]
         if ev.get("device"):
@@ -394,8 +387,7 @@ class Recommender:
                 self._learn_vec("watch", row, False)
             r = watched_ratio(ev, title) or 0.0
             if r >= 0.25:  # a partial watch: a weak positive for the factorisation
-                self.mf.learn(uid, idx, r, self.popular)
-                self.learn_steps += 1
+                self._learn_mf(uid, st, idx, r)
         if etype in ("stop", "complete"):
             st.last_pos.pop(idx, None)
 
@@ -421,8 +413,7 @@ class Recommender:
         if row is not None:
             self._learn_vec("watch", row, True)
         self.cowatch.observe(idx, st.recent, ts)
-        self.mf.learn(uid, idx, max(ratio, POSITIVE_RATIO), self.popular)
-        self.learn_steps += 1
+        self._learn_mf(uid, st, idx, max(ratio, POSITIVE_RATIO))
         st.positives[idx] = ts
         if len(st.positives) > POSITIVES_MAX:
             del st.positives[next(iter(st.positives))]
@@ -430,6 +421,13 @@ class Recommender:
             st.recent.remove(idx)
         st.recent.insert(0, idx)
         del st.recent[RECENT_MAX:]
+
+    def _learn_mf(self, uid: str, st: UserState, idx: int, weight: float) -> None:
+        if st.mf is None:
+            st.mf = self.mf.new_user(uid)
+        self.mf.learn(st.mf, idx, weight, self.popular)
+        st.mf_n += 1
+        self.learn_steps += 1
 
     @staticmethod
     def _credit(tags: dict[str, float], title: Any) -> None:
@@ -531,7 +529,7 @@ class Recommender:
         if ctx.content is not None and use("content"):
             best("content", *self.titles.content_top(ctx.content, k, keep), kept=True)
         if ctx.mf_conf > 0 and use("mf"):
-            best("mf", *self.mf.nearest(ctx.user_id, k, keep), kept=True)
+            best("mf", *self.mf.nearest(ctx.state.mf, k, keep), kept=True)
         best("cowatch", ctx.cw_idx, ctx.cw_val)
         best("seq", ctx.seq_idx, ctx.seq_val)
         if ctx.next_ep:
@@ -641,7 +639,7 @@ class Recommender:
         ix.sync()
         blocked = [ix.index.get(tid) for tid in (*profile.finished, *profile.in_progress)]
         blocked_rows = {i for i in blocked if i is not None}
-        blocked_rows.update(self.user(user_id).positives)
+        blocked_rows.update(self.state(user_id, profile).positives)
         return Allowed(
             ix.available(profile.country),
             np.fromiter(sorted(blocked_rows), dtype=np.int64, count=len(blocked_rows)),

@@ -41,14 +41,14 @@ def viewer_scores(
     and trend features only) without leaving model state behind for them.
     """
     models = engine.models
-    known = user_id in models.users
-    uid = user_id if known else ANONYMOUS
+    known = profile is not None and profile.model is not None
+    prof = profile or UserProfile()
     try:
-        ctx = models.context(uid, profile or UserProfile(), now_ts)
+        ctx = models.context(user_id if known else ANONYMOUS, prof, now_ts)
         scores, _ = models.score(models.features(ctx, idx))
     finally:
         if not known:
-            models.users.pop(ANONYMOUS, None)
+            prof.model = None
     return np.asarray(scores, dtype=np.float64), known
 
 

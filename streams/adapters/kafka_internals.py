@@ -12,8 +12,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   ``PartitionRecords``, the per-partition record iterator of its fetcher.
 - Table partitions: Faust's RocksDB store reads and writes the partition of the
   *current event*, a context variable only Faust's own stream loop sets. Our write-back
-  caches flush outside that loop and checkpoints read outside it:
-  :func:`bind_event` and :func:`reading_partition` set it (``faust.streams._current_event``).
+  caches flush outside that loop: :func:`bind_event` sets it
+  (``faust.streams._current_event``). Checkpoints read no table (user state is only in
+  the rows), so nothing reads a partition other than the current event's.
 - Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
   (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
 - Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
@@ -32,7 +33,6 @@ import logging
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import errors as kafka_errors
@@ -243,31 +243,6 @@ def install_record_guard() -> None:
 def bind_event(event: Any) -> None:
     """Make ``event`` Faust's current event: table reads and writes go to its partition."""
     _current_event.set(weakref.ref(event))
-
-
-class _PartitionEvent:
-    """The least a Faust store reads of an event: ``message.partition``."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, partition: int) -> None:
-        self.message = TP("", partition)
-
-
-@contextmanager
-def reading_partition(partition: int) -> Iterator[None]:
-    """Table reads inside go to ``partition``'s store; the previous current event after.
-
-    Outside Faust's stream loop (a checkpoint after a batch, a timer), the current event is
-    whatever record was handled last, so a read of another partition's key silently
-    misses: the rebalance checkpoint bug (tests/integration/test_checkpoint_rebalance.py).
-    """
-    event = _PartitionEvent(partition)
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 async def commit_offsets(app: Any, topic: str, offsets: dict[int, int]) -> bool:

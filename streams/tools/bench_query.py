@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             text = text.replace(old, new).replace(old.lower(), new)
         texts.append(text)
     svc = QueryService(engine, now_year=NOW_YEAR)
-    viewers = sorted(engine.models.users) or ["nobody"]
+    viewers = sorted(engine.profiles) or ["nobody"]
 
     t = time.perf_counter()
     svc.answer(viewers[0], texts[0], args.k, engine.profiles.get(viewers[0]))

@@ -6,10 +6,11 @@ partition ``p``, a worker's shared state in partition ``crc32(worker) % n``.
 Two slots per owner, written alternately, so a crash half-way through a write
 leaves the previous checkpoint intact:
 
-* ``p/<p>/<slot>/<i>`` chunks and ``p/<p>/<slot>/m`` manifest: the users of events
-  partition ``p`` (model state + profile), the offset the checkpoint covers
-  (``"<events topic>:<p>" -> next offset``), and a reference to the shared state
-  written in the same round.
+* ``p/<p>/<slot>/<i>`` chunks and ``p/<p>/<slot>/m`` manifest: the offset the round
+  covers in events partition ``p`` (``"<events topic>:<p>" -> next offset``, plus
+  reordered offsets already learned past it) and a reference to the shared state
+  written in the same round. No user state: each user's record, the models' part
+  included, is a row of the profile table (streams/worker/profile_store.py).
 * ``s/<worker>/<slot>/<i>`` and ``s/<worker>/<slot>/m``: the worker's shared state.
 
 Chunks are written before their manifest; a manifest is trusted only if its chunks
@@ -30,7 +31,6 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from features.user_profile import UserProfile
 from online_models import checkpoint as codec
 from online_models.checkpoint import CheckpointError, OffsetLedger
 from online_models.durable import (
@@ -41,17 +41,13 @@ from online_models.durable import (
     RestoredPartition,
     assemble,
     export_shared,
-    forget_users,
     import_shared,
-    import_user,
     parse_chunk,
-    profile_rows,
     split_blob,
     validate_manifest,
 )
 from online_models.engine import Engine
 from streams import metrics as m
-from streams.adapters.kafka_internals import reading_partition
 from streams.settings import Settings
 
 log = logging.getLogger("reelstream.checkpoints")
@@ -228,7 +224,7 @@ class ModelDurability:
         # Held for each batch (and its checkpoint): checkpoints see batch boundaries only.
         self.lock = asyncio.Lock()
         self.last_gen = 0
-        self.to_import: list[tuple[Any, dict[int, codec.Checkpoint]]] = []
+        self.to_import: list[codec.Checkpoint] = []
 
     # --- per record / event ------------------------------------------------------------
 
@@ -260,15 +256,23 @@ class ModelDurability:
         return self.guard.ledger.last_reordered
 
     def before_event(self, msg: Any, uid: str) -> None:
-        """At a user's first event after a restore, rewind the profile (ReplayGuard.rewind)."""
-        self.guard.note_user(msg.partition, uid)
-        if msg.partition in self.guard.restored:
-            prof = self.guard.rewind(
-                msg.partition, uid, msg.offset, lambda: self.store.stored_src(uid)
-            )
-            if prof is not None:
-                self.store.replace(uid, UserProfile.from_dict(prof))
+        """Before an event changes a user's row: at the user's first event of a replayed
+        partition, put the row back to the restored round; keep the pre-image of the row
+        for the next restore (TableProfileStore.capture)."""
+        gen = self.guard.first_touch(msg.partition, uid)
+        if gen is not None:
+            refused = self.store.rewinds_refused
+            if self.store.rewind(uid, gen):
                 m.PROFILES_REWOUND.inc()
+            elif self.store.rewinds_refused > refused:
+                log.warning(
+                    "user %s: the row holds a later round than %d; its replay is dropped by "
+                    "its event gate (%d such rows)",
+                    uid,
+                    gen,
+                    self.store.rewinds_refused,
+                )
+        self.store.capture(uid)
 
     async def after_batch(self) -> None:
         """Call with :attr:`lock` held, after a batch."""
@@ -289,7 +293,7 @@ class ModelDurability:
         return slot
 
     async def checkpoint(self, partitions: set[int] | None = None) -> int:
-        """Write the shared state and every owned partition's users; returns bytes written."""
+        """Write the shared state and every owned partition's offsets; returns bytes written."""
         parts = sorted(self.owned if partitions is None else partitions)
         topic = self.settings.events_topic
         parts = [p for p in parts if self.guard.ledger.known(OffsetLedger.key(topic, p))]
@@ -308,19 +312,7 @@ class ModelDurability:
         for p in parts:
             key = OffsetLedger.key(topic, p)
             offset, ahead = self.guard.ledger.covered(key)
-            with reading_partition(p):  # not the partition of the last record handled
-                users = profile_rows(rec, self.engine.profiles, self.guard.users.get(p, set()))
-            blobs.append(
-                (
-                    p,
-                    codec.encode(
-                        {"users": users, "ahead": ahead},
-                        {key: offset},
-                        "",
-                        gen,
-                    ),
-                )
-            )
+            blobs.append((p, codec.encode({"ahead": ahead}, {key: offset}, "", gen)))
         n = self.settings.partitions
         sprefix = f"s/{self.worker}"
         sslot = self._slot(sprefix)
@@ -334,6 +326,8 @@ class ModelDurability:
             total += await self.io.write(
                 p % n, f"{prefix}/{self._slot(prefix)}", gen, blob, {**meta, "shared": ref}
             )
+        # Rows changed from now on keep their state as of this round.
+        self.store.gen = gen
         elapsed = time.perf_counter() - started
         self.guard.events_since = 0
         self.policy.last = time.monotonic()
@@ -348,11 +342,9 @@ class ModelDurability:
     # --- rebalance ---------------------------------------------------------------------
 
     def on_assigned(self, assigned: set[int]) -> None:
-        """Track ownership; forget users of partitions that went elsewhere."""
-        lost = self.owned - assigned
-        for p in lost:
-            users = self.guard.drop_partition(self.settings.events_topic, p)
-            forget_users(self.engine.models, users)
+        """Track ownership; forget the offsets of partitions that went elsewhere."""
+        for p in self.owned - assigned:
+            self.guard.drop_partition(self.settings.events_topic, p)
         self.pending |= assigned - self.owned
         self.pending &= assigned
         self.owned = set(assigned)
@@ -368,31 +360,30 @@ class ModelDurability:
             log.exception("checkpoint on revoke failed")
 
     async def restore(self) -> dict[int, int]:
-        """Read the checkpoints of newly assigned partitions and commit their offsets, so
-        Faust's seek to committed offsets starts each partition where its checkpoint ends.
+        """At start, adopt the newest checkpoint round of the assigned partitions and
+        replay the partitions it covers from its offsets (committed here, so Faust's seek
+        to committed offsets starts there); returns those offsets.
 
-        Runs inside Faust's rebalance, where the catalog may still be loading: the states
-        are imported (title ids mapped to rows) at the first record, see :meth:`admit`.
+        Only a worker that has learned nothing adopts a round: its shared models then are
+        that round's, and the replayed events are learned once by them and by the rows,
+        which are put back to the round as each user's first replayed event arrives
+        (:meth:`before_event`). Partitions assigned later, or covered by another round,
+        continue from their committed offsets: the rows hold every user's state.
+
+        Runs inside Faust's rebalance, where the catalog may still be loading: the shared
+        state is imported (title ids mapped to rows) at the first record, see :meth:`admit`.
         """
         parts = set(self.pending)
         self.pending.clear()
+        if not parts or self.shared_checked or self.learned_any:
+            return {}
         topic = self.settings.events_topic
         early = {p for p in parts if self.guard.ledger.known(OffsetLedger.key(topic, p))}
-        if early:
-            # Faust handed over records of these partitions before this rebalance signal
-            # (fetched from the old committed offset). Their profile rows already count
-            # them; rewinding to the checkpoint would drop those events from the rows, so
-            # the partitions start from the table instead and their models' per-user state
-            # from these records on.
-            log.warning(
-                "records of partitions %s arrived before their checkpoints were read: "
-                "their users' model state restarts from the table rows",
-                sorted(early),
-            )
+        if early:  # (learned_any is set by then; kept for a direct call)
+            log.warning("records of partitions %s arrived before the restore", sorted(early))
             m.CHECKPOINTS_SKIPPED_EARLY.inc(len(early))
             parts -= early
-        if not parts:
-            return {}
+        self.shared_checked = True
         started = time.perf_counter()
         n = self.settings.partitions
         records = await self.io.read({p % n for p in parts})
@@ -402,7 +393,7 @@ class ModelDurability:
                 try:
                     ck = codec.decode(blob)
                     key = OffsetLedger.key(topic, p)
-                    if set(ck.offsets) != {key} or not isinstance(ck.state.get("users"), dict):
+                    if set(ck.offsets) != {key}:
                         raise CheckpointError(f"not a checkpoint of {key}")
                     ranges_ahead(ck.state.get("ahead"), ck.offsets[key])
                 except CheckpointError as exc:
@@ -411,14 +402,17 @@ class ModelDurability:
                 self.next_slot[f"p/{p}"] = 1 - slot
                 chosen[p] = (man, ck)
                 break
-        shared = None
-        if not self.shared_checked and not self.learned_any:
-            shared = await self._read_shared(chosen, records)
-        self.shared_checked = True
+        found = await self._read_shared(chosen, records)
+        if found is None:
+            return {}
+        ref, shared = found
         end = await self.io.end_offsets(topic, set(chosen))
         commits: dict[int, int] = {}
         size = 0
         for p, (man, ck) in chosen.items():
+            r = man.get("shared") or {}
+            if (r.get("gen"), r.get("worker"), r.get("slot")) != ref:
+                continue  # written in another round: these shared models never saw it
             key = OffsetLedger.key(topic, p)
             offset = ck.offsets[key]
             self.guard.ledger.offsets[key] = offset
@@ -426,18 +420,22 @@ class ModelDurability:
             ahead = ranges_ahead(ck.state.get("ahead"), offset)
             if ahead:
                 self.guard.ledger.ahead[key] = ahead
-            self.guard.restored[p] = RestoredPartition(offset, end.get(p, offset))
+            self.guard.restored[p] = RestoredPartition(offset, end.get(p, offset), ref[0])
             commits[p] = offset
             size += man["size"]
-        self.to_import.append((shared, {p: ck for p, (_, ck) in chosen.items()}))
+        self.to_import.append(shared)
+        self.store.gen = ref[0]
+        self.last_gen = max(self.last_gen, ref[0])
         if commits:
             await self.commit(commits)
         elapsed = time.perf_counter() - started
         m.CHECKPOINT_SECONDS.labels(op="restore").observe(elapsed)
         m.CHECKPOINTS_RESTORED.inc(len(commits))
         log.warning(
-            "read model checkpoints of partitions %s (%d bytes) in %.3f s; resuming at %s",
-            sorted(commits),
+            "adopted model checkpoint %d of %s (partition records: %d bytes) in %.3f s; "
+            "replaying %s",
+            ref[0],
+            ref[1],
             size,
             elapsed,
             commits,
@@ -445,35 +443,24 @@ class ModelDurability:
         return commits
 
     def _import(self) -> None:
-        """Load read checkpoints into the models (at the first record: catalog loaded)."""
+        """Load the adopted shared state into the models (at the first record: catalog loaded)."""
         started = time.perf_counter()
         rec = self.engine.models
         rec.titles.sync()
         todo, self.to_import = self.to_import, []
-        for shared, parts in todo:
-            if shared is not None:
-                try:
-                    import_shared(rec, shared.state)
-                except CheckpointError as exc:
-                    reject("shared state", exc)
-            for p, ck in parts.items():
-                profiles: dict[str, dict | None] = {}
-                try:
-                    for uid, d in ck.state["users"].items():
-                        profiles[uid] = import_user(rec, uid, d)
-                except CheckpointError as exc:
-                    # Offsets are committed already: these users restart from empty state.
-                    reject(f"p/{p} users", exc)
-                    forget_users(rec, set(profiles))
-                    profiles = {}
-                self.guard.users.setdefault(p, set()).update(profiles)
-                r = self.guard.restored.get(p)
-                if r is not None:
-                    r.profiles = profiles
+        for ck in todo:
+            try:
+                import_shared(rec, ck.state)
+            except CheckpointError as exc:
+                # Offsets are committed already: the replay teaches fresh models.
+                reject("shared state", exc)
         log.warning("imported model checkpoints in %.3f s", time.perf_counter() - started)
 
-    async def _read_shared(self, chosen: dict, records: dict[str, bytes]) -> Any:
-        """At start only: the shared state the newest restored partition was written with."""
+    async def _read_shared(
+        self, chosen: dict, records: dict[str, bytes]
+    ) -> tuple[tuple[int, str, int], codec.Checkpoint] | None:
+        """The newest shared state a chosen partition checkpoint refers to, as
+        ((gen, worker, slot), checkpoint), trying older rounds when one is unreadable."""
         refs = sorted(
             {
                 (r["gen"], r["worker"], r["slot"])
@@ -496,7 +483,7 @@ class ModelDurability:
                     continue
                 if worker == self.worker:
                     self.next_slot[f"s/{worker}"] = 1 - slot
-                return ck
+                return (gen, worker, slot), ck
             reject(f"s/{worker}/{slot}", CheckpointError(f"shared state gen {gen} not found"))
         return None
 

@@ -6,8 +6,13 @@ batch, to the partition of the record that last touched it. Events are keyed by
 user, so that is the user's partition and the changelog stays co-partitioned.
 
 Each row also records ``_src``, the source offset of the record that last wrote it,
-so a replay after a crash can tell a profile that is already past a replayed record
-(see ``online_models/durable.py``, ``ReplayGuard``).
+so a replay after a crash can tell a profile that is already past a replayed record,
+and ``_base``/``_base_gen``: the whole record as it was when the worker's checkpoint
+round ``_base_gen`` was written, kept from the row's first change after that round.
+A restore from that round puts the row back to it (:meth:`rewind`) and replays the
+events since, so the record and the shared models learn them together, once each
+(docs/models.md, "Durability"). The pre-image lives in the row itself: the row and the
+state it rewinds to are one changelog record and cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+import orjson
+
 from features.user_profile import UserProfile
 from streams.adapters.kafka_internals import bind_event
 
 CACHE_MAX = 200_000
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy in the table's own format (JSON)."""
+    return orjson.loads(orjson.dumps(row))
 
 
 class TableProfileStore(MutableMapping[str, UserProfile]):
@@ -28,6 +40,10 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.dirty: dict[str, Any] = {}  # user_id -> the Faust event that last touched it
         self.current_event: Any = None
         self.src: dict[str, int] = {}  # user_id -> offset of the record that last wrote the row
+        # The worker's last checkpoint round (0: none yet) and each row's pre-image.
+        self.gen = 0
+        self.base: dict[str, tuple[int, dict | None]] = {}
+        self.rewinds_refused = 0
 
     def bind(self, event: Any) -> None:
         """Make ``event`` current: reads and writes go to its partition's store."""
@@ -44,6 +60,9 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             src = raw.get("_src") if isinstance(raw, dict) else None
             if isinstance(src, int):
                 self.src[user_id] = src
+            gen = raw.get("_base_gen") if isinstance(raw, dict) else None
+            if isinstance(gen, int):
+                self.base[user_id] = (gen, raw.get("_base"))
         return p
 
     def stored_src(self, user_id: str) -> int | None:
@@ -58,10 +77,35 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         src = self.stored_src(user_id)
         return src is not None and src > offset
 
-    def replace(self, user_id: str, profile: UserProfile) -> None:
-        """Put a profile back (a rewind after a restore); the row is rewritten at flush."""
-        self[user_id] = profile
+    def capture(self, user_id: str) -> None:
+        """Before an event changes the row: keep its state as of the last checkpoint
+        round, if this is the row's first change since that round."""
+        if self.gen == 0:
+            return  # no round to rewind to: whatever pre-image the row has stays
+        p = self.get(user_id)  # first: reading the row loads the pre-image it holds
+        held = self.base.get(user_id)
+        if held is not None and held[0] == self.gen:
+            return
+        # A copy: to_dict shares the live containers, which the event is about to change.
+        self.base[user_id] = (self.gen, _copy(p.to_dict()) if p is not None else None)
+
+    def rewind(self, user_id: str, gen: int) -> bool:
+        """Put the row back to its state as of checkpoint round ``gen``; False when it
+        is unchanged since (nothing to do) or holds a later round (cannot)."""
+        self.get(user_id)  # loads the row's pre-image
+        held = self.base.get(user_id)
+        if held is None or held[0] < gen:
+            return False
+        if held[0] > gen:
+            self.rewinds_refused += 1
+            return False
+        before = held[1]
+        # from_dict keeps the containers it is given: the kept pre-image must not change.
+        self[user_id] = (
+            UserProfile.from_dict(_copy(before)) if before is not None else UserProfile()
+        )
         self.src[user_id] = -1
+        return True
 
     def __setitem__(self, user_id: str, profile: UserProfile) -> None:
         self.cache[user_id] = profile
@@ -85,11 +129,15 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             row = self.cache[user_id].to_dict()
             if event is not None:
                 row["_src"] = self.src[user_id] = event.message.offset
+            held = self.base.get(user_id)
+            if held is not None:
+                row["_base_gen"], row["_base"] = held
             self.table[user_id] = row
         self.dirty.clear()
         if len(self.cache) > CACHE_MAX:
             self.cache.clear()
             self.src.clear()
+            self.base.clear()
         return n
 
     def forget(self) -> None:
@@ -97,3 +145,4 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.cache.clear()
         self.dirty.clear()
         self.src.clear()
+        self.base.clear()

@@ -15,7 +15,7 @@ from online_models.mf import ImplicitMF
 def test_round_trip_of_model_state_with_offsets():
     mf = ImplicitMF(k=4, seed=1)
     mf.resize(6)
-    mf.learn("u1", 2, 1.0, popularity=None)
+    mf.learn(mf.new_user("u1"), 2, 1.0, popularity=None)
     cw = CoWatch()
     cw.resize(6)
     cw.observe(1, [], 5)

@@ -1,4 +1,6 @@
-"""Durable learning, pure part: export/import equals uninterrupted learning; bad data refused."""
+"""Durable learning, pure part: the shared state's checkpoint plus each user's record (the
+profile table's row, models' part included) continue like uninterrupted learning; bad data
+is refused."""
 
 from __future__ import annotations
 
@@ -13,9 +15,7 @@ from online_models.checkpoint import CheckpointError
 from online_models.durable import (
     assemble,
     export_shared,
-    export_user,
     import_shared,
-    import_user,
     parse_chunk,
     split_blob,
     validate_manifest,
@@ -38,18 +38,16 @@ def _engine(sim: Simulation, reverse: bool = False) -> Engine:
     return Engine(catalog=cat)
 
 
-def _snapshot(eng: Engine) -> bytes:
-    rec = eng.models
-    users = {u: export_user(rec, u, eng.profiles.get(u)) for u in eng.profiles}
-    return codec.encode({"shared": export_shared(rec), "users": users}, {"ev:0": 1})
+def _snapshot(eng: Engine) -> tuple[bytes, bytes]:
+    """The shared checkpoint, and the rows as the table's JSON codec stores them."""
+    rows = {u: p.to_dict() for u, p in eng.profiles.items()}
+    return codec.encode({"shared": export_shared(eng.models)}, {"ev:0": 1}), orjson.dumps(rows)
 
 
-def _restore(eng: Engine, blob: bytes) -> None:
-    st = codec.decode(blob).state
-    import_shared(eng.models, st["shared"])
-    for uid, d in st["users"].items():
-        prof = import_user(eng.models, uid, d)
-        eng.profiles[uid] = UserProfile.from_dict(prof)
+def _restore(eng: Engine, snap: tuple[bytes, bytes]) -> None:
+    import_shared(eng.models, codec.decode(snap[0]).state["shared"])
+    for uid, d in orjson.loads(snap[1]).items():
+        eng.profiles[uid] = UserProfile.from_dict(d)
 
 
 def test_restored_engine_continues_exactly_like_an_uninterrupted_one(sim):
@@ -62,12 +60,19 @@ def test_restored_engine_continues_exactly_like_an_uninterrupted_one(sim):
         a.ingest(ev)
         b.ingest(ev)
     ra, rb = a.models, b.models
-    assert np.array_equal(ra.mf.q, rb.mf.q) and ra.mf.user_n == rb.mf.user_n
+    assert np.array_equal(ra.mf.q, rb.mf.q)
     assert ra.ranker.state()["click"]["learned"] == rb.ranker.state()["click"]["learned"] > 0
-    assert ra.ranker.metrics() == rb.ranker.metrics()
+    assert ra.ranker.state()["watch"]["learned"] == rb.ranker.state()["watch"]["learned"] > 0
+    assert set(a.profiles) == set(b.profiles)
+    for uid, pa in a.profiles.items():
+        da, db = pa.to_dict(), b.profiles[uid].to_dict()
+        assert da == db, uid  # features, gate and the models' part: the whole record
+    # Pending impressions' feature rows are rebuilt after a read (the record keeps their
+    # titles): the ranker's weights may differ in the last digits, its rankings hardly.
     u = events[-1]["user_id"]
-    assert a.score_message(u, 10**13, 0) == b.score_message(u, 10**13, 0)
-    assert a.profiles[u].to_dict() == b.profiles[u].to_dict()
+    ia = [i["title_id"] for i in a.score_message(u, 10**13, 0)["items"]]
+    ib = [i["title_id"] for i in b.score_message(u, 10**13, 0)["items"]]
+    assert len(set(ia) & set(ib)) >= 0.8 * len(ia)
 
 
 def test_restore_maps_titles_by_id_when_the_catalog_is_numbered_differently(sim):
@@ -79,10 +84,11 @@ def test_restore_maps_titles_by_id_when_the_catalog_is_numbered_differently(sim)
     ra, rb = a.models, b.models
     ia, ib = ra.titles.index, rb.titles.index
     assert ia != ib
-    for uid, st in ra.users.items():
-        sb = rb.users[uid]
+    for uid, prof in a.profiles.items():
+        st, sb = ra.state(uid, prof), rb.state(uid, b.profiles[uid])
         assert [ra.titles.ids[i] for i in st.recent] == [rb.titles.ids[i] for i in sb.recent]
         assert sb.plays == st.plays and sb.completes == st.completes
+        assert sb.mf_n == st.mf_n and (st.mf is None or np.array_equal(st.mf, sb.mf))
     tid = ra.titles.ids[3]
     assert np.array_equal(ra.mf.q[ia[tid]], rb.mf.q[ib[tid]])
     assert ra.cowatch.rows.get(ia[tid], {}) == {
@@ -138,13 +144,15 @@ def test_a_corrupt_newest_slot_falls_back_to_the_older_one():
     assert m.CHECKPOINTS_REJECTED._value.get() == before + 1
 
 
-def test_import_refuses_malformed_user_state(sim):
+def test_an_unreadable_stored_user_state_restarts_empty_and_is_counted(sim):
     eng = _engine(sim)
     eng.models.titles.sync()
-    with pytest.raises(CheckpointError):
-        import_user(eng.models, "u", {"mf": {"p": np.zeros(3, dtype=np.float32), "n": 1}})
-    with pytest.raises(CheckpointError):
-        import_user(eng.models, "u", {"st": {"recent": []}})
+    for bad in ({"v": 1, "mf": [0.0] * 3}, {"v": 1, "recent": []}, {"v": 99}, [1, 2]):
+        prof = UserProfile()
+        prof.model = bad
+        st = eng.models.state("u", prof)
+        assert st.plays == 0 and st.mf is None and prof.model is st
+    assert eng.models.unreadable_states == 4
     with pytest.raises(CheckpointError):
         import_shared(eng.models, {"ids": [1, 2]})
 

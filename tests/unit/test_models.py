@@ -44,11 +44,12 @@ def test_mf_separates_two_taste_groups():
     mf = ImplicitMF(k=8, negatives=2, seed=3)
     mf.resize(10)
     rng = np.random.default_rng(0)
+    users = [mf.new_user(f"u{u}") for u in range(20)]
     for _ in range(3000):
         u = int(rng.integers(0, 20))
         group = range(0, 5) if u < 10 else range(5, 10)
-        mf.learn(f"u{u}", int(rng.choice(list(group))), 1.0, popularity=None)
-    a, b = mf.scores("u1"), mf.scores("u15")
+        mf.learn(users[u], int(rng.choice(list(group))), 1.0, popularity=None)
+    a, b = mf.scores(users[1]), mf.scores(users[15])
     assert a[:5].mean() > a[5:].mean()
     assert b[5:].mean() > b[:5].mean()
 

@@ -60,7 +60,7 @@ def test_bad_bodies_are_400_with_a_code(body, code):
 
 
 async def test_answer_matches_the_documented_schema(endpoint):
-    user = sorted(endpoint.api.engine.models.users)[0]
+    user = sorted(endpoint.api.engine.profiles)[0]
     body = orjson.dumps({"user_id": user, "text": "no horror, under 2 hours", "k": 5})
     status, answer = await call(endpoint, body)
     assert status == 200
@@ -93,7 +93,7 @@ async def test_post_query_through_a_faust_app_over_loopback():
     app = faust.App("query-web-test", broker="memory://", web_enabled=True)
     api = FakeApi()
     query_web.register(app, api)
-    user = sorted(api.engine.models.users)[0]
+    user = sorted(api.engine.profiles)[0]
     async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as client:
         r = await client.post("/query", json={"user_id": user, "text": "a comedy", "k": 3})
         body = await r.json()

@@ -88,7 +88,7 @@ def test_a_viewer_with_plays_in_flight_gets_what_follows_them():
     # the viewer has started t3 (in flight, no outcome yet): no positive to anchor co-watch
     eng.ingest(_ev("v", "play", "t3", ts, position_s=0))
     rec = eng.models
-    st = rec.user("v")
+    st = rec.state("v", eng.profile("v"))
     assert st.sequence == [rec.titles.index["t3"]] and st.recent == []
     top = eng.rows("v", ts + 5, 3).items[0]
     assert top.title_id == "t7"

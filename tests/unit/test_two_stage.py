@@ -143,12 +143,12 @@ def test_feature_rows_equal_the_catalog_wide_model_outputs():
     eng, evs = _warm_engine(300, 15_000)
     rec = eng.models
     now = evs[-1]["ts"]
-    users = [u for u, st in rec.users.items() if len(st.recent) >= 3][:10]
+    users = [u for u, prof in eng.profiles.items() if len(rec.state(u, prof).recent) >= 3][:10]
     assert users
     every = np.arange(rec.titles.n)
     for uid in users:
         profile = eng.profile(uid)
-        st = rec.user(uid)
+        st = rec.state(uid, profile)
         x = rec.features(rec.context(uid, profile, now), every)
         cw, _ = rec.cowatch.scores(st.recent)
         np.testing.assert_allclose(x[:, _F["cowatch"]], np.minimum(cw, 2.0), rtol=1e-5)
@@ -156,7 +156,7 @@ def test_feature_rows_equal_the_catalog_wide_model_outputs():
         np.testing.assert_allclose(x[:, _F["seq"]], np.minimum(seq, 2.0), rtol=1e-5, atol=1e-7)
         trend = rec.trending.vector(profile.country, now)
         np.testing.assert_allclose(x[:, _F["trend"]], trend, rtol=1e-5)
-        mf = np.tanh(rec.mf.scores(uid)) * rec.mf.confidence(uid)
+        mf = np.tanh(rec.mf.scores(st.mf)) * rec.mf.confidence(st.mf_n)
         np.testing.assert_allclose(x[:, _F["mf"]], mf, rtol=1e-4, atol=1e-6)
         pop = np.log1p(rec.popular.raw(None))
         np.testing.assert_allclose(x[:, _F["pop"]], pop / pop.max(), rtol=1e-5)
@@ -176,7 +176,7 @@ def test_candidates_are_bounded_and_exhaustive_while_the_indexes_are_exact():
     rec = eng.models
     now = evs[-1]["ts"]
     found = total = 0
-    for uid in list(rec.users)[:40]:
+    for uid in list(eng.profiles)[:40]:
         profile = eng.profile(uid)
         ctx = rec.context(uid, profile, now)
         keep = rec.allow(uid, profile)
@@ -202,7 +202,7 @@ def test_the_union_stays_bounded_on_a_large_catalog():
     eng, evs = _warm_engine(3_000, 8_000)
     rec = eng.models
     rec.per_source = 15
-    for uid in list(rec.users)[:20]:
+    for uid in list(eng.profiles)[:20]:
         profile = eng.profile(uid)
         union = rec.candidates(rec.context(uid, profile, evs[-1]["ts"]), rec.allow(uid, profile))
         assert len(union) <= len(SOURCES) * 15

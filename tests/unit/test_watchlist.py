@@ -55,7 +55,8 @@ def violations(title, hard: dict) -> list[str]:
 def two_viewers(sim, engine):
     """The two most active viewers whose planted favourite genres do not overlap."""
     truth = sim.ground_truth()["users"]
-    active = sorted(engine.models.users, key=lambda u: -len(engine.models.users[u].positives))
+    models, profiles = engine.models, engine.profiles
+    active = sorted(profiles, key=lambda u: -len(models.state(u, profiles[u]).positives))
     first = active[0]
     fav = {t for t in truth[first]["favorite_tags"] if t.startswith("genre:")}
     for other in active[1:]:
@@ -115,10 +116,10 @@ def test_two_viewers_with_different_tastes_get_different_orders(world):
 
 def test_an_unknown_viewer_is_ranked_without_leaving_state(world):
     _, engine, svc = world
-    before = len(engine.models.users)
+    before = len(engine.profiles)
     answer = svc.answer("nobody-at-all", "a comedy under 2 hours", 5, None)
     assert not answer["personalized"] and len(answer["items"]) == 5
-    assert len(engine.models.users) == before
+    assert len(engine.profiles) == before and "nobody-at-all" not in engine.profiles
 
 
 def test_similar_to_ranks_titles_sharing_tags_first(world):
