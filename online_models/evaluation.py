@@ -36,6 +36,7 @@ from typing import Any
 from features.catalog import Catalog
 from features.event_gate import OK
 from online_models.baselines import default_baselines
+from online_models.engine import Engine
 from online_models.federation import Federation
 from online_models.labels import outcome
 from online_models.ranker import MODELS, PrequentialStats
@@ -136,8 +137,14 @@ def replay(
     factors: str = "sum",
     ranker: str = "blend",
     split_ts: int | None = None,
+    ingest: Callable[[Engine, dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Run events (already validated, in event-time order) through fresh engines.
+
+    ``ingest(engine, event)`` folds one event in and says whether it was learned (not a
+    duplicate or late): ``reelstream replay`` passes the worker's per-batch core
+    (streams/tools/replay.py), so replay and worker run the same code; the default is
+    :meth:`Engine.ingest`.
 
     With ``workers`` > 1 the events of each user go to the engine of the worker that owns
     the user's partition (:class:`online_models.federation.Federation`; ``partition_of``
@@ -191,7 +198,7 @@ def replay(
                     rm.request(rec, half)
                 pending[key] = (lists, history.get(uid, 0), half)
                 requests += 1
-        ok = engine.ingest(ev).status == OK
+        ok = ingest(engine, ev) if ingest is not None else engine.ingest(ev).status == OK
         fed.tick()
         if not ok:  # duplicates and late events teach nothing
             continue

@@ -1,6 +1,8 @@
 """``reelstream replay``: file input, validation, ordering, progress and the report table.
 
-The evaluation itself is pure and lives in :mod:`online_models.evaluation`.
+The evaluation itself is pure and lives in :mod:`online_models.evaluation`; each event
+is folded in by the worker's per-batch core (streams/worker/batch_core.py,
+:class:`BatchCoreIngest`), so the replay and the worker run the same code.
 Events are JSON lines in the event contract v1 (docs/event-contract.md); each
 line is validated with the worker's own validator, invalid lines are counted by
 reason and skipped. The whole log is loaded and sorted by event time (``ts``,
@@ -19,11 +21,13 @@ from typing import Any, TextIO
 import orjson
 
 from features.catalog import Catalog, CatalogError, parse_title
+from online_models.engine import Engine
 from online_models.evaluation import replay, strongest
 from streams.adapters.jsonl import read_raw_lines
 from streams.adapters.kafka_admin import kafka_partition
 from streams.contract import ContractError, validate_event
 from streams.settings import Settings
+from streams.worker.batch_core import process_batch
 
 
 def _parse_lines(
@@ -174,6 +178,72 @@ def format_workers(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class _Message:
+    """The coordinates the batch core reads of a record."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "topic")
+
+    def __init__(self, offset: int, key: bytes) -> None:
+        self.topic, self.partition, self.offset = "replay", 0, offset
+        self.key, self.headers = key, []
+
+
+class _Record:
+    __slots__ = ("message", "value")
+
+    def __init__(self, offset: int, ev: dict[str, Any]) -> None:
+        self.message = _Message(offset, ev["user_id"].encode())
+        self.value = orjson.dumps(ev)
+
+
+class _ReplayHooks:
+    """A log replayed once, in order: every record is new, none reordered."""
+
+    @staticmethod
+    def admit(msg: Any) -> bool:
+        return True
+
+    @staticmethod
+    def bind(event: Any) -> None:
+        pass
+
+    @staticmethod
+    def before_event(msg: Any, user_id: str) -> None:
+        pass
+
+    @staticmethod
+    def reordered(msg: Any, user_id: str) -> bool:
+        return False
+
+
+class _NoHealth:
+    @staticmethod
+    def play(user_id: str, title_id: str) -> None:
+        pass
+
+    @staticmethod
+    def served(user_id: str, title_ids: list[str]) -> None:
+        pass
+
+
+class BatchCoreIngest:
+    """Feeds the replay's events through the worker's per-batch core (one record per
+    batch, judged by event time, no score messages): the same decoding, gate and folding
+    as the worker. Counts what the core refused, by reason."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.refused: Counter[str] = Counter()
+
+    def __call__(self, engine: Engine, ev: dict[str, Any]) -> bool:
+        self.offset += 1
+        out = process_batch(
+            [_Record(self.offset, ev)], engine, _ReplayHooks, _NoHealth, None, score=False
+        )
+        self.refused.update(out.rejected)
+        return out.updated.total() > 0
+
+
 def run(
     events_path: str,
     catalog_path: str,
@@ -244,6 +314,7 @@ def run(
         if progress and len(plans) > 1:
             print(f"run {len(runs) + 1}/{len(plans)}: {plan}", file=err)
         last[0] = -1.0
+        core = BatchCoreIngest()
         rep = replay(
             events,
             catalog,
@@ -252,6 +323,7 @@ def run(
             progress=report,
             progress_every=max(1000, total // 100),
             partition_of=kafka_partition,
+            ingest=core,
             **plan,
         )
         if progress:
@@ -259,6 +331,7 @@ def run(
         rep["invalid_events"] = sum(bad.values())
         rep["invalid_by_reason"] = dict(bad)
         rep["invalid_titles"] = sum(bad_titles.values())
+        rep["refused_by_reason"] = dict(core.refused)  # duplicates, too_late, ...
         runs.append(rep)
     rep = runs[-1]
     print(format_table(rep), file=out)

@@ -90,9 +90,19 @@ class BatchOutput:
 
 
 def process_batch(
-    events: list[Any], engine: Engine, hooks: RecordHooks, health: Health, now_ms: int
+    events: list[Any],
+    engine: Engine,
+    hooks: RecordHooks,
+    health: Health,
+    now_ms: int | None,
+    score: bool = True,
 ) -> BatchOutput:
-    """Fold a batch of Faust events (``.message``, ``.value``) into the engine."""
+    """Fold a batch of Faust events (``.message``, ``.value``) into the engine.
+
+    ``now_ms`` is the wall clock (None: judge by event time only, as ``reelstream replay``
+    does); ``score=False`` leaves out the score messages (the replay asks for its own
+    lists, before each play, and publishes nothing).
+    """
     out = BatchOutput()
     refresh: dict[str, int] = {}
     traces: dict[str, str] = {}
@@ -155,8 +165,11 @@ def process_batch(
                 refresh[uid] = max(ev["ts"], refresh.get(uid, 0))
                 if trace is not None:
                     traces[uid] = trace
+    if not score:
+        return out
+    served_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     for uid, ev_ts in refresh.items():
-        scored = engine.score_message(uid, ev_ts, now_ms)
+        scored = engine.score_message(uid, ev_ts, served_ms)
         trace = traces.get(uid)
         if trace is not None:
             scored["traceparent"] = trace
@@ -165,7 +178,7 @@ def process_batch(
             pre_s = engine.profile(uid).features.watch_s
             assigner = engine.experiments
             units = assigner.bandit_units(uid) if assigner and assigner.allocations else ()
-            fold.expose(uid, scored["experiment_arm"], partition_of[uid], pre_s, now_ms, units)
+            fold.expose(uid, scored["experiment_arm"], partition_of[uid], pre_s, served_ms, units)
         out.scores.append(Score(uid, orjson.dumps(scored), ev_ts, trace))
     return out
 

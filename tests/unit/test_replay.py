@@ -105,3 +105,26 @@ def test_every_baseline_answers_the_same_requests_in_both_halves(small_replay):
         assert b["all"]["positives"] == n
         assert [b[h]["all"]["positives"] for h in ("first_half", "second_half")] == halves
     assert rep["baseline"] == rep["baselines"]["most-popular"]
+
+
+def test_the_replay_runs_the_worker_batch_core_with_the_same_result_as_the_engine():
+    """``reelstream replay`` folds events in through streams/worker/batch_core.py; a log with
+    a duplicate and a too-late event gives the figures of folding through Engine.ingest,
+    and the core's refusals are counted by reason."""
+    from streams.tools.replay import BatchCoreIngest
+
+    sim = Simulation(SimConfig(users=80, titles=60, seed=4))
+    catalog = sim.title_catalog()
+    events = list(sim.events(limit=6000))
+    dup = dict(events[100])
+    late = {**events[200], "event_id": "late-1", "ts": events[-1]["ts"] - 2 * 3_600_000}
+    late["user_id"] = events[-1]["user_id"]
+    log = [*events[:3000], dup, *events[3000:], late]
+    core = BatchCoreIngest()
+    via_core = replay(log, catalog, k=10, min_history=2, ingest=core)
+    via_engine = replay(log, catalog, k=10, min_history=2)
+    assert core.refused == {"too_late": 1}  # duplicates are dropped, not refused
+    assert core.offset == len(log)
+    assert via_core["model"] == via_engine["model"]
+    assert via_core["ranker"] == via_engine["ranker"]
+    assert via_core["model"]["all"]["positives"] > 50
