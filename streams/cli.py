@@ -216,7 +216,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     url = args.url or (f"http://127.0.0.1:{settings.api_port}" if args.api else None)
-    report = run(settings, url, args.concurrency, args.seconds, args.cold_share)
+    report = run(settings, url, args.concurrency, args.seconds, args.cold_share, args.rate)
     print(f"GET /recommendations: {report}")
     return 0 if report.requests and not report.errors else 1
 
@@ -240,6 +240,13 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=200, help="concurrent clients (200)")
     p.add_argument("--seconds", type=float, default=30.0, help="duration, at most 600 (30)")
     p.add_argument("--cold-share", type=float, default=0.1, help="share of unknown users (0.1)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="offer R requests/s on a fixed schedule, latency from the scheduled time "
+        "(default: each client as fast as answers come)",
+    )
     p.set_defaults(func=cmd_loadtest)
 
 

@@ -128,18 +128,23 @@ async def _metrics(request: aioweb.Request) -> aioweb.Response:
     return aioweb.Response(body=metrics_text(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+def make_app(reads: ServingReads) -> aioweb.Application:
+    """The aiohttp application serving ``reads``: :data:`SERVING_ROUTES` and /metrics."""
+    app = aioweb.Application(middlewares=[json_errors_middleware()])
+    for path, name, allowed in SERVING_ROUTES:
+        app.router.add_get(route_pattern(path), _view(reads, path, name, allowed), name=name)
+    app.router.add_get("/metrics", _metrics, name="metrics")
+    return app
+
+
 def build(settings: Settings, redis_client: Any = None) -> aioweb.Application:
-    """The aiohttp application: routes, and the followers started and stopped with it."""
+    """:func:`make_app` over Redis and followed topics, the followers started and stopped
+    with the application."""
     view = ServingView()
     catalog = CatalogFollower(settings, view.catalog)  # no reject: the workers dead-letter
     titles = TitleViewFollower(settings, view.popularity)
     redis_client = redis_client if redis_client is not None else connect_api(settings.redis_url)
-    reads = ServingReads(settings, view, catalog.ready, redis_client)
-    app = aioweb.Application(middlewares=[json_errors_middleware()])
-    app["reads"] = reads
-    for path, name, allowed in SERVING_ROUTES:
-        app.router.add_get(route_pattern(path), _view(reads, path, name, allowed), name=name)
-    app.router.add_get("/metrics", _metrics, name="metrics")
+    app = make_app(ServingReads(settings, view, catalog.ready, redis_client))
 
     async def followers(app: aioweb.Application) -> Any:
         tasks = [asyncio.create_task(follow(f)) for f in (catalog, titles)]
