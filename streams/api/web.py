@@ -1,8 +1,13 @@
 """The HTTP API every worker serves (Faust web views on aiohttp); docs/openapi.yaml describes it.
 
+The handlers are written once. :class:`ServingReads` holds the viewer-facing reads,
+served by the workers and by ``reelstream api`` (streams/api/serving.py, plain aiohttp,
+:data:`SERVING_ROUTES`); the worker's :class:`Api` adds what needs its own state.
+:func:`answer` turns a request into a status and JSON body for either server.
+
 Handlers only read: the serving copy in Redis (scores, features, title stats,
-trending lists), the worker's catalog view and popularity counts, and the
-worker's own user profiles. Every handler is wrapped so that bad input gets a
+trending lists), the process's catalog view and popularity counts, and (worker
+only) the worker's own user profiles. Every handler is wrapped so that bad input gets a
 4xx JSON body ``{"error": code, "detail": text}`` and an unexpected failure a
 JSON 500/503, never a stack trace; each request is timed into
 ``reelstream_http_request_duration_seconds`` by route template.
@@ -195,7 +200,7 @@ class ServingReads:
         return None
 
     def engine_popular(self, country: str, k: int) -> list[dict[str, Any]]:
-        """Top titles by this worker's decayed popularity counts, available in ``country``."""
+        """Top titles by the decayed popularity counts, available in ``country``."""
         pop = self.engine.popularity
         ranked = sorted(pop.counts.items(), key=lambda kv: -kv[1])
         scale = pop.scale(pop.ref_ts) if pop.ref_ts is not None else 0.0
@@ -218,7 +223,7 @@ class ServingReads:
         return out
 
     async def trending_items(self, country: str, window: str, k: int) -> tuple[str, int, list]:
-        """(source, generated_at, items): the worker's trending list in Redis, each item
+        """(source, generated_at, items): the workers' trending list in Redis, each item
         scored by its plays in the window; else the engine's popularity."""
         key = trending_key(self.prefix, country, window)
         blob = await self.redis.get(key)
