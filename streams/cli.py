@@ -1,5 +1,5 @@
-"""The ``reelstream`` command: stack, worker, produce, catalog, synth, demo, replay, import, and
-operations (tail-scores, rebuild-redis, loadtest, bench)."""
+"""The ``reelstream`` command: stack, worker, api, produce, catalog, synth, demo, replay, import,
+and operations (tail-scores, rebuild-redis, loadtest, bench)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         worker.spinner = None  # its cursor escape codes would land in log files
     worker.execute_from_commandline()
     return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from streams.api import serving
+
+    overrides = {k: v for k, v in (("api_port", args.port), ("api_host", args.host)) if v}
+    return serving.run(Settings.from_env(**overrides))
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -207,7 +214,9 @@ def cmd_rebuild_redis(args: argparse.Namespace) -> int:
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from streams.tools.loadtest import run
 
-    report = run(Settings.from_env(), args.url, args.concurrency, args.seconds, args.cold_share)
+    settings = Settings.from_env()
+    url = args.url or (f"http://127.0.0.1:{settings.api_port}" if args.api else None)
+    report = run(settings, url, args.concurrency, args.seconds, args.cold_share, args.rate)
     print(f"GET /recommendations: {report}")
     return 0 if report.requests and not report.errors else 1
 
@@ -225,9 +234,19 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("loadtest", help="bounded load test of GET /recommendations (loopback)")
     p.add_argument("--url", default=None, help="worker base URL (default 127.0.0.1:WEB_PORT)")
+    p.add_argument(
+        "--api", action="store_true", help="target `reelstream api` on 127.0.0.1:API_PORT"
+    )
     p.add_argument("--concurrency", type=int, default=200, help="concurrent clients (200)")
     p.add_argument("--seconds", type=float, default=30.0, help="duration, at most 600 (30)")
     p.add_argument("--cold-share", type=float, default=0.1, help="share of unknown users (0.1)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="offer R requests/s on a fixed schedule, latency from the scheduled time "
+        "(default: each client as fast as answers come)",
+    )
     p.set_defaults(func=cmd_loadtest)
 
 
@@ -248,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a Faust worker (settings from REELSTREAM_* env)")
     p.add_argument("--web-port", type=int, default=0, help="HTTP port for /metrics")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "api",
+        help="serve the read API (recommendations, features, titles, trending) from Redis, "
+        "apart from the workers",
+    )
+    p.add_argument("--port", type=int, default=0, help="HTTP port (REELSTREAM_API_PORT, 6067)")
+    p.add_argument("--host", default="", help="bind address (REELSTREAM_API_HOST, 127.0.0.1)")
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("produce", help="send a JSON-lines event file or synthetic traffic")
     src = p.add_mutually_exclusive_group(required=True)

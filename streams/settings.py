@@ -40,6 +40,10 @@ class Settings:
     # reachable from the network. Deploy files set it explicitly (0.0.0.0 behind a
     # NetworkPolicy in Kubernetes; see docs/operations.md, "Exposure").
     web_host: str = "127.0.0.1"
+    # `reelstream api`, the separate serving process (streams/api/serving.py): its own
+    # address, loopback unless told otherwise like the worker's; deploy files set the host.
+    api_host: str = "127.0.0.1"
+    api_port: int = 6067
     # Debug pages (/debug/...) are served only when this is set, and answer only requests
     # presenting it as ``Authorization: Bearer <token>`` (streams/api/web_lockdown.py).
     debug_token: str = field(default="", repr=False)

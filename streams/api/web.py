@@ -1,8 +1,13 @@
 """The HTTP API every worker serves (Faust web views on aiohttp); docs/openapi.yaml describes it.
 
+The handlers are written once. :class:`ServingReads` holds the viewer-facing reads,
+served by the workers and by ``reelstream api`` (streams/api/serving.py, plain aiohttp,
+:data:`SERVING_ROUTES`); the worker's :class:`Api` adds what needs its own state.
+:func:`answer` turns a request into a status and JSON body for either server.
+
 Handlers only read: the serving copy in Redis (scores, features, title stats,
-trending lists), the worker's catalog view and popularity counts, and the
-worker's own user profiles. Every handler is wrapped so that bad input gets a
+trending lists), the process's catalog view and popularity counts, and (worker
+only) the worker's own user profiles. Every handler is wrapped so that bad input gets a
 4xx JSON body ``{"error": code, "detail": text}`` and an unexpected failure a
 JSON 500/503, never a stack trace; each request is timed into
 ``reelstream_http_request_duration_seconds`` by route template.
@@ -169,54 +174,33 @@ def _now_ms() -> int:
 Handler = Callable[..., Awaitable[tuple[int, Any]]]
 
 
-class Api:
-    """The views, bound to one worker's state. ``register`` adds them to the Faust app."""
+class ServingReads:
+    """The viewer-facing reads: what both the worker and ``reelstream api`` serve.
+
+    Everything comes from the serving copy in Redis, a catalog view and title popularity
+    (``engine``: anything with ``.catalog`` and ``.popularity``: the worker's
+    :class:`online_models.engine.Engine`, or the views ``reelstream api`` follows,
+    streams/api/serving.py). No table, no agent: :meth:`local_profile` knows no user
+    unless a subclass (the worker's :class:`Api`) owns profiles.
+    """
 
     def __init__(
-        self,
-        app: Any,
-        settings: Any,
-        engine: Any,
-        profiles: Any,
-        catalog_ready: asyncio.Event,
-        redis_client: Any,
+        self, settings: Any, engine: Any, catalog_ready: asyncio.Event, redis_client: Any
     ) -> None:
-        self.app = app
         self.settings = settings
         self.engine = engine
-        self.profiles = profiles  # TableProfileStore: cache + table
         self.catalog_ready = catalog_ready
         self.redis = redis_client
         self.prefix = settings.key_prefix
-        self._broker_checked = 0.0
-        self._broker_ok = False
         self._unreadable: set[str] = set()  # trending keys already logged as unreadable
-        # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
-        self.serving: Callable[[], dict[str, Any] | None] | None = None
-        self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
-        # Events partitions the worker's stall watch reports (streams/worker/monitor.py).
-        self.stalled: Callable[[], set[int]] = set
 
     # ---- data access -------------------------------------------------------------------
     def local_profile(self, user_id: str) -> Any | None:
-        """This worker's profile of the user (only for users on its partitions)."""
-        from features.user_profile import UserProfile
-
-        p = self.profiles.cache.get(user_id)
-        if p is not None:
-            return p
-        try:
-            raw = self.profiles.table.get(user_id)
-        except Exception:  # a partition moving away mid-read
-            return None
-        if raw is None:
-            return None
-        if isinstance(raw, bytes | bytearray):
-            raw = orjson.loads(raw)
-        return UserProfile.from_dict(raw)
+        """This process's profile of the user: none here (profiles live in worker tables)."""
+        return None
 
     def engine_popular(self, country: str, k: int) -> list[dict[str, Any]]:
-        """Top titles by this worker's decayed popularity counts, available in ``country``."""
+        """Top titles by the decayed popularity counts, available in ``country``."""
         pop = self.engine.popularity
         ranked = sorted(pop.counts.items(), key=lambda kv: -kv[1])
         scale = pop.scale(pop.ref_ts) if pop.ref_ts is not None else 0.0
@@ -239,7 +223,7 @@ class Api:
         return out
 
     async def trending_items(self, country: str, window: str, k: int) -> tuple[str, int, list]:
-        """(source, generated_at, items): the worker's trending list in Redis, each item
+        """(source, generated_at, items): the workers' trending list in Redis, each item
         scored by its plays in the window; else the engine's popularity."""
         key = trending_key(self.prefix, country, window)
         blob = await self.redis.get(key)
@@ -380,6 +364,83 @@ class Api:
             "items": self._decorate(items),
         }
 
+    async def healthz(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        return 200, {"status": "ok"}
+
+    async def redis_ok(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
+        except (RedisError, OSError, TimeoutError):
+            m.REDIS_ERRORS.labels(op="ping").inc()
+            return False
+
+    async def ready_checks(self) -> dict[str, bool]:
+        """Readiness: what must hold before a load balancer sends requests here."""
+        return {"redis": await self.redis_ok(), "catalog_loaded": self.catalog_ready.is_set()}
+
+    def ready_extra(self) -> dict[str, Any]:
+        """Shown by /readyz beside the checks, without deciding readiness."""
+        return {}
+
+    async def readyz(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        checks = await self.ready_checks()
+        ready = all(checks.values())
+        m.READY.set(1 if ready else 0)
+        extra = self.ready_extra()
+        if ready:
+            return 200, {"status": "ready", "checks": checks, **extra}
+        failing = ", ".join(k for k, v in checks.items() if not v)
+        return 503, {
+            "status": "not_ready",
+            "error": "not_ready",
+            "detail": f"failing: {failing}",
+            "checks": checks,
+            **extra,
+        }
+
+
+class Api(ServingReads):
+    """The worker's views: the serving reads, plus what needs the worker's own state
+    (profiles, the artwork policy, experiments, the stall watch, table recovery).
+    ``register`` adds them to the Faust app."""
+
+    def __init__(
+        self,
+        app: Any,
+        settings: Any,
+        engine: Any,
+        profiles: Any,
+        catalog_ready: asyncio.Event,
+        redis_client: Any,
+    ) -> None:
+        super().__init__(settings, engine, catalog_ready, redis_client)
+        self.app = app
+        self.profiles = profiles  # TableProfileStore: cache + table
+        self._broker_checked = 0.0
+        self._broker_ok = False
+        # The worker's Redis catch-up state (streams/adapters/redis_recovery.py), shown by /readyz.
+        self.serving: Callable[[], dict[str, Any] | None] | None = None
+        self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
+        # Events partitions the worker's stall watch reports (streams/worker/monitor.py).
+        self.stalled: Callable[[], set[int]] = set
+
+    def local_profile(self, user_id: str) -> Any | None:
+        """This worker's profile of the user (only for users on its partitions)."""
+        from features.user_profile import UserProfile
+
+        p = self.profiles.cache.get(user_id)
+        if p is not None:
+            return p
+        try:
+            raw = self.profiles.table.get(user_id)
+        except Exception:  # a partition moving away mid-read
+            return None
+        if raw is None:
+            return None
+        if isinstance(raw, bytes | bytearray):
+            raw = orjson.loads(raw)
+        return UserProfile.from_dict(raw)
+
     async def artwork(
         self, query: Mapping[str, str], user_id: str, title_id: str
     ) -> tuple[int, Any]:
@@ -451,36 +512,23 @@ class Api:
         self._broker_checked, self._broker_ok = time.monotonic(), ok
         return ok
 
-    async def readyz(self, query: Mapping[str, str]) -> tuple[int, Any]:
-        try:
-            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), timeout=2.0))
-        except (RedisError, OSError, TimeoutError):
-            m.REDIS_ERRORS.labels(op="ping").inc()
-            redis_ok = False
+    async def ready_checks(self) -> dict[str, bool]:
+        redis_ok = await self.redis_ok()
         serving = self.serving() if self.serving is not None else None
         if serving is not None and not serving["writes_ok"]:
             redis_ok = False  # answers PING, but the worker's writes still fail
         recovery = self.app.tables.recovery
-        checks = {
+        return {
             "broker": await self.broker_ok(),
             "redis": redis_ok,
             "tables_recovered": recovery.completed.is_set() and not recovery.in_recovery,
             "catalog_loaded": self.catalog_ready.is_set(),
         }
-        ready = all(checks.values())
-        m.READY.set(1 if ready else 0)
+
+    def ready_extra(self) -> dict[str, Any]:
         # Not a check: during a rebuild every worker would leave the load balancer at once.
-        extra = {"serving_copy": serving} if serving is not None else {}
-        if ready:
-            return 200, {"status": "ready", "checks": checks, **extra}
-        failing = ", ".join(k for k, v in checks.items() if not v)
-        return 503, {
-            "status": "not_ready",
-            "error": "not_ready",
-            "detail": f"failing: {failing}",
-            "checks": checks,
-            **extra,
-        }
+        serving = self.serving() if self.serving is not None else None
+        return {"serving_copy": serving} if serving is not None else {}
 
 
 ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -495,6 +543,8 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("/healthz", "healthz", ()),
     ("/readyz", "readyz", ()),
 ]
+SERVING_ROUTES = [r for r in ROUTES if callable(getattr(ServingReads, r[1], None))]
+"""The routes :class:`ServingReads` answers: all ``reelstream api`` serves (with /metrics)."""
 
 
 async def run_handler(
@@ -513,6 +563,29 @@ async def run_handler(
     except Exception:
         log.exception("%s: unexpected error", path)
         return 500, {"error": "internal", "detail": "unexpected error; see the worker log"}
+
+
+async def answer(
+    handler: Handler,
+    path: str,
+    allowed: tuple[str, ...],
+    method: str,
+    query: Any,
+    kwargs: dict[str, str],
+) -> tuple[int, bytes]:
+    """One request, whatever serves it (Faust's views, or ``reelstream api``'s aiohttp):
+    :func:`run_handler`, the JSON body, and the request timed by route template."""
+    started = time.perf_counter()
+    status, body = await run_handler(handler, path, allowed, query, kwargs)
+    data = orjson.dumps(body)
+    m.HTTP_SECONDS.labels(path, method, str(status)).observe(time.perf_counter() - started)
+    return status, data
+
+
+def route_pattern(path: str) -> str:
+    """Path parameters match any segment (aiohttp's default refuses braces): the handler,
+    not the router, decides what an invalid id is, and answers 400 with a JSON body."""
+    return re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", path)
 
 
 def json_object_body(raw: bytes, max_bytes: int, fields: set[str]) -> dict[str, Any]:
@@ -539,18 +612,13 @@ def json_post_page(
 
     class PostView(View):  # type: ignore[misc]
         async def post(self, request):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
             raw = await request.read()
 
             async def handler(query: Any) -> tuple[int, Any]:
                 return await handle(raw)
 
-            status, body = await run_handler(handler, path, (), request.query, {})
-            resp = self.bytes(orjson.dumps(body), content_type="application/json", status=status)
-            m.HTTP_SECONDS.labels(path, request.method, str(status)).observe(
-                time.perf_counter() - started
-            )
-            return resp
+            status, data = await answer(handler, path, (), request.method, request.query, {})
+            return self.bytes(data, content_type="application/json", status=status)
 
     app.page(path, name=name)(PostView)
 
@@ -567,23 +635,15 @@ def register(app: Any, api: Api) -> None:
             name: str = method_name,
         ):
             async def get(view, request, **kwargs):  # type: ignore[no-untyped-def]
-                started = time.perf_counter()
-                status, body = await run_handler(handler, path, allowed, request.query, kwargs)
-                resp = view.bytes(
-                    orjson.dumps(body), content_type="application/json", status=status
+                status, data = await answer(
+                    handler, path, allowed, request.method, request.query, kwargs
                 )
-                m.HTTP_SECONDS.labels(path, request.method, str(status)).observe(
-                    time.perf_counter() - started
-                )
-                return resp
+                return view.bytes(data, content_type="application/json", status=status)
 
             get.__name__ = name
             return get
 
-        # Path parameters match any segment (aiohttp's default refuses braces): the handler,
-        # not the router, decides what an invalid id is, and answers 400 with a JSON body.
-        pattern = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", path)
-        app.page(pattern, name=method_name)(make())
+        app.page(route_pattern(path), name=method_name)(make())
     from streams.api import query_web  # POST /query (docs/catalog-intelligence.md)
 
     query_web.register(app, api)
@@ -595,6 +655,10 @@ def register(app: Any, api: Api) -> None:
 
 
 def _json_errors_for_unrouted(app: Any) -> None:
+    app.web.web_app.middlewares.append(json_errors_middleware())
+
+
+def json_errors_middleware() -> Any:
     """aiohttp's own 404/405 for paths no view matches: JSON bodies, like ours."""
     from aiohttp import web as aioweb
 
@@ -616,4 +680,4 @@ def _json_errors_for_unrouted(app: Any) -> None:
                 content_type="application/json",
             )
 
-    app.web.web_app.middlewares.append(json_errors)
+    return json_errors

@@ -5,6 +5,11 @@
 that have scores in Redis (``--cold-share`` of them unknown, to exercise the
 cold-start path). Prints requests/s, p50/p90/p99/max latency and status counts.
 The client shares the machine with the worker, so the figures are a floor.
+
+With ``--rate R`` the clients offer R requests/s in all, on a fixed schedule (open
+loop), and each latency counts from the request's scheduled time, so time a request
+spent waiting behind a stalled server is not left out (coordinated omission);
+otherwise each client sends its next request as soon as the last one answered.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ async def run_load(
     k: int = 10,
     cold_share: float = 0.1,
     seed: int = 7,
+    rate: float | None = None,
 ) -> LoadReport:
     host = urlsplit(base_url).hostname or ""
     if host not in LOOPBACK:
@@ -87,14 +93,24 @@ async def run_load(
     timeout = aiohttp.ClientTimeout(total=10)
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base_url, connector=conn, timeout=timeout) as session:
+        t0 = time.perf_counter()
 
-        async def client() -> None:
+        async def client(i: int) -> None:
+            n = 0
             while time.monotonic() < deadline:
                 if rng.random() < cold_share:
                     uid = f"cold-{rng.randrange(10**9)}"
                 else:
                     uid = rng.choice(users)
                 started = time.perf_counter()
+                if rate:
+                    # Client i's n-th request is due at t0 + (i + n * concurrency) / rate.
+                    started = t0 + (i + n * concurrency) / rate
+                    n += 1
+                    if started > t0 + seconds:
+                        break
+                    if started > time.perf_counter():
+                        await asyncio.sleep(started - time.perf_counter())
                 try:
                     async with session.get(f"/recommendations/{uid}", params={"k": k}) as resp:
                         await resp.read()
@@ -106,16 +122,28 @@ async def run_load(
                 report.statuses[status] = report.statuses.get(status, 0) + 1
 
         started = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
         report.seconds = time.monotonic() - started
     return report
 
 
 def run(
-    settings: Settings, url: str | None, concurrency: int, seconds: float, cold_share: float
+    settings: Settings,
+    url: str | None,
+    concurrency: int,
+    seconds: float,
+    cold_share: float,
+    rate: float | None = None,
 ) -> LoadReport:
     users = users_with_scores(settings)
     base = url or f"http://127.0.0.1:{settings.web_port}"
     return asyncio.run(
-        run_load(base, users, concurrency=concurrency, seconds=seconds, cold_share=cold_share)
+        run_load(
+            base,
+            users,
+            concurrency=concurrency,
+            seconds=seconds,
+            cold_share=cold_share,
+            rate=rate,
+        )
     )

@@ -133,16 +133,19 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A ``reelstream worker`` subprocess with its own log file."""
+    """A ``reelstream worker`` subprocess with its own log file; with ``command="api"``, a
+    ``reelstream api`` one (its port: ``REELSTREAM_API_PORT``)."""
 
-    def __init__(self, settings: Settings, log_path: Path, **overrides: str) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, command: str = "worker", **overrides: str
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         env = {**os.environ, **settings_env(settings), **overrides}
-        self.port = int(env["REELSTREAM_WEB_PORT"])
+        self.port = int(env["REELSTREAM_API_PORT" if command == "api" else "REELSTREAM_WEB_PORT"])
         self.log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", command],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -151,7 +154,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            raise AssertionError(f"process exited with {self.proc.returncode}:\n{self.tail()}")
         return scrape(self.port).totals()
 
     def tail(self, n: int = 40) -> str:
@@ -168,6 +171,25 @@ class WorkerProcess:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def start_api(
+    run_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``reelstream api`` processes on free ports, stopped after the module."""
+    started: list[WorkerProcess] = []
+    logs = tmp_path_factory.mktemp("api-logs")
+
+    def start(**overrides: str) -> WorkerProcess:
+        overrides.setdefault("REELSTREAM_API_PORT", str(free_port()))
+        p = WorkerProcess(run_settings, logs / f"api-{len(started)}.log", "api", **overrides)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from streams import metrics
-from streams.api.web import ROUTES
+from streams.api.web import ROUTES, SERVING_ROUTES
 from streams.settings import Settings
 from streams.worker import experiment_metrics
 
@@ -215,11 +215,59 @@ def test_kubernetes_workers_have_probes_on_real_routes_resources_and_scrape_anno
     assert mount["data"] == config["REELSTREAM_DATA_DIR"]
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     selector = sts["spec"]["selector"]["matchLabels"]
-    for name in ("Service/reelstream-worker", "Service/reelstream-api"):
+    for name in ("Service/reelstream-worker", "Service/reelstream-worker-api"):
         assert docs[name]["spec"]["selector"] == selector
     kust = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
     for res in kust["resources"]:
         assert (DEPLOY / "k8s" / res).exists()
+
+
+def test_kubernetes_read_api_is_a_stateless_deployment_behind_the_api_service():
+    docs = k8s_docs()
+    dep = docs["Deployment/reelstream-api"]
+    pod = dep["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["api"]
+    config = docs["ConfigMap/reelstream-config"]["data"]
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    api_port = int(config["REELSTREAM_API_PORT"])
+    assert (
+        port_names["http"] == api_port == int(pod["metadata"]["annotations"]["prometheus.io/port"])
+    )
+    assert config["REELSTREAM_API_HOST"] == "0.0.0.0"
+    served = {path for path, _, _ in SERVING_ROUTES}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in served
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in served
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+    assert "volumeMounts" not in container and "volumeClaimTemplates" not in dep["spec"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    secret = docs["Secret/reelstream-secrets"]["stringData"]
+    for e in container["env"]:
+        assert e["name"] in SETTINGS_ENV and e["valueFrom"]["secretKeyRef"]["key"] in secret
+    labels = dep["spec"]["selector"]["matchLabels"]
+    assert pod["metadata"]["labels"] == labels
+    assert docs["Service/reelstream-api"]["spec"]["selector"] == labels
+    assert docs["PodDisruptionBudget/reelstream-api"]["spec"]["selector"]["matchLabels"] == labels
+    assert docs["PodMonitor/reelstream-api"]["spec"]["selector"]["matchLabels"] == labels
+    kust = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert "api-deployment.yaml" in kust["resources"]
+
+
+def test_compose_and_prometheus_run_and_scrape_the_read_api():
+    services = compose()["services"]
+    api = services["api"]
+    env = api["environment"]
+    assert api["command"] == ["api"] and api["image"] == services["worker"]["image"]
+    assert env["REELSTREAM_API_HOST"] == "0.0.0.0"
+    port = env["REELSTREAM_API_PORT"]
+    assert api["expose"] == [port] and api["ports"] == [f"127.0.0.1::{port}"]
+    assert f"127.0.0.1:{port}/readyz" in api["healthcheck"]["test"][-1]
+    assert "volumes" not in api
+    prom = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "reelstream-api"]
+    sd = job["dns_sd_configs"][0]
+    assert sd["names"] == ["api"] and str(sd["port"]) == port
 
 
 def test_dockerfile_exposes_the_web_port_and_sets_only_known_settings():
@@ -228,6 +276,8 @@ def test_dockerfile_exposes_the_web_port_and_sets_only_known_settings():
     assert env_names and env_names <= SETTINGS_ENV
     assert re.search(r"^EXPOSE 6066$", text, re.M)
     assert "REELSTREAM_WEB_HOST=0.0.0.0" in text
+    assert re.search(r"^EXPOSE 6067$", text, re.M)  # `reelstream api`
+    assert "REELSTREAM_API_HOST=0.0.0.0" in text and "REELSTREAM_API_PORT=6067" in text
 
 
 def test_openapi_documents_exactly_the_served_routes():
@@ -262,13 +312,17 @@ def test_kubernetes_lets_only_api_clients_and_prometheus_reach_the_workers():
     assert all("ipBlock" not in p for p in rule["from"])
     kust = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
     assert "networkpolicy.yaml" in kust["resources"]
+    api = docs["NetworkPolicy/reelstream-api-http"]
+    dep = docs["Deployment/reelstream-api"]
+    assert api["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert api["spec"]["ingress"] == allow["spec"]["ingress"]  # the same callers, the same port
 
 
 def test_deploy_files_set_the_bind_and_the_topic_replication_explicitly():
     config = k8s_docs()["ConfigMap/reelstream-config"]["data"]
     env = compose()["services"]["worker"]["environment"]
     for values in (config, env):
-        assert "REELSTREAM_WEB_HOST" in values
+        assert "REELSTREAM_WEB_HOST" in values and "REELSTREAM_API_HOST" in values
         assert (
             "REELSTREAM_REPLICATION_FACTOR" in values and "REELSTREAM_MIN_INSYNC_REPLICAS" in values
         )
