@@ -28,9 +28,17 @@ from streams.adapters.kafka_internals import bind_event
 CACHE_MAX = 200_000
 
 
-def _copy(row: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy in the table's own format (JSON)."""
-    return orjson.loads(orjson.dumps(row))
+def _frozen(row: dict[str, Any]) -> str:
+    """A record kept as JSON text: a snapshot (to_dict shares the live containers) that
+    costs its size in memory, not a tree of Python objects."""
+    return orjson.dumps(row).decode()
+
+
+def _thawed(kept: str | dict[str, Any]) -> UserProfile:
+    """A profile of its own from a kept record (from_dict keeps what it is given)."""
+    return UserProfile.from_dict(
+        orjson.loads(kept if isinstance(kept, str) else orjson.dumps(kept))
+    )
 
 
 class TableProfileStore(MutableMapping[str, UserProfile]):
@@ -42,7 +50,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.src: dict[str, int] = {}  # user_id -> offset of the record that last wrote the row
         # The worker's last checkpoint round (0: none yet) and each row's pre-image.
         self.gen = 0
-        self.base: dict[str, tuple[int, dict | None]] = {}
+        self.base: dict[str, tuple[int, str | None]] = {}  # user -> (round, JSON record)
         self.rewinds_refused = 0
 
     def bind(self, event: Any) -> None:
@@ -87,7 +95,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         if held is not None and held[0] == self.gen:
             return
         # A copy: to_dict shares the live containers, which the event is about to change.
-        self.base[user_id] = (self.gen, _copy(p.to_dict()) if p is not None else None)
+        self.base[user_id] = (self.gen, _frozen(p.to_dict()) if p is not None else None)
 
     def rewind(self, user_id: str, gen: int) -> bool:
         """Put the row back to its state as of checkpoint round ``gen``; False when it
@@ -101,9 +109,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             return False
         before = held[1]
         # from_dict keeps the containers it is given: the kept pre-image must not change.
-        self[user_id] = (
-            UserProfile.from_dict(_copy(before)) if before is not None else UserProfile()
-        )
+        self[user_id] = _thawed(before) if before is not None else UserProfile()
         self.src[user_id] = -1
         return True
 
