@@ -66,6 +66,7 @@ FEATURES = [
 ]
 _F = {f: i for i, f in enumerate(FEATURES)}
 _TAG_COLS = [_F["content"], _F["liked"], _F["disliked"]]
+_SOURCE_COLS = [_F[s] for s in SOURCES]
 # Used before the ranker has seen ``warmup`` examples of each kind.
 # Chosen on the first halves of the synthetic log and the shared real logs (one setting
 # for all; docs/models.md): the sequence source leads, tag content mostly breaks ties.
@@ -591,6 +592,7 @@ class Recommender:
         per_genre: dict[str, int] = {}
         overflow: list[tuple[int, float, np.ndarray]] = []
         chosen: set[int] = set()
+        liked = [t for t, w in profile.top_tags(10) if w > 0]  # for "matches: ..." reasons
         # Candidates first; if genre caps leave the row short, widen to a bounded list:
         # the most popular titles, then the first rows of the catalog (a cold start).
         for wider in (False, True):
@@ -620,7 +622,7 @@ class Recommender:
                     continue
                 per_genre[g] = per_genre.get(g, 0) + 1
                 chosen.add(i)
-                items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile))
+                items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile, liked))
                 if len(items) >= k:
                     break
         overflow.sort(key=lambda t: -t[1])
@@ -629,7 +631,7 @@ class Recommender:
                 break
             if i not in chosen:
                 chosen.add(i)
-                items.append(self._item(i, sc, co, ctx, profile))
+                items.append(self._item(i, sc, co, ctx, profile, liked))
         return Rows(items, self.continue_row(profile, k))
 
     def allow(self, user_id: str, profile: UserProfile) -> Allowed:
@@ -674,16 +676,18 @@ class Recommender:
         contrib: np.ndarray,
         ctx: UserContext,
         profile: UserProfile,
+        liked: list[str],
     ) -> RecItem:
         ix = self.titles
         title = ix.titles[i]
         assert title is not None
+        shares = contrib[_SOURCE_COLS].tolist()  # one numpy read per item, not one per source
         parts = sorted(
-            ((float(contrib[_F[s]]), s) for s in SOURCES if contrib[_F[s]] > 0.05), reverse=True
+            ((v, s) for v, s in zip(shares, SOURCES, strict=True) if v > 0.05), reverse=True
         )
         reasons: list[str] = []
         for _, src in parts[:2]:
-            text = self._reason(src, i, ctx, profile)
+            text = self._reason(src, i, ctx, profile, liked)
             if text:
                 reasons.append(text)
         if not reasons:
@@ -691,7 +695,9 @@ class Recommender:
         art = title.artwork[0] if title.artwork else None
         return RecItem(title.title_id, round(score, 5), tuple(reasons), art)
 
-    def _reason(self, src: str, i: int, ctx: UserContext, profile: UserProfile) -> str | None:
+    def _reason(
+        self, src: str, i: int, ctx: UserContext, profile: UserProfile, liked: list[str]
+    ) -> str | None:
         ix = self.titles
         if src == "cowatch":
             a = ctx.anchor(i)
@@ -711,7 +717,7 @@ class Recommender:
             return f"trending in {profile.country}" if profile.country else "trending now"
         if src == "content":
             title = ix.titles[i]
-            tags = [t for t, w in profile.top_tags(10) if w > 0 and title and t in title.tag_keys]
+            tags = [t for t in liked if title and t in title.tag_keys]
             if tags:
                 return "matches: " + ", ".join(t.split(":", 1)[1] for t in tags[:3])
             return None
