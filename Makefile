@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_SECONDS ?= 60
-DEMO_RATE ?= 1500
+DEMO_RATE ?= 200
 # e.g. STACK_FLAGS=--prometheus (Prometheus on 127.0.0.1:9090) or --secure (SASL/SCRAM, Redis ACL)
 STACK_FLAGS ?=
 

@@ -347,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="stack up, worker, live synthetic traffic, live top-10s")
     p.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
-    p.add_argument("--rate", type=float, default=1500.0, help="events per second offered")
+    p.add_argument(
+        "--rate", type=float, default=None, help="events per second offered (default 200)"
+    )
     _add_sim_args(p)
     p.set_defaults(func=cmd_demo)
     _add_ops_commands(sub)

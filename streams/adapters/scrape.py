@@ -83,3 +83,24 @@ class Scrape:
 def scrape(port: int, timeout: float = 2.0) -> Scrape:
     """Fetch and parse; an unreachable worker reads as an empty page."""
     return Scrape.parse(page(port, timeout))
+
+
+FRESH_HIST = "reelstream_score_freshness_seconds_bucket"
+
+
+def histogram_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Share of observations at or under each bucket bound, between two scrapes.
+
+    >>> histogram_share({"0.1": 1, "+Inf": 2}, {"0.1": 9, "+Inf": 12})
+    {'0.1': 0.8, '+Inf': 1.0}
+    """
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    if total <= 0:
+        return {}
+    return {le: round((after[le] - before.get(le, 0.0)) / total, 4) for le in after}
+
+
+def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
+    """Cumulative bucket counts of one histogram on a worker's /metrics, by ``le``
+    (default: freshness, event time to score in Redis)."""
+    return scrape(port).by_label(name, "le")

@@ -51,14 +51,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.adapters.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
-from streams.adapters.scrape import scrape
+from streams.adapters.scrape import histogram_share, scrape, scrape_buckets
 from streams.contract import decode_record
 from streams.settings import Settings
 from streams.tools.demo import start_worker, stop_worker
 from streams.tools.traffic import envelopes
 
 CONSUMED = "reelstream_events_consumed_total"
-FRESH_HIST = "reelstream_score_freshness_seconds_bucket"
 POLL_S = 0.25
 
 
@@ -120,23 +119,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * q // 100))
     return ordered[int(rank) - 1]
-
-
-def histogram_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Share of observations at or under each bucket bound, between two scrapes.
-
-    >>> histogram_share({"0.1": 1, "+Inf": 2}, {"0.1": 9, "+Inf": 12})
-    {'0.1': 0.8, '+Inf': 1.0}
-    """
-    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
-    if total <= 0:
-        return {}
-    return {le: round((after[le] - before.get(le, 0.0)) / total, 4) for le in after}
-
-
-def scrape_buckets(port: int, name: str = FRESH_HIST) -> dict[str, float]:
-    """Cumulative bucket counts of one histogram on a worker's /metrics, by ``le``."""
-    return scrape(port).by_label(name, "le")
 
 
 class Progress:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streams.adapters.scrape import histogram_share
 from streams.contract import MAX_EVENTS_PER_ENVELOPE, decode_record
-from streams.tools.bench import format_table, histogram_share, percentile
+from streams.tools.bench import format_table, percentile
 from streams.tools.synthetic import SimConfig, Simulation
 from streams.tools.traffic import envelopes
 
