@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logs.setup(Settings.from_env().log_level)
-    kafka_internals.install_record_guard()  # tail-scores, rebuild-redis: no crash on a bad batch
+    kafka_internals.install_client_guards()  # every command: bad batches, reconnect backoff
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -22,6 +22,8 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   (``_acked``, ``_gap``, ``_committed_offset``, ``_acked_index``), whose gap filling can
   put an offset in the acked list twice and then commits one offset per commit.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
+- Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
+  that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
 
 The transport is selected by the broker URL scheme ``reelstream+kafka://``.
 """
@@ -30,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from aiokafka import errors as kafka_errors
+from aiokafka.client import AIOKafkaClient, ConnectionGroup
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.streams import _current_event
 from faust.transport import drivers
@@ -128,11 +132,18 @@ class Transport(faust_aiokafka.Transport):
 
 
 def install(fetch_max_wait_ms: int) -> str:
-    """Register the scheme and the record guard; returns the broker URL prefix to use."""
+    """Register the scheme and the client guards; returns the broker URL prefix to use."""
     _ConsumerThread.fetch_max_wait_ms = fetch_max_wait_ms
     drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
-    install_record_guard()
+    install_client_guards()
     return f"{SCHEME}://"
+
+
+def install_client_guards() -> None:
+    """Every aiokafka client in this process: undecodable batches become records, and
+    connection attempts to a node that refused back off. Idempotent."""
+    install_record_guard()
+    install_reconnect_backoff()
 
 
 # --- Undecodable batches ------------------------------------------------------------------
@@ -235,6 +246,55 @@ def install_record_guard() -> None:
     all call this; it is idempotent.
     """
     aiokafka_fetcher.PartitionRecords = GuardedPartitionRecords
+
+
+# --- Reconnects -----------------------------------------------------------------------------
+
+RECONNECT_BACKOFF_S = 0.05  # Kafka's reconnect.backoff.ms default
+RECONNECT_BACKOFF_MAX_S = 1.0  # Kafka's reconnect.backoff.max.ms default
+_original_get_conn = AIOKafkaClient._get_conn
+# client -> (node_id, group) -> (failures in a row, monotonic time of the next attempt)
+_refused: weakref.WeakKeyDictionary[Any, dict[Any, tuple[int, float]]] = weakref.WeakKeyDictionary()
+
+
+def reconnect_delay(failures: int, jitter: float) -> float:
+    """Seconds before the next attempt after ``failures`` refusals in a row: doubling from
+    50 ms to 1 s, times ``jitter`` (0.8-1.2) so clients do not retry in step.
+
+    >>> [round(reconnect_delay(n, 1.0), 2) for n in (1, 2, 3, 5, 9)]
+    [0.05, 0.1, 0.2, 0.8, 1.0]
+    """
+    return min(RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_S * 2 ** (failures - 1)) * jitter
+
+
+async def _get_conn_with_backoff(
+    self: Any, node_id: Any, *, group: Any = ConnectionGroup.DEFAULT, no_hint: bool = False
+) -> Any:
+    """aiokafka's ``_get_conn``, but an attempt to a node that refused waits out a backoff
+    first. aiokafka retries at once (aio-libs/aiokafka#496, PR #1014 unmerged): with the
+    broker down, each client tried every millisecond or so (about 2,000 attempts and log
+    lines a second per worker). Every caller awaits ``_get_conn``, so waiting here slows
+    them all to the backoff, like Kafka's own clients."""
+    key = (node_id, group)
+    state = _refused.setdefault(self, {})
+    held = state.get(key)
+    if held is not None and key not in self._conns:
+        wait = held[1] - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+    conn = await _original_get_conn(self, node_id, group=group, no_hint=no_hint)
+    if conn is None:
+        failures = (held[0] if held is not None else 0) + 1
+        delay = reconnect_delay(failures, random.uniform(0.8, 1.2))
+        state[key] = (failures, time.monotonic() + delay)
+    else:
+        state.pop(key, None)
+    return conn
+
+
+def install_reconnect_backoff() -> None:
+    """Make every aiokafka client in this process back off from a node that refused."""
+    AIOKafkaClient._get_conn = _get_conn_with_backoff
 
 
 # --- Faust tables and offsets -------------------------------------------------------------

@@ -71,7 +71,7 @@ class CompactedTopicFollower:
         """Called after each fetched batch (metrics)."""
 
     async def run(self) -> None:
-        kafka_internals.install_record_guard()
+        kafka_internals.install_client_guards()
         consumer = AIOKafkaConsumer(
             **self.settings.kafka_client_kwargs(),
             enable_auto_commit=False,

@@ -6,6 +6,7 @@ here instead of as a silent change of behaviour in a running worker.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from dataclasses import dataclass
 
@@ -318,3 +319,26 @@ def test_a_row_written_by_a_later_record_marks_an_earlier_one_reordered(profile_
     assert profile_store.written_after("carol", 17)
     assert not profile_store.written_after("carol", 41)
     assert not profile_store.written_after("dave", 17)  # no row yet
+
+
+async def test_aiokafka_get_conn_keeps_the_shape_the_reconnect_backoff_wraps():
+    params = inspect.signature(kafka_internals._original_get_conn).parameters
+    assert list(params)[:2] == ["self", "node_id"] and {"group", "no_hint"} <= set(params)
+    source = inspect.getsource(kafka_internals._original_get_conn)
+    assert "return None" in source  # a refused connection is None, not an exception
+    assert "self._conns" in source and hasattr(AIOKafkaClient(), "_conns")
+
+
+async def test_a_refused_node_is_retried_after_a_growing_backoff_not_at_once():
+    kafka_internals.install_client_guards()
+    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:1")  # nothing listens there
+    attempts = 0
+    deadline = asyncio.get_running_loop().time() + 0.6
+    while asyncio.get_running_loop().time() < deadline:
+        assert await client._get_conn(0) is None
+        attempts += 1
+    # Without the backoff this loop makes thousands of attempts; with it 50 + 100 + 200 +
+    # 400 ms of waits (+/-20 %) leave room for at most five.
+    assert 2 <= attempts <= 6, attempts
+    failures, _ = kafka_internals._refused[client][(0, kafka_internals.ConnectionGroup.DEFAULT)]
+    assert failures == attempts
