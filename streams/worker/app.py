@@ -414,6 +414,11 @@ async def handle_batch(batch: list) -> None:
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
     store.flush()
+    # And the rows' changelog records must be on the broker before the batch's offsets can
+    # be committed (the messages are released when this returns): Faust commits without
+    # waiting for table writes, and a partition handed over in between was recovered by
+    # its next owner without them while the commit said they were done.
+    await app.producer.flush()
     _count(out, len(batch), time.perf_counter() - started)
 
 
