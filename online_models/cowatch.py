@@ -33,6 +33,10 @@ class CoWatch:
         max_neighbors: int = 200,
         window: int = 10,
         position_decay: float = 0.85,
+        target_norm: float = 0.5,
+        anchor_norm: float = 0.5,
+        anchor_decay: float | None = None,
+        relative: bool = False,
     ) -> None:
         self.clock = DecayClock(half_life_ms)
         self.rows: dict[int, dict[int, float]] = {}
@@ -40,6 +44,10 @@ class CoWatch:
         self.max_neighbors = max_neighbors
         self.window = window
         self.position_decay = position_decay
+        self.target_norm = target_norm
+        self.anchor_norm = anchor_norm
+        self.anchor_decay = position_decay if anchor_decay is None else anchor_decay
+        self.relative = relative
         self.n = 0
         # Local observations not yet handed to the exchange (online_models/federation.py),
         # in this clock's units; None when the worker exchanges nothing.
@@ -114,13 +122,17 @@ class CoWatch:
             self._bump(a, b, v * f)
 
     def similar(self, anchor: int) -> tuple[np.ndarray, np.ndarray]:
-        """(neighbour indexes, cosine similarities) of one title."""
+        """(neighbour indexes, similarities) of one title: ``C[a, t] / (n[a] ** anchor_norm
+        * n[t] ** target_norm)`` (both 0.5: the cosine)."""
         row = self.rows.get(anchor)
         if not row or self.counts[anchor] <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         idx = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
         c = np.fromiter(row.values(), dtype=np.float64, count=len(row))
-        return idx, c / np.sqrt(self.counts[anchor] * np.maximum(self.counts[idx], 1e-12))
+        den = np.maximum(self.counts[idx], 1e-12) ** self.target_norm
+        if self.anchor_norm:
+            den = den * self.counts[anchor] ** self.anchor_norm
+        return idx, c / den
 
     def sparse(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(titles, scores, anchors) for a viewer whose recent positive watches are ``recent``:
@@ -133,14 +145,18 @@ class CoWatch:
             idx, sim = self.similar(a)
             if len(idx):
                 idxs.append(idx)
-                vals.append((rw * sim).astype(np.float32))
+                vals.append(rw * sim)
                 ancs.append(np.full(len(idx), a, dtype=np.int64))
-            rw *= self.position_decay
+            rw *= self.anchor_decay
         if not idxs:
             empty = np.zeros(0, dtype=np.int64)
             return empty, np.zeros(0, dtype=np.float32), empty
         idx, val, anc = np.concatenate(idxs), np.concatenate(vals), np.concatenate(ancs)
         titles, total, _ = group_sum(idx, val)
+        if self.relative:  # the viewer's best neighbour scores 1: the same scale on any log
+            top = float(total.max())
+            total = total / top if top > 0 else total
+        total = total.astype(np.float32)
         order = np.lexsort((-val, idx))  # by title, strongest first, earlier anchor on ties
         first = np.ones(len(order), dtype=bool)
         first[1:] = idx[order][1:] != idx[order][:-1]

@@ -79,6 +79,21 @@ PRIOR = {
     "trend": 0.25,
     "pop": 0.25,
 }
+# The co-watch source as co-occurrence over the viewer's last 10 positives (issue 10):
+# every pair in the window counts alike, every anchor scores alike, a neighbour's count is
+# divided by its popularity ** 0.3 only (not the anchor's), no decay within a log's span
+# (a 100-year half-life; 30 days starved MovieLens' 21 years), rows of 1,000, and the
+# viewer's scores relative to their best (1.0), so the prior weight means the same on any
+# log. Chosen on first halves (docs/models.md, "Quality on real logs").
+COWATCH = {
+    "half_life_ms": 100 * 365 * 86_400_000,
+    "max_neighbors": 1000,
+    "position_decay": 1.0,
+    "anchor_decay": 1.0,
+    "target_norm": 0.3,
+    "anchor_norm": 0.0,
+    "relative": True,
+}
 SEQUENCE_MAX = 20
 # A fresh play teaches the sequence model with weight 1 when it starts; its outcome
 # grades it: a positive viewing adds SEQ_POSITIVE, an early abandon at watched ratio
@@ -171,7 +186,7 @@ class Recommender:
     ) -> None:
         self.catalog = catalog
         self.titles = TitleIndex(catalog)
-        self.cowatch = CoWatch()
+        self.cowatch = CoWatch(**COWATCH)
         self.sequence = ItemSequence()
         self.mf = ImplicitMF(seed=seed)
         self.trending = CountryTrending(half_life_ms=12 * 3_600_000)

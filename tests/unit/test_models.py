@@ -203,3 +203,39 @@ def test_next_episode_is_recommended_with_its_reason():
     items = eng.score_message("u1", T0 + 1, T0 + 2)["items"]
     assert items[0]["title_id"] == "e2"
     assert "next episode after Show E1" in items[0]["reasons"]
+
+
+def test_cowatch_relative_scores_peak_at_one_and_keep_the_order():
+    cw = CoWatch(relative=True, target_norm=0.3, anchor_norm=0.0)
+    cw.resize(4)
+    for k in range(4):  # 0 then 1 four times, 0 then 2 once
+        cw.observe(0, [], T0 + k)
+        cw.observe(1, [0], T0 + k)
+    cw.observe(2, [0], T0 + 10)
+    scores, anchors = cw.scores([0])
+    assert scores.max() == 1.0 and scores[1] == 1.0
+    assert 0 < scores[2] < 1.0 and scores[3] == 0
+    assert anchors[1] == 0
+
+
+def test_cowatch_target_norm_trades_popularity_against_specificity():
+    def learn(cw: CoWatch) -> np.ndarray:
+        cw.resize(4)
+        # 1 is watched with 0 three times and alone by many others; 2 only ever with 0, twice
+        for k in range(3):
+            cw.observe(0, [], T0 + k)
+            cw.observe(1, [0], T0 + k)
+        for k in range(40):
+            cw.observe(1, [], T0 + 10 + k)
+        for k in range(2):
+            cw.observe(0, [], T0 + 60 + k)
+            cw.observe(2, [0], T0 + 60 + k)
+        return cw.scores([0])[0]
+
+    raw = learn(CoWatch(target_norm=0.0, anchor_norm=0.0))
+    cosine = learn(CoWatch())
+    assert raw[1] > raw[2]  # raw counts: the more often co-watched title
+    assert cosine[2] > cosine[1]  # cosine: the title watched only with 0
+    # the anchor's own count divides every entry of its row alike: no change in order
+    no_anchor = learn(CoWatch(anchor_norm=0.0))
+    assert (np.argsort(-no_anchor[:3]) == np.argsort(-cosine[:3])).all()

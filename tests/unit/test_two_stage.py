@@ -217,3 +217,28 @@ def test_bench_engine_reports_costs_and_candidate_recall():
     assert out["ingest_us_per_event"] > 0 and out["refresh_ms_mean"] > 0
     cr = out["candidate_recall"]
     assert cr["users"] == 5 and cr["recall"]["union"] > 0.9  # exact below EXACT_BELOW
+
+
+def test_cowatch_feature_is_co_occurrence_relative_to_the_viewers_best():
+    eng, evs = _warm_engine(300, 15_000)
+    rec = eng.models
+    cw = rec.cowatch
+    now = evs[-1]["ts"]
+    users = [u for u, st in rec.users.items() if len(st.recent) >= 3][:10]
+    assert users
+    every = np.arange(rec.titles.n)
+    checked = 0
+    for uid in users:
+        st = rec.user(uid)
+        x = rec.features(rec.context(uid, eng.profile(uid), now), every)[:, _F["cowatch"]]
+        # by hand: the rows of the last 10 positives summed alike, each / n[t] ** 0.3
+        want = np.zeros(rec.titles.n)
+        for a in st.recent[:10]:
+            for t, c in cw.rows.get(a, {}).items():
+                want[t] += c / cw.counts[t] ** 0.3
+        if want.max() == 0:
+            continue
+        np.testing.assert_allclose(x, want / want.max(), rtol=1e-4, atol=1e-6)
+        assert x.max() == 1.0
+        checked += 1
+    assert checked >= 5
