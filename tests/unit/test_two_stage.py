@@ -224,12 +224,12 @@ def test_cowatch_feature_is_co_occurrence_relative_to_the_viewers_best():
     rec = eng.models
     cw = rec.cowatch
     now = evs[-1]["ts"]
-    users = [u for u, st in rec.users.items() if len(st.recent) >= 3][:10]
+    users = [u for u, prof in eng.profiles.items() if len(rec.state(u, prof).recent) >= 3][:10]
     assert users
     every = np.arange(rec.titles.n)
     checked = 0
     for uid in users:
-        st = rec.user(uid)
+        st = rec.state(uid, eng.profile(uid))
         x = rec.features(rec.context(uid, eng.profile(uid), now), every)[:, _F["cowatch"]]
         # by hand: the rows of the last 10 positives summed alike, each / n[t] ** 0.3
         want = np.zeros(rec.titles.n)
