@@ -450,28 +450,43 @@ def _count(out: BatchOutput, records: int, elapsed: float) -> None:
 async def process_title_events(stream: faust.StreamT) -> None:
     """The title owner: fold compact records into the ``title-stats`` table, exactly once."""
     async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-        applied = replayed = 0
+        # As in process_events: offsets are released only once the batch's stats rows are
+        # written and their changelog records are on the broker. Without it a rebalance that
+        # closed the stream mid-batch committed offsets whose records were never folded in,
+        # and the next owner skipped them (plays missing from title statistics after
+        # join/leave churn, tests/integration/test_fault_join_leave.py).
         for event in batch:
-            msg = event.message
-            rej = poison.rejection(msg.headers)
-            if rej is None:
-                try:
-                    title_store.bind(event)
-                    rec = orjson.loads(event.value)
-                    src = rec.pop("src", None)
-                    stats = title_store.get(rec["t"], event)
-                    if stats.update(rec, tuple(src) if src else None):
-                        applied += 1
-                    else:
-                        replayed += 1
-                except Exception as exc:  # one bad record must not stop the title owner
-                    rej = poison.processing_error(exc)
-            if rej is not None:
-                await _dead_letter(msg.topic, msg.partition, msg.offset, msg.key, event.value, rej)
-        title_store.flush()
-        m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
-        m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)
-        m.TABLE_ENTRIES.labels(table="title-stats").set(len(title_store.cache))
+            event.message.incref()
+        await _fold_title_records(batch)
+        for event in batch:
+            event.message.decref()
+
+
+async def _fold_title_records(batch: list) -> None:
+    """Fold one batch of title records into the stats table (idempotent by source)."""
+    applied = replayed = 0
+    for event in batch:
+        msg = event.message
+        rej = poison.rejection(msg.headers)
+        if rej is None:
+            try:
+                title_store.bind(event)
+                rec = orjson.loads(event.value)
+                src = rec.pop("src", None)
+                stats = title_store.get(rec["t"], event)
+                if stats.update(rec, tuple(src) if src else None):
+                    applied += 1
+                else:
+                    replayed += 1
+            except Exception as exc:  # one bad record must not stop the title owner
+                rej = poison.processing_error(exc)
+        if rej is not None:
+            await _dead_letter(msg.topic, msg.partition, msg.offset, msg.key, event.value, rej)
+    title_store.flush()
+    await app.producer.flush()
+    m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
+    m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)
+    m.TABLE_ENTRIES.labels(table="title-stats").set(len(title_store.cache))
 
 
 @app.timer(settings.title_publish_interval_s)
