@@ -133,11 +133,11 @@ async def test_every_sigterm_exits_within_the_documented_bound(churn_run):
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known, issues 9 and 11: in about half the runs 1-3 users' features differ after the "
-        "churn (a stale position, a session or a rewatch counted differently, 300 s of watch "
-        "time missing): the rebalance replay path (checkpoint offset with learned ranges "
-        "ahead, profile rewind) is not exact for every user. The per-user record of issue 9 "
-        "replaces that path. The assertion is unchanged; remove this mark with the fix."
+        "known, issue 11: the title-side cause (the title owner acked offsets of a batch a "
+        "rebalance interrupted) is fixed: 7 of 9 runs exact since (2026-12-03). The two "
+        "failures were runs where the joiner consumed almost nothing (a stall) and 3 users' "
+        "features differed; not traced yet. The assertion is unchanged; remove this mark "
+        "with that fix."
     ),
 )
 async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
