@@ -134,7 +134,7 @@ async def test_every_sigterm_exits_within_the_documented_bound(churn_run):
     strict=False,
     reason=(
         "known, issue 11: the title-side cause (the title owner acked offsets of a batch a "
-        "rebalance interrupted) is fixed: 7 of 9 runs exact since (2026-12-03). The two "
+        "rebalance interrupted) is fixed: 6 of 8 runs exact since (2026-12-03). The two "
         "failures were runs where the joiner consumed almost nothing (a stall) and 3 users' "
         "features differed; not traced yet. The assertion is unchanged; remove this mark "
         "with that fix."

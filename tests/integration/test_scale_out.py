@@ -200,7 +200,7 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
         "known residual loss, issue 11: in about 1 run in 5-10, 1-3 events of one to three users "
         "in a partition kept or restored across the join and the leave never reach a profile "
         "write (four causes found and fixed on 2026-12-03, the last: rows' changelog records "
-        "not yet on the broker when Faust committed; 4 of 4 runs exact since, too few to "
+        "not yet on the broker when Faust committed; 2 of 2 runs exact since, too few to "
         "drop the mark). The assertion is unchanged; remove this mark when it is confirmed."
     ),
 )
