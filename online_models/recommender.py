@@ -605,15 +605,16 @@ class Recommender:
         cand = self.candidates(ctx, keep, sources=sources)
         items: list[RecItem] = []
         per_genre: dict[str, int] = {}
-        overflow: list[tuple[int, float, np.ndarray]] = []
+        overflow: list[tuple[int, float, list[float]]] = []
         chosen: set[int] = set()
+        genre = ix.primary_genre
         liked = [t for t, w in profile.top_tags(10) if w > 0]  # for "matches: ..." reasons
         # Candidates first; if genre caps leave the row short, widen to a bounded list:
         # the most popular titles, then the first rows of the catalog (a cold start).
         for wider in (False, True):
             if len(items) >= k:
                 break
-            pool = cand
+            pool = cand  # distinct already, and nothing is chosen yet
             if wider:
                 bound = 4 * self.per_source
                 pool = np.concatenate(
@@ -623,30 +624,37 @@ class Recommender:
                     ]
                 )
                 pool = pool[keep(pool)]
-            pool = np.array(
-                [i for i in dict.fromkeys(pool.tolist()) if i not in chosen], dtype=np.int64
-            )
+                pool = np.array(
+                    [i for i in dict.fromkeys(pool.tolist()) if i not in chosen], dtype=np.int64
+                )
             if len(pool) == 0:
                 continue
             scores, contrib = self.score(self.features(ctx, pool), blend)
-            for o in np.argsort(-scores, kind="stable").tolist():
-                i = int(pool[o])
-                g = ix.primary_genre[i]
+            # Best first, read out of numpy once: titles, scores and source shares as lists.
+            order = np.argsort(-scores, kind="stable")
+            ranked = zip(
+                pool[order].tolist(),
+                scores[order].tolist(),
+                contrib[order[:, None], _SOURCE_COLS].tolist(),
+                strict=True,
+            )
+            for i, sc, shares in ranked:
+                g = genre[i]
                 if g and per_genre.get(g, 0) >= self.max_per_genre:
-                    overflow.append((i, float(scores[o]), contrib[o]))
+                    overflow.append((i, sc, shares))
                     continue
                 per_genre[g] = per_genre.get(g, 0) + 1
                 chosen.add(i)
-                items.append(self._item(i, float(scores[o]), contrib[o], ctx, profile, liked))
+                items.append(self._item(i, sc, shares, ctx, profile, liked))
                 if len(items) >= k:
                     break
         overflow.sort(key=lambda t: -t[1])
-        for i, sc, co in overflow:  # not enough genres: fill in score order
+        for i, sc, shares in overflow:  # not enough genres: fill in score order
             if len(items) >= k:
                 break
             if i not in chosen:
                 chosen.add(i)
-                items.append(self._item(i, sc, co, ctx, profile, liked))
+                items.append(self._item(i, sc, shares, ctx, profile, liked))
         return Rows(items, self.continue_row(profile, k))
 
     def allow(self, user_id: str, profile: UserProfile) -> Allowed:
@@ -688,7 +696,7 @@ class Recommender:
         self,
         i: int,
         score: float,
-        contrib: np.ndarray,
+        shares: list[float],
         ctx: UserContext,
         profile: UserProfile,
         liked: list[str],
@@ -696,7 +704,6 @@ class Recommender:
         ix = self.titles
         title = ix.titles[i]
         assert title is not None
-        shares = contrib[_SOURCE_COLS].tolist()  # one numpy read per item, not one per source
         parts = sorted(
             ((v, s) for v, s in zip(shares, SOURCES, strict=True) if v > 0.05), reverse=True
         )

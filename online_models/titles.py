@@ -176,8 +176,9 @@ class TitleIndex:
         asked for, not of the catalog (``vec`` from :meth:`tag_vector`; a 2-d ``vec``
         scores several tag vectors at once, one per column)."""
         w = self._width
-        cols = np.take(self._tag_cols[:, :w], rows, axis=0)
-        vals = np.take(self._tag_vals[:, :w], rows, axis=0)
+        # Indexing, not np.take: take copies a strided view (the whole catalog) first.
+        cols = self._tag_cols[rows, :w]
+        vals = self._tag_vals[rows, :w]
         vec = vec.astype(np.float32, copy=False)
         if vec.ndim == 2:
             return np.einsum("rsj,rs->rj", np.take(vec, cols, axis=0), vals)
