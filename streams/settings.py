@@ -78,6 +78,16 @@ class Settings:
     # dropped past this, still on the score topic): docs/operations.md, "Redis lost".
     redis_pending_max: int = 100_000
     title_publish_interval_s: float = 1.0
+    # Bounded memory (docs/operations.md, "Memory"): user records (rows of the
+    # user-profiles table) kept decoded in the worker's write-back cache, least recently
+    # used evicted past this; per-user in-memory maps elsewhere (last top-K per viewer for
+    # the hit rate, experiment arm labels) are held to the same size.
+    user_cache: int = 50_000
+    # A user's record is deleted (a tombstone in the table's changelog) once the user has
+    # had no event for this long, in event time (0: never); the sweep reads at most
+    # user_expiry_scan rows per second, so batches keep flowing.
+    user_ttl_s: int = 180 * 24 * 3600
+    user_expiry_scan: int = 2000
     # Model checkpoints (docs/models.md, "Durability"): every this many seconds or
     # learned records, whichever comes first; the worker id names its shared state
     # (default: host name and web port, stable for a StatefulSet pod).
@@ -112,6 +122,10 @@ class Settings:
             raise ValueError(
                 "REELSTREAM_MIN_INSYNC_REPLICAS must be from 1 to REELSTREAM_REPLICATION_FACTOR"
             )
+        if self.user_cache < 1:
+            raise ValueError("REELSTREAM_USER_CACHE must be >= 1")
+        if self.user_ttl_s < 0 or self.user_expiry_scan < 1:
+            raise ValueError("REELSTREAM_USER_TTL_S must be >= 0, REELSTREAM_USER_EXPIRY_SCAN >= 1")
         if self.compression not in COMPRESSION_TYPES:
             raise ValueError(
                 f"REELSTREAM_COMPRESSION={self.compression!r}: one of {sorted(COMPRESSION_TYPES)}"
