@@ -205,7 +205,7 @@ def test_prequential_lists_are_windowed_in_the_worker_and_whole_offline():
     preds, labels = s.tail(10)
     assert len(preds) == 10 and labels == [i % 2 == 1 for i in range(STATS_WINDOW + 490, s.n)]
     r.keep_all_predictions()
-    for i in range(10):
+    for _ in range(10):
         r.learn("watch", {"x": 1.0}, True)
     assert len(r.stats["watch"].preds) == STATS_WINDOW + 10
     assert PrequentialStats(None).window is None
