@@ -88,6 +88,11 @@ class Settings:
     # user_expiry_scan rows per second, so batches keep flowing.
     user_ttl_s: int = 180 * 24 * 3600
     user_expiry_scan: int = 2000
+    # RocksDB memory per table partition this worker holds (docs/operations.md, "Memory"):
+    # write buffers (two of this size) and the block cache. Faust's defaults are 3 x 64 MB
+    # and 2 GB per partition: a worker's RSS would grow with the data read back.
+    rocksdb_write_buffer_mb: int = 8
+    rocksdb_block_cache_mb: int = 8
     # Model checkpoints (docs/models.md, "Durability"): every this many seconds or
     # learned records, whichever comes first; the worker id names its shared state
     # (default: host name and web port, stable for a StatefulSet pod).
@@ -124,6 +129,8 @@ class Settings:
             )
         if self.user_cache < 1:
             raise ValueError("REELSTREAM_USER_CACHE must be >= 1")
+        if self.rocksdb_write_buffer_mb < 1 or self.rocksdb_block_cache_mb < 1:
+            raise ValueError("REELSTREAM_ROCKSDB_WRITE_BUFFER_MB and _BLOCK_CACHE_MB must be >= 1")
         if self.user_ttl_s < 0 or self.user_expiry_scan < 1:
             raise ValueError("REELSTREAM_USER_TTL_S must be >= 0, REELSTREAM_USER_EXPIRY_SCAN >= 1")
         if self.compression not in COMPRESSION_TYPES:
@@ -215,6 +222,15 @@ class Settings:
         }
         values.update(overrides)
         return replace(self, **values)  # type: ignore[arg-type]
+
+    def rocksdb_options(self) -> dict[str, int]:
+        """Faust's RocksDB options for one table (a new dict each call: Faust pops from it)."""
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_mb << 20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": self.rocksdb_block_cache_mb << 20,
+            "block_cache_compressed_size": self.rocksdb_block_cache_mb << 20,
+        }
 
     def topic_configs(self) -> dict[str, str]:
         """Topic configuration every topic of this app gets, whoever creates it."""

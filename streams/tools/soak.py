@@ -6,9 +6,10 @@ own (removed at the end, like ``reelstream bench``):
 
 1. one ``reelstream worker`` with ``REELSTREAM_USER_CACHE=--cache``;
 2. live synthetic traffic (``ts`` = now) at ``--rate`` events/s for ``--minutes``. The
-   simulation's sessions are dealt to ``--viewers`` viewer ids in turn (a session keeps
-   its viewer), so every viewer comes back about every ``viewers`` sessions: long after
-   the cache dropped it when ``viewers`` is well above ``cache``;
+   simulation's viewings (a session's events about one title: impression, play,
+   progress, ..., stop) are dealt to ``--viewers`` viewer ids in turn, so every viewer
+   comes back about every ``viewers`` viewings: long after the cache dropped it when
+   ``viewers`` is well above ``cache`` (a simulated session is ~36 events, a viewing ~4);
 3. every ``--sample-s`` seconds: the worker's RSS (``VmRSS`` of /proc/<pid>/status),
    events consumed, the cache's entries and evictions (its /metrics), the load average.
 
@@ -67,17 +68,18 @@ def vm_rss_mb(pid: int) -> float:
 
 
 def dealt(events: Iterator[dict[str, Any]], viewers: int) -> Iterator[dict[str, Any]]:
-    """The events with each session dealt to the next of ``viewers`` ids in turn.
+    """The events with each viewing (user, session, title) dealt to the next of ``viewers``
+    ids in turn.
 
-    >>> evs = [{"user_id": u, "session_id": s} for u, s in
+    >>> evs = [{"user_id": u, "session_id": s, "title_id": "t"} for u, s in
     ...        [("a", 1), ("b", 1), ("a", 1), ("a", 2), ("c", 1)]]
     >>> [e["user_id"] for e in dealt(iter(evs), 3)]
     ['v0000000', 'v0000001', 'v0000000', 'v0000002', 'v0000000']
     """
-    open_: OrderedDict[tuple[str, Any], str] = OrderedDict()  # recent sessions -> viewer
+    open_: OrderedDict[tuple[str, Any, str], str] = OrderedDict()  # recent viewings -> viewer
     turn = 0
     for ev in events:
-        key = (ev["user_id"], ev.get("session_id"))
+        key = (ev["user_id"], ev.get("session_id"), ev["title_id"])
         viewer = open_.get(key)
         if viewer is None:
             viewer = open_[key] = f"v{turn % viewers:07d}"
@@ -183,6 +185,8 @@ async def run_soak(cfg: SoakConfig, say: Progress) -> dict[str, Any]:
         while (t := time.monotonic() - started) < cfg.minutes * 60:
             if sender.done():
                 sender.result()  # raises what stopped it
+            if worker.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({worker.proc.returncode}):\n{worker.tail()}")
             page = await asyncio.to_thread(scrape, worker.settings.web_port)
             samples.append(
                 {

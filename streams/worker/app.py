@@ -115,6 +115,7 @@ profiles_table = app.Table(
     ),
     partitions=settings.partitions,
     extra_topic_configs=settings.topic_configs(),
+    options=settings.rocksdb_options(),  # bounded RocksDB memory per partition
 )
 
 # Title side (docs/architecture.md, "Title-side state across workers"): compact records
@@ -127,6 +128,7 @@ titles_table = app.Table(
     ),
     partitions=settings.partitions,
     extra_topic_configs=settings.topic_configs(),
+    options=settings.rocksdb_options(),  # bounded RocksDB memory per partition
 )
 
 store = TableProfileStore(profiles_table, settings.user_cache)
