@@ -1,7 +1,8 @@
 """Bounded memory (issue 11): the user cache's LRU, the expiry sweep's selection, windows.
 
 The cache and the sweep's reads run over a real Faust RocksDB table (no broker needed:
-changelog sends stay in the producer's buffer).
+changelog sends stay in the producer's buffer); those tests are async because Faust's
+changelog send makes a future on the running loop.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _write(store, user: str, partition: int, offset: int, last_ts: int = 0) -> N
 # --- the user cache: least recently used out, the row read back ------------------------
 
 
-def test_the_cache_keeps_the_most_recently_used_records_and_no_more(table):
+async def test_the_cache_keeps_the_most_recently_used_records_and_no_more(table):
     store = _store(table, cache_max=2)
     _write(store, "a", 0, 1)
     _write(store, "b", 0, 2)
@@ -72,7 +73,7 @@ def test_the_cache_keeps_the_most_recently_used_records_and_no_more(table):
     assert store.evicted == 1 and "b" not in store.src
 
 
-def test_an_evicted_record_is_read_back_whole_from_its_row(table):
+async def test_an_evicted_record_is_read_back_whole_from_its_row(table):
     store = _store(table, cache_max=1)
     store.gen = 7  # a checkpoint round: the row keeps its pre-image (_base)
     store.bind(_Event(_Msg(1, 10)))
@@ -86,7 +87,7 @@ def test_an_evicted_record_is_read_back_whole_from_its_row(table):
     assert store.written_after("a", 9) and not store.written_after("a", 10)
 
 
-def test_a_batch_larger_than_the_cache_loses_no_write(table):
+async def test_a_batch_larger_than_the_cache_loses_no_write(table):
     store = _store(table, cache_max=2)
     store.bind(_Event(_Msg(0, 1)))
     for u in "abcde":  # one batch touching five users: all dirty until the flush
@@ -160,7 +161,7 @@ def test_no_clock_no_sweep_and_revoked_partitions_are_forgotten():
     assert ExpirySweep(ttl_ms=0, scan=10).enabled is False
 
 
-def test_the_table_slice_and_expire_work_on_the_real_table(table):
+async def test_the_table_slice_and_expire_work_on_the_real_table(table):
     store = _store(table, cache_max=10)
     for i, u in enumerate(["d", "a", "c", "b"]):
         _write(store, u, 3, i, last_ts=i * DAY)
@@ -184,7 +185,7 @@ def test_the_table_slice_and_expire_work_on_the_real_table(table):
     assert left == ["b", "c"]
 
 
-def test_expire_refuses_a_record_with_an_unflushed_change(table):
+async def test_expire_refuses_a_record_with_an_unflushed_change(table):
     store = _store(table, cache_max=10)
     store.bind(_Event(_Msg(0, 1)))
     store["a"] = UserProfile()
