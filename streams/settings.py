@@ -85,9 +85,11 @@ class Settings:
     user_cache: int = 50_000
     # A user's record is deleted (a tombstone in the table's changelog) once the user has
     # had no event for this long, in event time (0: never); the sweep reads at most
-    # user_expiry_scan rows per second, so batches keep flowing.
+    # user_expiry_scan rows per second, so batches keep flowing, and rests
+    # user_expiry_pause_s after each pass over the worker's partitions.
     user_ttl_s: int = 180 * 24 * 3600
     user_expiry_scan: int = 2000
+    user_expiry_pause_s: float = 600.0
     # RocksDB memory per table partition this worker holds (docs/operations.md, "Memory"):
     # write buffers (two of this size) and the block cache. Faust's defaults are 3 x 64 MB
     # and 2 GB per partition: a worker's RSS would grow with the data read back.

@@ -151,7 +151,9 @@ allocation_follower = (
 )
 health = ModelHealth(served_max=settings.user_cache)
 # Idle users' rows leave the table (streams/worker/expiry.py), a slice per second.
-expiry = ExpirySweep(settings.user_ttl_s * 1000, settings.user_expiry_scan)
+expiry = ExpirySweep(
+    settings.user_ttl_s * 1000, settings.user_expiry_scan, settings.user_expiry_pause_s
+)
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
 _recovery: RedisRecovery | None = None  # Redis catch-up after outages (redis_recovery.py)
@@ -335,7 +337,8 @@ async def expire_idle_users() -> None:
     async with durable.lock:
         passes = expiry.passes
         idle = expiry.tick(
-            lambda p, after, n: kafka_internals.table_slice(profiles_table, p, after, n)
+            lambda p, after, n: kafka_internals.table_slice(profiles_table, p, after, n),
+            time.monotonic(),
         )
         for p, user_id in idle:
             stand_in = kafka_internals.PartitionEvent(settings.events_topic, p)
@@ -344,19 +347,21 @@ async def expire_idle_users() -> None:
             health.forget(user_id)
             if engine.experiment_fold is not None:
                 engine.experiment_fold.forget(user_id)
+        store.current_event = None  # no later write may take the stand-in for a record
         m.USER_EXPIRY_PASSES.inc(expiry.passes - passes)
-    if idle:
-        m.USERS_EXPIRED.inc(len(idle))
-        m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
-        # The serving copy goes with the record (its keys expire by their TTLs anyway).
-        pipe = _sink.client.pipeline(transaction=False)
-        for _, user_id in idle:
-            pipe.delete(recs_key(settings.key_prefix, user_id))
-            pipe.delete(features_key(settings.key_prefix, user_id))
-        try:
-            await pipe.execute()
-        except RedisError:  # Redis down: the keys expire by their TTLs
-            m.REDIS_ERRORS.labels(op="expire_users").inc()
+        if idle:
+            m.USERS_EXPIRED.inc(len(idle))
+            m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
+            # The serving copy goes with the record (its keys expire by their TTLs anyway);
+            # under the lock, so a returning user's next scores are not deleted.
+            pipe = _sink.client.pipeline(transaction=False)
+            for _, user_id in idle:
+                pipe.delete(recs_key(settings.key_prefix, user_id))
+                pipe.delete(features_key(settings.key_prefix, user_id))
+            try:
+                await pipe.execute()
+            except RedisError:  # Redis down: the keys expire by their TTLs
+                m.REDIS_ERRORS.labels(op="expire_users").inc()
 
 
 @app.timer(10.0)

@@ -27,7 +27,9 @@ future allowance (5 min).
 **A bounded slice per tick.** Each second the sweep reads at most
 ``REELSTREAM_USER_EXPIRY_SCAN`` rows of one owned partition, from where the last
 slice stopped, between two batches (under the agent's batch lock), so a full pass
-over N rows takes about N / scan seconds and batches keep flowing.
+over N rows takes about N / scan seconds and batches keep flowing. After a pass over
+every partition it rests ``REELSTREAM_USER_EXPIRY_PAUSE_S`` (an expiry measured in days
+needs no continuous scan; each row read is a decode).
 """
 
 from __future__ import annotations
@@ -56,15 +58,19 @@ class ExpirySweep:
     >>> def read(p, after, n):
     ...     keys = [r for r in rows.get(p, []) if after is None or r[0] > after]
     ...     return keys[:n]
-    >>> sweep = ExpirySweep(ttl_ms=50, scan=10)
+    >>> sweep = ExpirySweep(ttl_ms=50, scan=10, pause_s=60)
     >>> sweep.observe({0: 100})
-    >>> sweep.tick(read)  # idle since 10, the partition is at 100: older than 50
+    >>> sweep.tick(read, now=0.0)  # idle since 10, the partition is at 100: older than 50
     [(0, 'a')]
+    >>> sweep.tick(read, now=59.0), sweep.tick(read, now=60.0)  # a pass done: it rests
+    ([], [(0, 'a')])
     """
 
-    def __init__(self, ttl_ms: int, scan: int) -> None:
+    def __init__(self, ttl_ms: int, scan: int, pause_s: float = 0.0) -> None:
         self.ttl_ms = ttl_ms
         self.scan = scan
+        self.pause_s = pause_s
+        self.rest_until = 0.0  # (monotonic seconds) no slice before, after a full pass
         self.clock: dict[int, int] = {}  # partition -> latest event time admitted
         self.cursor: dict[int, bytes] = {}  # partition -> last key read this pass
         self.passes = 0  # full passes completed (all partitions)
@@ -88,9 +94,10 @@ class ExpirySweep:
             for p in [p for p in d if p not in mine]:
                 del d[p]
 
-    def tick(self, read: ReadSlice) -> list[tuple[int, str]]:
-        """Read one slice of the next partition with a clock; (partition, user) idle."""
-        if not self.enabled or not self.clock:
+    def tick(self, read: ReadSlice, now: float) -> list[tuple[int, str]]:
+        """Read one slice of the next partition with a clock; (partition, user) idle.
+        ``now``: monotonic seconds, for the rest between passes."""
+        if not self.enabled or not self.clock or now < self.rest_until:
             return []
         parts = sorted(self.clock)
         p = next((q for q in parts if q >= self._next), parts[0])
@@ -101,6 +108,7 @@ class ExpirySweep:
             self.cursor.pop(p, None)
             if p == parts[-1]:
                 self.passes += 1
+                self.rest_until = now + self.pause_s
         else:
             self.cursor[p] = rows[-1][0]
         return [(p, uid) for _, uid, row in rows if last_activity(row) < cutoff]

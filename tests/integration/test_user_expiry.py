@@ -38,7 +38,11 @@ async def test_an_idle_users_row_is_tombstoned_and_its_redis_keys_deleted(
 ):
     sim = Simulation(SimConfig(users=5, titles=30, seed=4))
     titles = [t["title_id"] for t in sim.catalog]
-    worker = start_worker(REELSTREAM_USER_TTL_S=str(TTL_S), REELSTREAM_USER_EXPIRY_SCAN="10")
+    worker = start_worker(
+        REELSTREAM_USER_TTL_S=str(TTL_S),
+        REELSTREAM_USER_EXPIRY_SCAN="10",
+        REELSTREAM_USER_EXPIRY_PAUSE_S="1",
+    )
     now = int(time.time() * 1000)
     idle = [play(i, u, titles[i], now - 3 * TTL_S * 1000 + i) for u in IDLE for i in range(3)]
     active = [play(i, u, titles[i + 3], now + i) for u in ACTIVE for i in range(2)]

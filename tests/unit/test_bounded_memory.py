@@ -123,11 +123,11 @@ def test_a_row_is_idle_when_older_than_the_ttl_on_its_own_partitions_clock():
     read = _rows({0: [("a", 1 * DAY), ("b", 9 * DAY)], 1: [("c", 1 * DAY)]})
     sweep = ExpirySweep(ttl_ms=5 * DAY, scan=10)
     sweep.observe({0: 10 * DAY, 1: 3 * DAY})  # partition 1 is two days in: nothing idle
-    assert sweep.tick(read) == [(0, "a")]
-    assert sweep.tick(read) == []
+    assert sweep.tick(read, 0.0) == [(0, "a")]
+    assert sweep.tick(read, 0.0) == []
     sweep.observe({1: 7 * DAY})
-    assert sweep.tick(read) == [(0, "a")]  # partition 0 again (round robin; not deleted here)
-    assert sweep.tick(read) == [(1, "c")]
+    assert sweep.tick(read, 0.0) == [(0, "a")]  # partition 0 again (round robin; not deleted here)
+    assert sweep.tick(read, 0.0) == [(1, "c")]
 
 
 def test_the_sweep_reads_a_bounded_slice_per_tick_and_resumes_where_it_stopped():
@@ -140,7 +140,7 @@ def test_the_sweep_reads_a_bounded_slice_per_tick_and_resumes_where_it_stopped()
 
     sweep = ExpirySweep(ttl_ms=DAY, scan=3)
     sweep.observe({0: 5 * DAY})
-    got = [sweep.tick(read) for _ in range(4)]
+    got = [sweep.tick(read, 0.0) for _ in range(4)]
     assert [[u for _, u in g] for g in got] == [
         ["u00", "u01", "u02"],
         ["u03", "u04", "u05"],
@@ -151,13 +151,23 @@ def test_the_sweep_reads_a_bounded_slice_per_tick_and_resumes_where_it_stopped()
     assert sweep.passes == 1
 
 
+def test_the_sweep_rests_after_a_pass_over_every_partition():
+    read = _rows({0: [("a", 0)], 1: [("b", 0)]})
+    sweep = ExpirySweep(ttl_ms=DAY, scan=10, pause_s=600)
+    sweep.observe({0: 5 * DAY, 1: 5 * DAY})
+    assert sweep.tick(read, 0.0) == [(0, "a")]  # partition 0 done, 1 still to read
+    assert sweep.tick(read, 1.0) == [(1, "b")]  # the pass is over
+    assert sweep.passes == 1
+    assert sweep.tick(read, 600.0) == [] and sweep.tick(read, 601.0) == [(0, "a")]
+
+
 def test_no_clock_no_sweep_and_revoked_partitions_are_forgotten():
     read = _rows({0: [("a", 0)], 2: [("b", 0)]})
     sweep = ExpirySweep(ttl_ms=DAY, scan=10)
-    assert sweep.tick(read) == []  # no batch seen: no clock to judge by
+    assert sweep.tick(read, 0.0) == []  # no batch seen: no clock to judge by
     sweep.observe({0: 5 * DAY, 2: 5 * DAY})
     sweep.keep_partitions({2})
-    assert sweep.tick(read) == [(2, "b")] and sweep.tick(read) == [(2, "b")]
+    assert sweep.tick(read, 0.0) == [(2, "b")] and sweep.tick(read, 0.0) == [(2, "b")]
     assert ExpirySweep(ttl_ms=0, scan=10).enabled is False
 
 
@@ -174,7 +184,7 @@ async def test_the_table_slice_and_expire_work_on_the_real_table(table):
 
     sweep = ExpirySweep(ttl_ms=DAY, scan=10)
     sweep.observe({3: 3 * DAY})
-    idle = sweep.tick(lambda p, after, n: kafka_internals.table_slice(table, p, after, n))
+    idle = sweep.tick(lambda p, after, n: kafka_internals.table_slice(table, p, after, n), 0.0)
     assert sorted(idle) == [(3, "a"), (3, "d")]  # last_ts 1 day and 0; c is at 2 days
     for p, u in idle:
         stand_in = kafka_internals.PartitionEvent("events", p)
