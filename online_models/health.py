@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 
 from online_models.ranker import Ranker, auc, log_loss
 
-SERVED_MAX = 50_000  # users whose last top-K is remembered (the worker: REELSTREAM_USER_CACHE)
+SERVED_MAX = 20_000  # users whose last top-K is remembered (the worker: REELSTREAM_USER_CACHE)
 
 
 class ModelHealth:

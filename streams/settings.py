@@ -82,7 +82,7 @@ class Settings:
     # user-profiles table) kept decoded in the worker's write-back cache, least recently
     # used evicted past this; per-user in-memory maps elsewhere (last top-K per viewer for
     # the hit rate, experiment arm labels) are held to the same size.
-    user_cache: int = 50_000
+    user_cache: int = 20_000
     # A user's record is deleted (a tombstone in the table's changelog) once the user has
     # had no event for this long, in event time (0: never); the sweep reads at most
     # user_expiry_scan rows per second, so batches keep flowing, and rests

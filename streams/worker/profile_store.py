@@ -33,7 +33,7 @@ import orjson
 from features.user_profile import UserProfile
 from streams.adapters.kafka_internals import bind_event
 
-DEFAULT_CACHE_MAX = 50_000
+DEFAULT_CACHE_MAX = 20_000
 
 
 def _copy(row: dict[str, Any]) -> dict[str, Any]:
