@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from online_models.checkpoint import MAX_BYTES, CheckpointError, OffsetLedger
-from online_models.ranker import PrequentialStats
+from online_models.ranker import STATS_WINDOW, PrequentialStats
 from online_models.recommender import Recommender
 
 CHUNK_MAGIC = b"RSC1"
 CHUNK_SIZE = 900_000  # below Kafka's default max.message.bytes (1 MB) with headroom
 MANIFEST_FORMAT = "reelstream-checkpoint-manifest"
 MANIFEST_VERSION = 1
-STATS_TAIL = 10_000  # prequential predictions kept in a checkpoint (for rolling AUC)
+STATS_TAIL = STATS_WINDOW  # prequential predictions kept in a checkpoint (for rolling AUC)
 
 
 # --- chunk framing -------------------------------------------------------------------
@@ -191,11 +191,12 @@ def export_shared(rec: Recommender) -> dict:
     r = rec.ranker
     stats = {}
     for name, s in r.stats.items():
+        preds, labels = s.tail(STATS_TAIL)
         stats[name] = {
             "n": s.n,
             "loss": s.loss,
-            "preds": np.asarray(s.preds[-STATS_TAIL:], dtype=np.float64),
-            "labels": np.asarray(s.labels[-STATS_TAIL:], dtype=bool),
+            "preds": np.asarray(preds, dtype=np.float64),
+            "labels": np.asarray(labels, dtype=bool),
         }
     return {
         "ids": list(rec.titles.ids),
@@ -258,7 +259,7 @@ def import_shared(rec: Recommender, st: dict) -> None:
             )
         rec.ranker.load(st["ranker"])
         for name, s in st["ranker_stats"].items():
-            ps = rec.ranker.stats[name] = PrequentialStats()
+            ps = rec.ranker.stats[name] = PrequentialStats(rec.ranker.stats_window)
             # The kept tail is re-added (River's metrics have no state to restore), so
             # after a restart the prequential metrics cover the last STATS_TAIL examples.
             for p, y in zip(s["preds"].tolist(), s["labels"].tolist(), strict=True):

@@ -108,9 +108,9 @@ def pooled_ranker_metrics(rankers: list[Any]) -> dict[str, Any]:
     a head abstains (``abstains``: AUC and log loss None, left out of the pooled figures)
     unless its labels hold both classes."""
     out: dict[str, Any] = {}
-    pooled = PrequentialStats()
+    pooled = PrequentialStats(None)
     for name in MODELS:
-        st = PrequentialStats()
+        st = PrequentialStats(None)
         for r in rankers:
             s = r.stats[name]
             for p, y in zip(s.preds, s.labels, strict=True):
@@ -166,6 +166,8 @@ def replay(
         factors=factors,
         ranker=ranker,
     )
+    for e in fed.engines:  # the report's AUC is over every prediction of the log
+        e.models.ranker.keep_all_predictions()
     events = events if isinstance(events, list) else list(events)
     if split_ts is None and events:
         split_ts = events[len(events) // 2]["ts"]

@@ -432,6 +432,12 @@ class LiveFold:
             t.add(u.stats, sign)
         self.dirty.add(u.partition)
 
+    def forget(self, user_id: str) -> None:
+        """An expired user (streams/worker/expiry.py): their contribution stays in the sums
+        as it was at their last event; a later exposure enrols them as a new user."""
+        self.users.pop(user_id, None)
+        self.units.pop(user_id, None)
+
     def take_dirty(self) -> set[int]:
         out, self.dirty = self.dirty, set()
         return out

@@ -213,7 +213,8 @@ class Assigner:
             self.layers[e.layer].append(e)
         self.experiments = {e.id: e for es in self.layers.values() for e in es}
         self.exposures: Counter[tuple[str, str]] = Counter()
-        self._cache: dict[str, str | None] = {}
+        self._cache: dict[str, str | None] = {}  # user -> arm label (cleared past cache_max)
+        self.cache_max = 500_000  # the worker: REELSTREAM_USER_CACHE
         # Bandit experiments: the allocation in force (batch 0: the configured shares until
         # the allocation topic says otherwise) and the operator's kill switch.
         self.allocations = {
@@ -391,7 +392,7 @@ class Assigner:
         if label == "":
             got = sorted(self.assign(user_id).items())
             label = ",".join(f"{e.id}:{a.name}" for _, (e, a) in got) or None
-            if len(self._cache) > 500_000:
+            if len(self._cache) >= self.cache_max:
                 self._cache.clear()
             self._cache[user_id] = label
         if count and label:

@@ -20,20 +20,25 @@ from collections import OrderedDict, deque
 
 from online_models.ranker import Ranker, auc, log_loss
 
-SERVED_MAX = 100_000  # users whose last top-K is remembered
+SERVED_MAX = 20_000  # users whose last top-K is remembered (the worker: REELSTREAM_USER_CACHE)
 
 
 class ModelHealth:
-    def __init__(self, window: int = 5000) -> None:
+    def __init__(self, window: int = 5000, served_max: int = SERVED_MAX) -> None:
         self.window = window
+        self.served_max = served_max
         self.last: OrderedDict[str, frozenset[str]] = OrderedDict()
         self.hits: deque[bool] = deque(maxlen=window)
 
     def served(self, user_id: str, title_ids: list[str]) -> None:
         self.last[user_id] = frozenset(title_ids)
         self.last.move_to_end(user_id)
-        if len(self.last) > SERVED_MAX:
+        if len(self.last) > self.served_max:
             self.last.popitem(last=False)
+
+    def forget(self, user_id: str) -> None:
+        """An expired user (streams/worker/expiry.py)."""
+        self.last.pop(user_id, None)
 
     def play(self, user_id: str, title_id: str) -> bool | None:
         shown = self.last.get(user_id)
@@ -52,7 +57,8 @@ class ModelHealth:
         preds: list[float] = []
         labels: list[bool] = []
         for s in ranker.stats.values():
-            preds += s.preds[-self.window :]
-            labels += s.labels[-self.window :]
+            p, y = s.tail(self.window)
+            preds += p
+            labels += y
         a, loss = auc(preds, labels), log_loss(preds, labels)
         return (math.nan if a is None else a), (math.nan if loss is None else loss)

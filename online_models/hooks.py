@@ -41,6 +41,7 @@ def install(
         from online_models.experiments import Assigner
 
         engine.experiments = Assigner.from_file(settings.experiments_file)
+        engine.experiments.cache_max = settings.user_cache
         engine.experiment_fold = LiveFold()
         if engine.artwork is not None:
             engine.artwork.enabled = artwork_switch(engine.experiments)

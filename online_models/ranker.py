@@ -28,12 +28,18 @@ True
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import islice
+
 import numpy as np
 from river import linear_model, metrics, optim
 
 from online_models.river_internals import set_linear_weights
 
 MODELS = ("click", "watch")
+# Predictions kept per head for AUC: a running worker's lists stay this long (and a
+# checkpoint keeps as many); offline evaluations keep all of theirs (window None).
+STATS_WINDOW = 10_000
 
 
 def auc(scores: list[float] | np.ndarray, labels: list[bool] | np.ndarray) -> float | None:
@@ -71,15 +77,21 @@ class PrequentialStats:
     """Predictions made before learning, with their labels; River metrics over them.
 
     ``log_loss`` is River's running ``LogLoss``; AUC is River's ``RollingROCAUC``
-    over the kept predictions (:func:`auc`). Both are None (undefined) while only one
-    class has been seen.
+    over the kept predictions (:func:`auc`): the last ``window`` of them (all for
+    None). Both are None (undefined) while only one class has been seen.
+
+    >>> s = PrequentialStats(window=3)
+    >>> for i in range(5):
+    ...     s.add(i / 10, i % 2 == 1)
+    >>> list(s.preds), s.n
+    ([0.2, 0.3, 0.4], 5)
     """
 
     __slots__ = ("labels", "loss_metric", "n", "positives", "preds")
 
-    def __init__(self) -> None:
-        self.preds: list[float] = []
-        self.labels: list[bool] = []
+    def __init__(self, window: int | None = STATS_WINDOW) -> None:
+        self.preds: deque[float] = deque(maxlen=window)
+        self.labels: deque[bool] = deque(maxlen=window)
         self.loss_metric = metrics.LogLoss()
         self.n = 0
         self.positives = 0
@@ -90,6 +102,15 @@ class PrequentialStats:
         self.loss_metric.update(y, p)
         self.n += 1
         self.positives += int(y)
+
+    @property
+    def window(self) -> int | None:
+        return self.preds.maxlen
+
+    def tail(self, n: int) -> tuple[list[float], list[bool]]:
+        """The last ``n`` kept predictions and their labels."""
+        skip = max(0, len(self.preds) - n)
+        return list(islice(self.preds, skip, None)), list(islice(self.labels, skip, None))
 
     @property
     def both_classes(self) -> bool:
@@ -105,7 +126,7 @@ class PrequentialStats:
         return {
             "examples": self.n,
             "positives": self.positives,
-            "auc": auc(self.preds, self.labels) if both else None,
+            "auc": auc(list(self.preds), list(self.labels)) if both else None,
             "log_loss": float(self.loss_metric.get()) if both else None,
         }
 
@@ -120,7 +141,8 @@ class Ranker:
             name: linear_model.LogisticRegression(optimizer=optim.SGD(rates[name]), l2=1e-5)
             for name in MODELS
         }
-        self.stats = {name: PrequentialStats() for name in MODELS}
+        self.stats_window: int | None = STATS_WINDOW
+        self.stats = {name: PrequentialStats(self.stats_window) for name in MODELS}
         self.learned = dict.fromkeys(MODELS, 0)
         self.warmup = warmup
         self._w: tuple[tuple[int, tuple[str, ...]], np.ndarray, float] | None = None
@@ -160,9 +182,19 @@ class Ranker:
         w, b = self.weights()
         return x @ w + b
 
+    def keep_all_predictions(self) -> None:
+        """Offline evaluation: AUC over every prediction, not the last ``STATS_WINDOW``."""
+        self.stats_window = None
+        for name, s in self.stats.items():
+            kept = PrequentialStats(None)
+            kept.preds.extend(s.preds)
+            kept.labels.extend(s.labels)
+            kept.loss_metric, kept.n, kept.positives = s.loss_metric, s.n, s.positives
+            self.stats[name] = kept
+
     def metrics(self) -> dict:
         out = {name: self.stats[name].summary() for name in MODELS}
-        pooled = PrequentialStats()
+        pooled = PrequentialStats(None)
         for s in self.stats.values():
             if not s.both_classes:  # abstaining heads are not pooled
                 continue

@@ -1,5 +1,5 @@
 """The ``reelstream`` command: stack, worker, api, produce, catalog, synth, demo, replay, import,
-and operations (tail-scores, rebuild-redis, loadtest, bench)."""
+and operations (tail-scores, rebuild-redis, loadtest, bench, soak)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,22 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     n = asyncio.run(load())
     print(f"published {n} titles to {settings.catalog_topic}")
     return 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from streams.tools.soak import SoakConfig, main
+
+    cfg = SoakConfig(
+        minutes=args.minutes,
+        rate=args.rate,
+        viewers=args.viewers,
+        cache=args.cache,
+        warmup_minutes=args.warmup_minutes,
+        sample_s=args.sample_s,
+        partitions=args.partitions,
+        keep=args.keep,
+    )
+    return main(cfg, args.json, args.quiet)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -344,6 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep topics, keys and data dirs")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "soak", help="one worker's RSS under steady traffic from more viewers than its cache"
+    )
+    p.add_argument("--minutes", type=float, default=20.0, help="traffic duration (default 20)")
+    p.add_argument("--rate", type=float, default=250.0, help="events/s offered (default 250)")
+    p.add_argument("--viewers", type=int, default=20_000, help="distinct viewer ids (20k)")
+    p.add_argument("--cache", type=int, default=2_000, help="REELSTREAM_USER_CACHE (2k)")
+    p.add_argument("--warmup-minutes", type=float, default=5.0, help="warm-up at least (5)")
+    p.add_argument("--sample-s", type=float, default=10.0, help="RSS sample period (10 s)")
+    p.add_argument("--partitions", type=int, default=4, help="events topic partitions")
+    p.add_argument("--json", metavar="FILE", help="also write the results and samples as JSON")
+    p.add_argument("--keep", action="store_true", help="keep topics, keys and data dir")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_soak)
 
     p = sub.add_parser("demo", help="stack up, worker, live synthetic traffic, live top-10s")
     p.add_argument("--seconds", type=float, default=60.0, help="stop after this long")

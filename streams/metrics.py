@@ -259,6 +259,22 @@ TABLE_ENTRIES = Gauge(
     ["table"],
     registry=REGISTRY,
 )
+USER_CACHE_EVICTIONS = Counter(
+    "reelstream_user_cache_evictions_total",
+    "User records dropped from the worker's cache, least recently used first "
+    "(REELSTREAM_USER_CACHE); the next event of the user reads the row again.",
+    registry=REGISTRY,
+)
+USERS_EXPIRED = Counter(
+    "reelstream_users_expired_total",
+    "User records deleted (tombstoned) after REELSTREAM_USER_TTL_S without an event.",
+    registry=REGISTRY,
+)
+USER_EXPIRY_PASSES = Counter(
+    "reelstream_user_expiry_passes_total",
+    "Full passes of the expiry sweep over this worker's user-profiles partitions.",
+    registry=REGISTRY,
+)
 TITLE_RECORDS_FORWARDED = Counter(
     "reelstream_title_records_forwarded_total",
     "Compact title-side records sent to the title-keyed repartition topic.",

@@ -78,6 +78,23 @@ class Settings:
     # dropped past this, still on the score topic): docs/operations.md, "Redis lost".
     redis_pending_max: int = 100_000
     title_publish_interval_s: float = 1.0
+    # Bounded memory (docs/operations.md, "Memory"): user records (rows of the
+    # user-profiles table) kept decoded in the worker's write-back cache, least recently
+    # used evicted past this; per-user in-memory maps elsewhere (last top-K per viewer for
+    # the hit rate, experiment arm labels) are held to the same size.
+    user_cache: int = 20_000
+    # A user's record is deleted (a tombstone in the table's changelog) once the user has
+    # had no event for this long, in event time (0: never); the sweep reads at most
+    # user_expiry_scan rows per second, so batches keep flowing, and rests
+    # user_expiry_pause_s after each pass over the worker's partitions.
+    user_ttl_s: int = 180 * 24 * 3600
+    user_expiry_scan: int = 2000
+    user_expiry_pause_s: float = 600.0
+    # RocksDB memory per table partition this worker holds (docs/operations.md, "Memory"):
+    # write buffers (two of this size) and the block cache. Faust's defaults are 3 x 64 MB
+    # and 2 GB per partition: a worker's RSS would grow with the data read back.
+    rocksdb_write_buffer_mb: int = 8
+    rocksdb_block_cache_mb: int = 8
     # Model checkpoints (docs/models.md, "Durability"): every this many seconds or
     # learned records, whichever comes first; the worker id names its shared state
     # (default: host name and web port, stable for a StatefulSet pod).
@@ -112,6 +129,12 @@ class Settings:
             raise ValueError(
                 "REELSTREAM_MIN_INSYNC_REPLICAS must be from 1 to REELSTREAM_REPLICATION_FACTOR"
             )
+        if self.user_cache < 1:
+            raise ValueError("REELSTREAM_USER_CACHE must be >= 1")
+        if self.rocksdb_write_buffer_mb < 1 or self.rocksdb_block_cache_mb < 1:
+            raise ValueError("REELSTREAM_ROCKSDB_WRITE_BUFFER_MB and _BLOCK_CACHE_MB must be >= 1")
+        if self.user_ttl_s < 0 or self.user_expiry_scan < 1:
+            raise ValueError("REELSTREAM_USER_TTL_S must be >= 0, REELSTREAM_USER_EXPIRY_SCAN >= 1")
         if self.compression not in COMPRESSION_TYPES:
             raise ValueError(
                 f"REELSTREAM_COMPRESSION={self.compression!r}: one of {sorted(COMPRESSION_TYPES)}"
@@ -201,6 +224,15 @@ class Settings:
         }
         values.update(overrides)
         return replace(self, **values)  # type: ignore[arg-type]
+
+    def rocksdb_options(self) -> dict[str, int]:
+        """Faust's RocksDB options for one table (a new dict each call: Faust pops from it)."""
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_mb << 20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": self.rocksdb_block_cache_mb << 20,
+            "block_cache_compressed_size": self.rocksdb_block_cache_mb << 20,
+        }
 
     def topic_configs(self) -> dict[str, str]:
         """Topic configuration every topic of this app gets, whoever creates it."""

@@ -18,6 +18,10 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
 - Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
   (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
 - Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
+- Expiry sweep (streams/worker/expiry.py): :func:`table_slice` reads a partition's rows
+  in key order from a key (the store's ``_dbs``, ``offset_key``, ``_decode_key``,
+  ``_decode_value``; rocksdict's ``items(from_key=)``); deletes outside the stream loop
+  bind a :class:`PartitionEvent`.
 - Offset commits after a rebalance: :meth:`Consumer._new_offset` replaces Faust's
   (``_acked``, ``_gap``, ``_committed_offset``, ``_acked_index``), whose gap filling can
   put an offset in the acked list twice and then commits one offset per commit.
@@ -335,3 +339,33 @@ def active_partition_dbs(table: Any) -> Iterable[Any] | None:
     """The RocksDB databases of a table's active partitions (None for other stores)."""
     dbs = getattr(table.data, "_dbs_for_actives", None)
     return None if dbs is None else dbs()
+
+
+def table_slice(
+    table: Any, partition: int, after: bytes | None, n: int
+) -> list[tuple[bytes, Any, Any]]:
+    """Up to ``n`` rows of one partition of a RocksDB table (rocksdict), in key order,
+    after the key ``after`` (from the start for None): (key bytes, key, value)."""
+    data = table.data
+    db = data._dbs.get(partition)
+    if db is None:
+        return []
+    out: list[tuple[bytes, Any, Any]] = []
+    for k, v in db.items(from_key=after) if after is not None else db.items():
+        if k == after or k == data.offset_key:
+            continue
+        out.append((k, data._decode_key(k), data._decode_value(v)))
+        if len(out) >= n:
+            break
+    return out
+
+
+class PartitionEvent:
+    """A stand-in for a record of ``topic``/``partition``: bound with :func:`bind_event`,
+    table writes outside the stream loop (the expiry sweep's deletes) go to that partition
+    and its changelog partition. Keep a reference while it is bound (a weak one is held)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = TP(topic, partition)

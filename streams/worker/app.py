@@ -14,6 +14,7 @@ from typing import Any
 import faust
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from features.title_view import GlobalTitleView
 from features.user_profile import UserProfile
@@ -27,6 +28,7 @@ from streams.adapters.allocation_follower import AllocationFollower
 from streams.adapters.catalog_follower import CatalogFollower
 from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
+from streams.adapters.redis_keys import features_key, recs_key
 from streams.adapters.redis_recovery import RedisRecovery
 from streams.adapters.redis_sink import ScoreSink, connect
 from streams.adapters.results_follower import ResultsFollower
@@ -40,6 +42,7 @@ from streams.worker import diagnostics, experiment_metrics, monitor
 from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
+from streams.worker.expiry import ExpirySweep
 from streams.worker.profile_store import TableProfileStore
 from streams.worker.title_store import TableTitleStore
 
@@ -112,6 +115,7 @@ profiles_table = app.Table(
     ),
     partitions=settings.partitions,
     extra_topic_configs=settings.topic_configs(),
+    options=settings.rocksdb_options(),  # bounded RocksDB memory per partition
 )
 
 # Title side (docs/architecture.md, "Title-side state across workers"): compact records
@@ -124,9 +128,10 @@ titles_table = app.Table(
     ),
     partitions=settings.partitions,
     extra_topic_configs=settings.topic_configs(),
+    options=settings.rocksdb_options(),  # bounded RocksDB memory per partition
 )
 
-store = TableProfileStore(profiles_table)
+store = TableProfileStore(profiles_table, settings.user_cache)
 title_store = TableTitleStore(titles_table)
 title_view = GlobalTitleView()
 engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
@@ -144,7 +149,11 @@ allocation_follower = (
     if engine.experiments is not None and engine.experiments.allocations
     else None
 )
-health = ModelHealth()
+health = ModelHealth(served_max=settings.user_cache)
+# Idle users' rows leave the table (streams/worker/expiry.py), a slice per second.
+expiry = ExpirySweep(
+    settings.user_ttl_s * 1000, settings.user_expiry_scan, settings.user_expiry_pause_s
+)
 _sink: ScoreSink | None = None
 _features: FeatureSink | None = None
 _recovery: RedisRecovery | None = None  # Redis catch-up after outages (redis_recovery.py)
@@ -264,6 +273,7 @@ async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
 async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
     owned = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
     durable.on_assigned(owned)
+    expiry.keep_partitions(owned)
     if engine.experiment_fold is not None:
         # Partitions that moved away: their new owner publishes their sums (eager rebalances
         # revoke everything first, so this waits for the assignment to know what stays).
@@ -317,6 +327,41 @@ async def redis_catch_up() -> None:
 @app.timer(1.0)
 async def checkpoint_idle() -> None:
     await durable.tick()
+
+
+@app.timer(1.0)
+async def expire_idle_users() -> None:
+    """One slice of the expiry sweep, between two batches (the rows are all flushed)."""
+    if not expiry.enabled or _sink is None:
+        return
+    async with durable.lock:
+        passes = expiry.passes
+        idle = expiry.tick(
+            lambda p, after, n: kafka_internals.table_slice(profiles_table, p, after, n),
+            time.monotonic(),
+        )
+        for p, user_id in idle:
+            stand_in = kafka_internals.PartitionEvent(settings.events_topic, p)
+            store.bind(stand_in)  # the delete goes to the row's partition and changelog
+            store.expire(user_id)
+            health.forget(user_id)
+            if engine.experiment_fold is not None:
+                engine.experiment_fold.forget(user_id)
+        store.current_event = None  # no later write may take the stand-in for a record
+        m.USER_EXPIRY_PASSES.inc(expiry.passes - passes)
+        if idle:
+            m.USERS_EXPIRED.inc(len(idle))
+            m.TABLE_ENTRIES.labels(table="user-profiles").set(len(store.cache))
+            # The serving copy goes with the record (its keys expire by their TTLs anyway);
+            # under the lock, so a returning user's next scores are not deleted.
+            pipe = _sink.client.pipeline(transaction=False)
+            for _, user_id in idle:
+                pipe.delete(recs_key(settings.key_prefix, user_id))
+                pipe.delete(features_key(settings.key_prefix, user_id))
+            try:
+                await pipe.execute()
+            except RedisError:  # Redis down: the keys expire by their TTLs
+                m.REDIS_ERRORS.labels(op="expire_users").inc()
 
 
 @app.timer(10.0)
@@ -413,12 +458,15 @@ async def handle_batch(batch: list) -> None:
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
+    evicted = store.evicted
     store.flush()
     # And the rows' changelog records must be on the broker before the batch's offsets can
     # be committed (the messages are released when this returns): Faust commits without
     # waiting for table writes, and a partition handed over in between was recovered by
     # its next owner without them while the commit said they were done.
     await app.producer.flush()
+    expiry.observe(out.event_time)
+    m.USER_CACHE_EVICTIONS.inc(store.evicted - evicted)
     _count(out, len(batch), time.perf_counter() - started)
 
 

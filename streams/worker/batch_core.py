@@ -84,6 +84,8 @@ class BatchOutput:
     updated: Counter[str] = field(default_factory=Counter)  # events that changed state
     rejected: Counter[str] = field(default_factory=Counter)  # events_rejected by reason
     time_rejects: Counter[str] = field(default_factory=Counter)
+    # partition -> latest event time admitted (the expiry sweep's clock, worker/expiry.py)
+    event_time: dict[int, int] = field(default_factory=dict)
     duplicates: int = 0
     debounced: int = 0
     feature_s: float = 0.0
@@ -152,6 +154,8 @@ def process_batch(
                 continue
             out.updated[etype] += 1
             out.touched.add(uid)
+            if ev["ts"] > out.event_time.get(msg.partition, -1):
+                out.event_time[msg.partition] = ev["ts"]
             if fold is not None:
                 fold.observe(ev)
                 partition_of[uid] = msg.partition

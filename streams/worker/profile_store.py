@@ -13,10 +13,18 @@ A restore from that round puts the row back to it (:meth:`rewind`) and replays t
 events since, so the record and the shared models learn them together, once each
 (docs/models.md, "Durability"). The pre-image lives in the row itself: the row and the
 state it rewinds to are one changelog record and cannot disagree.
+
+The cache is a least-recently-used map of at most ``cache_max`` decoded records
+(``REELSTREAM_USER_CACHE``): after each flush the records used longest ago are
+dropped, with their ``_src`` and pre-image, which the row carries and the next read
+loads again. Only clean records are dropped (a flush leaves none dirty), so an
+eviction never loses a write. :meth:`expire` deletes a row (a tombstone in the
+changelog) for the inactivity sweep (streams/worker/expiry.py).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -25,7 +33,7 @@ import orjson
 from features.user_profile import UserProfile
 from streams.adapters.kafka_internals import bind_event
 
-CACHE_MAX = 200_000
+DEFAULT_CACHE_MAX = 20_000
 
 
 def _frozen(row: dict[str, Any]) -> str:
@@ -42,9 +50,11 @@ def _thawed(kept: str | dict[str, Any]) -> UserProfile:
 
 
 class TableProfileStore(MutableMapping[str, UserProfile]):
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, cache_max: int = DEFAULT_CACHE_MAX) -> None:
         self.table = table
-        self.cache: dict[str, UserProfile] = {}
+        self.cache_max = cache_max
+        self.cache: OrderedDict[str, UserProfile] = OrderedDict()  # least recently used first
+        self.evicted = 0
         self.dirty: dict[str, Any] = {}  # user_id -> the Faust event that last touched it
         self.current_event: Any = None
         self.src: dict[str, int] = {}  # user_id -> offset of the record that last wrote the row
@@ -60,7 +70,9 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
 
     def __getitem__(self, user_id: str) -> UserProfile:
         p = self.cache.get(user_id)
-        if p is None:
+        if p is not None:
+            self.cache.move_to_end(user_id)
+        else:
             raw = self.table.get(user_id)
             if raw is None:
                 raise KeyError(user_id)
@@ -115,11 +127,20 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
 
     def __setitem__(self, user_id: str, profile: UserProfile) -> None:
         self.cache[user_id] = profile
+        self.cache.move_to_end(user_id)
         self.dirty[user_id] = self.current_event
 
     def __delitem__(self, user_id: str) -> None:
-        self.cache.pop(user_id, None)
+        self._drop(user_id)
+        self.dirty.pop(user_id, None)
         del self.table[user_id]
+
+    def expire(self, user_id: str) -> None:
+        """Delete the user's row (the bound event names its partition) and everything
+        cached of it; the caller checked the row is idle, between batches."""
+        if user_id in self.dirty:
+            raise RuntimeError(f"expiring {user_id!r} with an unflushed change")
+        del self[user_id]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.table.keys())
@@ -140,11 +161,25 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
                 row["_base_gen"], row["_base"] = held
             self.table[user_id] = row
         self.dirty.clear()
-        if len(self.cache) > CACHE_MAX:
-            self.cache.clear()
-            self.src.clear()
-            self.base.clear()
+        self.evict()
         return n
+
+    def evict(self) -> int:
+        """Drop the least recently used clean records past ``cache_max``; how many."""
+        n = 0
+        while len(self.cache) > self.cache_max:
+            user_id = next(iter(self.cache))
+            if user_id in self.dirty:  # not reached after a flush; never lose a write
+                break
+            self._drop(user_id)
+            n += 1
+        self.evicted += n
+        return n
+
+    def _drop(self, user_id: str) -> None:
+        self.cache.pop(user_id, None)
+        self.src.pop(user_id, None)
+        self.base.pop(user_id, None)
 
     def forget(self) -> None:
         """Drop cached profiles (after a rebalance the partitions may belong to others)."""

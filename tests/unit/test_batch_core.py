@@ -177,3 +177,9 @@ def test_a_record_the_consumer_reordered_is_not_judged_late(engine):
     out = run(engine, batch, RecordingHooks(reordered={1}))
     assert [(d.offset, d.rejection.reason) for d in out.dead_letters] == [(2, "too_late")]
     assert out.updated["play"] == 2
+
+
+def test_the_latest_admitted_event_time_per_partition_is_reported(engine):
+    """The expiry sweep's clock (streams/worker/expiry.py): admitted events only."""
+    out = run(engine, records(play(1, ts=TS + 9), play(2, ts=TS + 3), play(1, ts=TS + 50)))
+    assert out.event_time == {2: TS + 9}  # the third is a duplicate of the first
