@@ -231,11 +231,11 @@ def test_cowatch_feature_is_co_occurrence_relative_to_the_viewers_best():
     for uid in users:
         st = rec.state(uid, eng.profile(uid))
         x = rec.features(rec.context(uid, eng.profile(uid), now), every)[:, _F["cowatch"]]
-        # by hand: the rows of the last 10 positives summed alike, each / n[t] ** 0.3
+        # by hand: the rows of the last 10 positives summed alike, each / sqrt(n[a] * n[t])
         want = np.zeros(rec.titles.n)
         for a in st.recent[:10]:
             for t, c in cw.rows.get(a, {}).items():
-                want[t] += c / cw.counts[t] ** 0.3
+                want[t] += c / np.sqrt(cw.counts[a] * cw.counts[t])
         if want.max() == 0:
             continue
         np.testing.assert_allclose(x, want / want.max(), rtol=1e-4, atol=1e-6)
