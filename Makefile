@@ -48,11 +48,16 @@ test-tools:
 test-data: venv
 	@$(BIN)/python -m streams.tools.obd_sample
 
+# Unit tests and doctests on two processes (they share nothing); the integration tests
+# one at a time, since their workers and timings share the machine.
+UNIT_PATHS := tests/unit streams features online_models
+
 test: stack-up test-tools test-data
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 $(UNIT_PATHS)
+	$(BIN)/pytest tests/integration
 
 unit: venv test-tools test-data
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -n 2 $(UNIT_PATHS)
 
 integration: stack-up test-tools
 	$(BIN)/pytest tests/integration
