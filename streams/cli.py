@@ -161,6 +161,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cfg.worker_env["REELSTREAM_EXP_FETCH_MAX_WAIT_MS"] = str(args.exp_fetch_max_wait_ms)
     if args.exp_cython_optimizations:
         cfg.worker_env["REELSTREAM_EXP_CYTHON_OPTIMIZATIONS"] = "1"
+    if args.sweep:
+        from streams.tools import bench_sweep
+
+        try:
+            sizes = bench_sweep.parse_sizes(args.sweep)
+        except ValueError as exc:
+            print(f"reelstream bench: {exc}", file=sys.stderr)
+            return 2
+        return bench_sweep.main(sizes, cfg, json_path=args.json, quiet=args.quiet)
     return main(cfg, json_path=args.json, quiet=args.quiet)
 
 
@@ -341,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--freshness-rate", type=float, default=None, help="default: half the 1-worker rate"
     )
     p.add_argument("--no-scale", action="store_true", help="skip the two-worker phase")
+    p.add_argument(
+        "--sweep",
+        metavar="SIZES",
+        help="catalog sizes, e.g. 400,10k,50k: per size the engine's in-process costs and "
+        "one worker on the stack (no two-worker phase), in one table with the targets",
+    )
     p.add_argument("--profile", metavar="FILE", help="py-spy raw stacks of the 1-worker phase")
     p.add_argument(
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="worker env"

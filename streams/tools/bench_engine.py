@@ -6,7 +6,9 @@ core, no Kafka, Redis or Faust: the first ``--warmup`` events teach the models
 (untimed), the next ``--events`` are timed through ``Engine.ingest`` (µs per
 event: profile, features and every model's ``observe``), then one refresh
 (``Engine.score_message``) is timed for each of ``--refresh-users`` users who have
-history. Wall time and this process's CPU time are both reported: on a shared
+history, and ``--catalog-changes`` catalog records (an added title, an updated one, a
+tombstone, in turn) are each timed until the models' title index has taken them in.
+Wall time and this process's CPU time are both reported: on a shared
 machine the CPU figure is the steadier one. Only the Engine's public calls are
 used, so the same module measures any version of the models. Figures are printed
 (and written with ``--json``); nothing here asserts a target.
@@ -29,6 +31,7 @@ import numpy as np
 
 from features.catalog import parse_title
 from online_models.engine import Engine
+from streams.tools.bench import percentile
 from streams.tools.synthetic import SimConfig, Simulation
 
 
@@ -78,6 +81,29 @@ def candidate_recall(eng: Engine, user_ids: list[str], ts: int) -> dict[str, Any
     }
 
 
+def catalog_change_ms(eng: Engine, sim: Simulation, changes: int) -> list[float]:
+    """Milliseconds per catalog record until the title index holds it: an added title,
+    an update of an existing one and a tombstone, in turn (``changes`` records)."""
+    rec = eng.models
+    per: list[float] = []
+    existing = [t["title_id"] for t in sim.catalog]
+    for i in range(changes):
+        kind = i % 3
+        base = dict(sim.catalog[i % len(sim.catalog)])
+        t0 = time.perf_counter()
+        if kind == 0:
+            base["title_id"] = f"bench-new-{i}"
+            eng.catalog.upsert(parse_title(base))
+        elif kind == 1:
+            base["title"] = f"{base.get('title', 'x')} (updated {i})"
+            eng.catalog.upsert(parse_title(base))
+        else:
+            eng.catalog.remove(existing[-1 - i // 3])
+        rec.titles.sync()
+        per.append((time.perf_counter() - t0) * 1e3)
+    return per
+
+
 def run(
     titles: int,
     users: int,
@@ -86,6 +112,7 @@ def run(
     refresh_users: int,
     seed: int = 1,
     recall_users: int = 0,
+    catalog_changes: int = 30,
 ) -> dict[str, Any]:
     sim = Simulation(SimConfig(users=users, titles=titles, seed=seed))
     evs = list(sim.events(limit=warmup + events))
@@ -111,6 +138,7 @@ def run(
     out: dict[str, Any] = {}
     if recall_users:
         out["candidate_recall"] = candidate_recall(eng, active[:recall_users], last_ts)
+    changes = catalog_change_ms(eng, sim, catalog_changes)
     return {
         **out,
         "titles": len(sim.catalog),
@@ -123,6 +151,10 @@ def run(
         "refresh_cpu_ms_mean": refresh_cpu / len(per) * 1e3 if per else None,
         "refresh_ms_mean": statistics.fmean(per) * 1e3 if per else None,
         "refresh_ms_median": statistics.median(per) * 1e3 if per else None,
+        "refresh_ms_p99": percentile(per, 99) * 1e3 if per else None,
+        "catalog_changes": len(changes),
+        "catalog_change_ms_median": statistics.median(changes) if changes else None,
+        "catalog_change_ms_p99": percentile(changes, 99) if changes else None,
     }
 
 
@@ -135,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--refresh-users", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--recall", type=int, default=0, help="candidate recall over N users")
+    ap.add_argument("--catalog-changes", type=int, default=30, help="timed catalog records")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
     out = run(
@@ -145,13 +178,16 @@ def main(argv: list[str] | None = None) -> None:
         args.refresh_users,
         args.seed,
         args.recall,
+        args.catalog_changes,
     )
     print(
         f"titles {out['titles']:,}  users {out['users']:,}  timed events {out['timed_events']:,}"
         f"  ingest {out['ingest_us_per_event']:.1f} us/event"
         f" (CPU {out['ingest_cpu_us_per_event']:.1f})"
         f"  refresh {out['refresh_ms_mean']:.2f} ms/user (median {out['refresh_ms_median']:.2f},"
-        f" CPU {out['refresh_cpu_ms_mean']:.2f}; {out['refresh_users']} users)"
+        f" p99 {out['refresh_ms_p99']:.2f}, CPU {out['refresh_cpu_ms_mean']:.2f};"
+        f" {out['refresh_users']} users)  catalog change {out['catalog_change_ms_median']:.2f} ms"
+        f" (p99 {out['catalog_change_ms_p99']:.2f}; {out['catalog_changes']} records)"
     )
     if "candidate_recall" in out:
         cr = out["candidate_recall"]

@@ -103,3 +103,41 @@ def test_table_shows_every_measured_figure():
         "0.1s 99.0%",
     ):
         assert text in table
+
+
+def test_sweep_table_has_one_row_per_size_with_the_rate_against_the_smallest():
+    from streams.tools.bench_sweep import TARGETS, format_sweep
+
+    def row(titles: int, rate: float, p99: float, error: str | None = None) -> dict:
+        engine = {
+            "ingest_cpu_us_per_event": titles / 100,
+            "refresh_ms_median": 0.5,
+            "refresh_ms_p99": 1.75,
+            "catalog_change_ms_median": 0.25,
+            "catalog_change_ms_p99": 4.5,
+        }
+        pipeline = {
+            "one_worker": {"events_per_s": rate},
+            "bare_decode": {"events_per_s": 200_000},
+            "freshness": {"event_to_score_topic": {"p50_ms": 60.0, "p99_ms": p99}},
+        }
+        if error:
+            pipeline = {"error": error}
+        return {"titles": titles, "engine": engine, "pipeline": pipeline}
+
+    table = format_sweep(
+        {
+            "sizes": [
+                row(400, 4000, 180),
+                row(50_000, 3000, 420),
+                row(100_000, 0, 0, "worker stalled\nmore"),
+            ],
+            "targets": TARGETS,
+        }
+    )
+    lines = table.splitlines()
+    assert len(lines) == 5  # header, three sizes, targets
+    assert "50,000" in lines[2] and "500.0" in lines[2] and "(0.75)" in lines[2]
+    assert "1.75" in lines[2] and "4.50" in lines[2] and "420" in lines[2]
+    assert "STOPPED: worker stalled" in lines[3] and "more" not in lines[3]
+    assert "ingest <= 60 us/event" in lines[4]

@@ -217,6 +217,22 @@ def test_bench_engine_reports_costs_and_candidate_recall():
     assert out["ingest_us_per_event"] > 0 and out["refresh_ms_mean"] > 0
     cr = out["candidate_recall"]
     assert cr["users"] == 5 and cr["recall"]["union"] > 0.9  # exact below EXACT_BELOW
+    assert out["catalog_changes"] == 30
+    assert 0 < out["catalog_change_ms_median"] <= out["catalog_change_ms_p99"]
+    assert out["refresh_ms_median"] <= out["refresh_ms_p99"]
+
+
+def test_a_timed_catalog_change_is_in_the_title_index_when_timing_stops():
+    from streams.tools.bench_engine import catalog_change_ms
+
+    eng, _ = _warm_engine(60, 500)
+    sim = Simulation(SimConfig(users=40, titles=60, seed=3))
+    gone = sim.catalog[-1]["title_id"]
+    per = catalog_change_ms(eng, sim, 3)  # add, update, tombstone
+    assert len(per) == 3 and all(ms > 0 for ms in per)
+    ix = eng.models.titles
+    assert "bench-new-0" in ix.index and ix.active[ix.index["bench-new-0"]]
+    assert gone not in eng.catalog and not ix.active[ix.index[gone]]
 
 
 def test_cowatch_feature_is_co_occurrence_relative_to_the_viewers_best():
