@@ -141,3 +141,16 @@ def test_sweep_table_has_one_row_per_size_with_the_rate_against_the_smallest():
     assert "1.75" in lines[2] and "4.50" in lines[2] and "420" in lines[2]
     assert "STOPPED: worker stalled" in lines[3] and "more" not in lines[3]
     assert "ingest <= 60 us/event" in lines[4]
+
+
+def test_exchange_bench_counts_every_peers_record_as_read():
+    from streams.tools.bench_exchange import run
+
+    two = run(titles=30, workers=2, events=600, every=200, users=60)
+    three = run(titles=30, workers=3, events=600, every=200, users=60)
+    assert two["rounds"] == three["rounds"] == 3
+    for r, peers in ((two, 1), (three, 2)):
+        x = r["last_round"]
+        assert x["bytes_published"] > 0 and x["merge_cpu_ms"] >= 0
+        # each worker reads every peer's record: about (workers - 1) records
+        assert 0.5 * peers < x["bytes_read"] / x["bytes_published"] < 1.5 * peers
