@@ -85,12 +85,42 @@ def test_the_required_alerts_exist():
     alerts = {r["alert"] for r in rules() if "alert" in r}
     assert {
         "ReelstreamWorkerDown",
+        "ReelstreamWorkerNotReady",
+        "ReelstreamApiDown",
+        "ReelstreamApiNotReady",
         "ReelstreamConsumerLagGrowing",
         "ReelstreamFreshnessP99AboveObjective",
         "ReelstreamDeadLetterRateHigh",
         "ReelstreamRedisErrors",
         "ReelstreamRankerAucDropping",
     } <= alerts
+
+
+def test_alerts_on_families_both_processes_export_name_the_job():
+    """reelstream_ready and the HTTP histogram come from workers and api processes alike:
+    an alert on them without a job would page about one as the other. Compose and the
+    Prometheus Operator give the targets the same job names."""
+    scrape_jobs = {
+        j["job_name"]
+        for j in yaml.safe_load((PROM / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    pod_monitor_jobs = {
+        r["replacement"]
+        for name, doc in k8s_docs().items()
+        if name.startswith("PodMonitor/")
+        for e in doc["spec"]["podMetricsEndpoints"]
+        for r in e["relabelings"]
+        if r["targetLabel"] == "job"
+    }
+    assert pod_monitor_jobs == scrape_jobs == {"reelstream-workers", "reelstream-api"}
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        if "reelstream_ready" in rule["expr"]:
+            (job,) = re.findall(r'reelstream_ready\{job="([^"]+)"\}', rule["expr"])
+            assert job in scrape_jobs, rule["alert"]
+        if "reelstream_http_request_duration_seconds" in rule["expr"]:
+            assert "by (job)" in rule["expr"], rule["alert"]
 
 
 def test_rules_and_dashboard_query_only_metrics_the_worker_exports():
