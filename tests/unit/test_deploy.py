@@ -33,10 +33,11 @@ def families() -> list[tuple[str, str]]:
     return out + sorted(experiment_metrics.family_names().items())
 
 
-def exported_names() -> set[str]:
-    """Every series name the worker's registry can export (suffixes included)."""
+def exported_names(fams: list[tuple[str, str]] | None = None) -> set[str]:
+    """Every series name of ``fams`` (default: all the worker's registry can export),
+    suffixes included."""
     names = set()
-    for name, kind in families():
+    for name, kind in families() if fams is None else fams:
         if kind == "counter":
             names |= {name + "_total", name + "_created"}
         elif kind == "histogram":
@@ -67,6 +68,19 @@ def dashboard() -> dict:
 
 def dashboard_exprs() -> list[str]:
     return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def row_panels(dash: dict, title_part: str) -> list[dict]:
+    """The panels of the (expanded) row whose title has ``title_part``: those after it in
+    the list, up to the next row."""
+    panels = dash["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and title_part in p["title"])
+    out = []
+    for p in panels[start + 1 :]:
+        if p["type"] == "row":
+            break
+        out.append(p)
+    return out
 
 
 def test_promtool_accepts_the_scrape_config():
@@ -169,6 +183,38 @@ def test_dashboard_covers_what_operators_watch_and_uses_the_provisioned_datasour
     assert {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])} == {uid}
     prov = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/reelstream.yml").read_text())
     assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dashboard_read_api_row_queries_what_the_api_process_exports():
+    """The api process exports a few families (serving.METRIC_FAMILIES), some also exported by
+    workers: each selector names its job, and the api's only what the api process has."""
+    from streams.api.serving import METRIC_FAMILIES
+
+    api_series = exported_names([f for f in families() if f[0] in METRIC_FAMILIES]) | {"up"}
+    by_job = {"reelstream-api": api_series, "reelstream-workers": exported_names() | {"up"}}
+    panels = row_panels(dashboard(), "reelstream api")
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    selectors = re.findall(r"\b(reelstream_[a-z0-9_]+|up)\b(\{[^}]*\})?", " ".join(exprs))
+    assert selectors
+    for name, labels in selectors:
+        (job,) = re.findall(r'job="([^"]+)"', labels) or [None]
+        assert job in by_job, f"{name}{labels}: no job"
+        assert name in by_job[job], f"{name} is not exported by job {job}"
+    joined = " ".join(exprs)
+    for needle in (  # request rate and p99 by route, errors, readiness, followers
+        "sum by (route) (rate(reelstream_http_request_duration_seconds_count",
+        "histogram_quantile(0.99, sum by (le, route)",
+        'status=~"5.."',
+        'reelstream_ready{job="reelstream-api"}',
+        'up{job="reelstream-api"}',
+        'reelstream_catalog_titles{job="reelstream-api"}',
+        'reelstream_title_view_titles{job="reelstream-api"}',
+    ):
+        assert needle in joined, needle
+    worker_http = [
+        e for e in dashboard_exprs() if "reelstream_http_request" in e and e not in exprs
+    ]
+    assert worker_http and all('job="reelstream-workers"' in e for e in worker_http)
 
 
 def compose() -> dict:
