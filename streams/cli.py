@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from dataclasses import fields
 
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
@@ -34,11 +36,20 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return stack.main([args.action, *flags])
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    import os
+def _flags_to_env(**flags: object) -> None:
+    """Settings given as flags win over ``REELSTREAM_*``: written into the environment, since
+    the worker's app module reads ``Settings.from_env()`` at import; ``api`` reads them the
+    same way. 0 and "" mean the flag was not given."""
+    known = {f.name for f in fields(Settings)}
+    for name, value in flags.items():
+        if name not in known:
+            raise ValueError(f"no setting {name!r}")
+        if value:
+            os.environ[f"REELSTREAM_{name.upper()}"] = str(value)
 
-    if args.web_port:
-        os.environ["REELSTREAM_WEB_PORT"] = str(args.web_port)
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _flags_to_env(web_port=args.web_port)
     from faust.worker import Worker
 
     from streams.worker.app import app, settings
@@ -57,10 +68,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    _flags_to_env(api_port=args.port, api_host=args.host)
     from streams.api import serving
 
-    overrides = {k: v for k, v in (("api_port", args.port), ("api_host", args.host)) if v}
-    return serving.run(Settings.from_env(**overrides))
+    return serving.run(Settings.from_env())
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

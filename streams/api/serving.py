@@ -65,6 +65,7 @@ METRIC_FAMILIES = frozenset(
     }
 )
 RETRY_MAX_S = 30.0
+SERVER = "reelstream api"  # how a 500's detail names this process (its log, not a worker's)
 
 
 @dataclass
@@ -116,7 +117,13 @@ def _view(reads: ServingReads, path: str, name: str, allowed: tuple[str, ...]) -
 
     async def view(request: aioweb.Request) -> aioweb.Response:
         status, data = await answer(
-            handler, path, allowed, request.method, request.query, dict(request.match_info)
+            handler,
+            path,
+            allowed,
+            request.method,
+            request.query,
+            dict(request.match_info),
+            server=SERVER,
         )
         return aioweb.Response(body=data, status=status, content_type="application/json")
 

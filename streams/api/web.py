@@ -548,9 +548,18 @@ SERVING_ROUTES = [r for r in ROUTES if callable(getattr(ServingReads, r[1], None
 
 
 async def run_handler(
-    handler: Handler, path: str, allowed: tuple[str, ...], query: Any, kwargs: dict[str, str]
+    handler: Handler,
+    path: str,
+    allowed: tuple[str, ...],
+    query: Any,
+    kwargs: dict[str, str],
+    *,
+    server: str = "worker",
 ) -> tuple[int, Any]:
-    """Validate parameters, call, and turn every failure into a JSON status and body."""
+    """Validate parameters, call, and turn every failure into a JSON status and body.
+
+    ``server`` names the process answering ("worker", "reelstream api"): a 500 points the
+    caller to the log that has the traceback, and the two processes log apart."""
     try:
         check_params(query, allowed)
         return await handler(query, **kwargs)
@@ -562,7 +571,7 @@ async def run_handler(
         return 503, {"error": "redis_unavailable", "detail": "the serving store did not answer"}
     except Exception:
         log.exception("%s: unexpected error", path)
-        return 500, {"error": "internal", "detail": "unexpected error; see the worker log"}
+        return 500, {"error": "internal", "detail": f"unexpected error; see the {server} log"}
 
 
 async def answer(
@@ -572,11 +581,13 @@ async def answer(
     method: str,
     query: Any,
     kwargs: dict[str, str],
+    *,
+    server: str = "worker",
 ) -> tuple[int, bytes]:
     """One request, whatever serves it (Faust's views, or ``reelstream api``'s aiohttp):
     :func:`run_handler`, the JSON body, and the request timed by route template."""
     started = time.perf_counter()
-    status, body = await run_handler(handler, path, allowed, query, kwargs)
+    status, body = await run_handler(handler, path, allowed, query, kwargs, server=server)
     data = orjson.dumps(body)
     m.HTTP_SECONDS.labels(path, method, str(status)).observe(time.perf_counter() - started)
     return status, data

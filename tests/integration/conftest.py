@@ -26,6 +26,9 @@ from streams.adapters.kafka_admin import assign_all, delete_topics_async, ensure
 from streams.adapters.scrape import scrape
 from streams.settings import Settings
 
+# Its helpers assert for several test modules: pytest shows their values as in a test.
+pytest.register_assert_rewrite("tests.integration.feature_truth")
+
 pytestmark = pytest.mark.integration
 
 

@@ -1,4 +1,5 @@
-"""Exact expected features for integration tests: the pure core run once, uninterrupted."""
+"""Exact expected features for integration tests: the pure core run once, uninterrupted,
+and the checks of a worker's Redis output and dead letters against it."""
 
 from __future__ import annotations
 
@@ -122,3 +123,30 @@ async def dead_letters_by_reason(settings: Settings, faults: dict[str, set]) -> 
     for d in decode_values(await read_topic(settings, settings.dlq_topic, want)):
         by_reason.setdefault(d["reason"], set()).add(orjson.loads(d["original"])["event_id"])
     return by_reason
+
+
+def assert_title_stats_exact(
+    settings: Settings, truth: dict[str, Any], events: list[dict[str, Any]], faults: dict[str, set]
+) -> None:
+    """Every title's statistics in Redis equal the uninterrupted run's, and each play sent
+    counts once: duplicates once, too-late and from-future plays not at all."""
+    got = read_redis(settings, truth)
+    assert got["titles"] == truth["titles"]
+    plays = {e["event_id"] for e in events if e["event_type"] == "play"}
+    rejected = faults["too_late"] | faults["from_future"]
+    assert plays_total(got) == len(plays - rejected)
+
+
+def assert_user_features_exact(settings: Settings, truth: dict[str, Any]) -> None:
+    """Every user's feature hash in Redis equals the uninterrupted run's (and some users
+    played enough that equality says something)."""
+    got = read_redis(settings, truth)["users"]
+    assert got == truth["users"]
+    assert any(int(f["plays"]) > 3 for f in got.values())
+
+
+async def assert_rejects_dead_lettered(settings: Settings, faults: dict[str, set]) -> None:
+    """The too-late and from-future events, and only they, are on the dead-letter topic
+    with their reason (a set per reason: a replayed dead letter counts once)."""
+    by_reason = await dead_letters_by_reason(settings, faults)
+    assert by_reason == {"too_late": faults["too_late"], "from_future": faults["from_future"]}

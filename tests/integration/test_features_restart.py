@@ -9,9 +9,10 @@ from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import wait_for
 from tests.integration.feature_truth import (
-    dead_letters_by_reason,
+    assert_rejects_dead_lettered,
+    assert_title_stats_exact,
+    assert_user_features_exact,
     expected,
-    plays_total,
     read_redis,
     stream_with_faults,
     wait_until_exact,
@@ -55,17 +56,11 @@ async def run(run_settings, sim, start_worker):
 
 
 async def test_title_counts_after_a_crash_equal_the_uninterrupted_totals(run_settings, run):
-    got = read_redis(run_settings, run["truth"])
-    assert got["titles"] == run["truth"]["titles"]
-    plays = {e["event_id"] for e in run["events"] if e["event_type"] == "play"}
-    rejected = run["faults"]["too_late"] | run["faults"]["from_future"]
-    assert plays_total(got) == len(plays - rejected)  # each play once, duplicates included
+    assert_title_stats_exact(run_settings, run["truth"], run["events"], run["faults"])
 
 
 async def test_user_features_after_a_crash_equal_the_uninterrupted_run(run_settings, run):
-    got = read_redis(run_settings, run["truth"])["users"]
-    assert got == run["truth"]["users"]
-    assert any(int(f["plays"]) > 3 for f in got.values())
+    assert_user_features_exact(run_settings, run["truth"])
 
 
 async def test_trending_list_matches_exact_windowed_counts(run_settings, run):
@@ -78,7 +73,5 @@ async def test_trending_list_matches_exact_windowed_counts(run_settings, run):
 
 
 async def test_too_late_and_future_events_are_dead_lettered_duplicates_are_not(run_settings, run):
-    faults = run["faults"]
-    by_reason = await dead_letters_by_reason(run_settings, faults)
-    assert by_reason == {"too_late": faults["too_late"], "from_future": faults["from_future"]}
+    await assert_rejects_dead_lettered(run_settings, run["faults"])
     assert run["second"].metrics()["reelstream_duplicates_dropped_total"] >= 1

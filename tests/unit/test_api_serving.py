@@ -148,3 +148,19 @@ async def test_routes_over_loopback(reads):
         text = await r.text()
         assert r.status == 200 and r.content_type == "text/plain"
         assert 'route="/recommendations/{user_id}"' in text
+
+
+async def test_an_unexpected_error_is_a_500_naming_this_process_log(reads):
+    """The traceback is in the log of `reelstream api`, not of a worker: the body says so."""
+
+    async def broken(query, **kwargs):
+        raise RuntimeError("boom")
+
+    reads.trending = broken  # make_app looks the handlers up on the instance
+    async with TestClient(TestServer(make_app(reads), host="127.0.0.1")) as client:
+        r = await client.get("/trending")
+        body = await r.json()
+    check_response("/trending", r.status, body)
+    assert (r.status, body["error"]) == (500, "internal")
+    assert body["detail"] == "unexpected error; see the reelstream api log"
+    assert "worker" not in body["detail"] and "boom" not in body["detail"]

@@ -1,8 +1,8 @@
 """Bounded memory (issue 11): the user cache's LRU, the expiry sweep's selection, windows.
 
-The cache and the sweep's reads run over a real Faust RocksDB table (no broker needed:
-changelog sends stay in the producer's buffer); those tests are async because Faust's
-changelog send makes a future on the running loop.
+The cache and the sweep's reads run over a real Faust RocksDB table (``profile_table``,
+tests/unit/conftest.py); those tests are async because Faust's changelog send makes a
+future on the running loop.
 """
 
 from __future__ import annotations
@@ -33,17 +33,6 @@ class _Event:
     message: _Msg
 
 
-@pytest.fixture
-def table(tmp_path):
-    import faust
-
-    app = faust.App("bounded", store="rocksdb://", datadir=str(tmp_path), broker="kafka://x:1")
-    schema = faust.Schema(
-        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    return app.Table("user-profiles", schema=schema, partitions=4)
-
-
 def _store(table, cache_max: int):
     from streams.worker.profile_store import TableProfileStore
 
@@ -62,8 +51,8 @@ def _write(store, user: str, partition: int, offset: int, last_ts: int = 0) -> N
 # --- the user cache: least recently used out, the row read back ------------------------
 
 
-async def test_the_cache_keeps_the_most_recently_used_records_and_no_more(table):
-    store = _store(table, cache_max=2)
+async def test_the_cache_keeps_the_most_recently_used_records_and_no_more(profile_table):
+    store = _store(profile_table, cache_max=2)
     _write(store, "a", 0, 1)
     _write(store, "b", 0, 2)
     store.bind(_Event(_Msg(0, 3)))
@@ -73,8 +62,8 @@ async def test_the_cache_keeps_the_most_recently_used_records_and_no_more(table)
     assert store.evicted == 1 and "b" not in store.src
 
 
-async def test_an_evicted_record_is_read_back_whole_from_its_row(table):
-    store = _store(table, cache_max=1)
+async def test_an_evicted_record_is_read_back_whole_from_its_row(profile_table):
+    store = _store(profile_table, cache_max=1)
     store.gen = 7  # a checkpoint round: the row keeps its pre-image (_base)
     store.bind(_Event(_Msg(1, 10)))
     store.capture("a")
@@ -87,8 +76,8 @@ async def test_an_evicted_record_is_read_back_whole_from_its_row(table):
     assert store.written_after("a", 9) and not store.written_after("a", 10)
 
 
-async def test_a_batch_larger_than_the_cache_loses_no_write(table):
-    store = _store(table, cache_max=2)
+async def test_a_batch_larger_than_the_cache_loses_no_write(profile_table):
+    store = _store(profile_table, cache_max=2)
     store.bind(_Event(_Msg(0, 1)))
     for u in "abcde":  # one batch touching five users: all dirty until the flush
         store[u] = UserProfile()
@@ -171,32 +160,34 @@ def test_no_clock_no_sweep_and_revoked_partitions_are_forgotten():
     assert ExpirySweep(ttl_ms=0, scan=10).enabled is False
 
 
-async def test_the_table_slice_and_expire_work_on_the_real_table(table):
-    store = _store(table, cache_max=10)
+async def test_the_table_slice_and_expire_work_on_the_real_table(profile_table):
+    store = _store(profile_table, cache_max=10)
     for i, u in enumerate(["d", "a", "c", "b"]):
         _write(store, u, 3, i, last_ts=i * DAY)
     _write(store, "other", 1, 9)
-    first = kafka_internals.table_slice(table, 3, None, 3)
+    first = kafka_internals.table_slice(profile_table, 3, None, 3)
     assert [k for _, k, _ in first] == ["a", "b", "c"]
-    rest = kafka_internals.table_slice(table, 3, first[-1][0], 3)
+    rest = kafka_internals.table_slice(profile_table, 3, first[-1][0], 3)
     assert [(k, r["last_ts"]) for _, k, r in rest] == [("d", 0)]
-    assert kafka_internals.table_slice(table, 2, None, 3) == []  # no store for it
+    assert kafka_internals.table_slice(profile_table, 2, None, 3) == []  # no store for it
 
     sweep = ExpirySweep(ttl_ms=DAY, scan=10)
     sweep.observe({3: 3 * DAY})
-    idle = sweep.tick(lambda p, after, n: kafka_internals.table_slice(table, p, after, n), 0.0)
+    idle = sweep.tick(
+        lambda p, after, n: kafka_internals.table_slice(profile_table, p, after, n), 0.0
+    )
     assert sorted(idle) == [(3, "a"), (3, "d")]  # last_ts 1 day and 0; c is at 2 days
     for p, u in idle:
         stand_in = kafka_internals.PartitionEvent("events", p)
         store.bind(stand_in)
         store.expire(u)
     assert "a" not in store.cache and "d" not in store.cache
-    left = [k for _, k, _ in kafka_internals.table_slice(table, 3, None, 10)]
+    left = [k for _, k, _ in kafka_internals.table_slice(profile_table, 3, None, 10)]
     assert left == ["b", "c"]
 
 
-async def test_expire_refuses_a_record_with_an_unflushed_change(table):
-    store = _store(table, cache_max=10)
+async def test_expire_refuses_a_record_with_an_unflushed_change(profile_table):
+    store = _store(profile_table, cache_max=10)
     store.bind(_Event(_Msg(0, 1)))
     store["a"] = UserProfile()
     with pytest.raises(RuntimeError):

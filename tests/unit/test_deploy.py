@@ -33,10 +33,11 @@ def families() -> list[tuple[str, str]]:
     return out + sorted(experiment_metrics.family_names().items())
 
 
-def exported_names() -> set[str]:
-    """Every series name the worker's registry can export (suffixes included)."""
+def exported_names(fams: list[tuple[str, str]] | None = None) -> set[str]:
+    """Every series name of ``fams`` (default: all the worker's registry can export),
+    suffixes included."""
     names = set()
-    for name, kind in families():
+    for name, kind in families() if fams is None else fams:
         if kind == "counter":
             names |= {name + "_total", name + "_created"}
         elif kind == "histogram":
@@ -69,6 +70,19 @@ def dashboard_exprs() -> list[str]:
     return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
 
 
+def row_panels(dash: dict, title_part: str) -> list[dict]:
+    """The panels of the (expanded) row whose title has ``title_part``: those after it in
+    the list, up to the next row."""
+    panels = dash["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and title_part in p["title"])
+    out = []
+    for p in panels[start + 1 :]:
+        if p["type"] == "row":
+            break
+        out.append(p)
+    return out
+
+
 def test_promtool_accepts_the_scrape_config():
     res = promtool("check", "config", "prometheus.yml")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -85,12 +99,42 @@ def test_the_required_alerts_exist():
     alerts = {r["alert"] for r in rules() if "alert" in r}
     assert {
         "ReelstreamWorkerDown",
+        "ReelstreamWorkerNotReady",
+        "ReelstreamApiDown",
+        "ReelstreamApiNotReady",
         "ReelstreamConsumerLagGrowing",
         "ReelstreamFreshnessP99AboveObjective",
         "ReelstreamDeadLetterRateHigh",
         "ReelstreamRedisErrors",
         "ReelstreamRankerAucDropping",
     } <= alerts
+
+
+def test_alerts_on_families_both_processes_export_name_the_job():
+    """reelstream_ready and the HTTP histogram come from workers and api processes alike:
+    an alert on them without a job would page about one as the other. Compose and the
+    Prometheus Operator give the targets the same job names."""
+    scrape_jobs = {
+        j["job_name"]
+        for j in yaml.safe_load((PROM / "prometheus.yml").read_text())["scrape_configs"]
+    }
+    pod_monitor_jobs = {
+        r["replacement"]
+        for name, doc in k8s_docs().items()
+        if name.startswith("PodMonitor/")
+        for e in doc["spec"]["podMetricsEndpoints"]
+        for r in e["relabelings"]
+        if r["targetLabel"] == "job"
+    }
+    assert pod_monitor_jobs == scrape_jobs == {"reelstream-workers", "reelstream-api"}
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        if "reelstream_ready" in rule["expr"]:
+            (job,) = re.findall(r'reelstream_ready\{job="([^"]+)"\}', rule["expr"])
+            assert job in scrape_jobs, rule["alert"]
+        if "reelstream_http_request_duration_seconds" in rule["expr"]:
+            assert "by (job)" in rule["expr"], rule["alert"]
 
 
 def test_rules_and_dashboard_query_only_metrics_the_worker_exports():
@@ -139,6 +183,38 @@ def test_dashboard_covers_what_operators_watch_and_uses_the_provisioned_datasour
     assert {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])} == {uid}
     prov = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/reelstream.yml").read_text())
     assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dashboard_read_api_row_queries_what_the_api_process_exports():
+    """The api process exports a few families (serving.METRIC_FAMILIES), some also exported by
+    workers: each selector names its job, and the api's only what the api process has."""
+    from streams.api.serving import METRIC_FAMILIES
+
+    api_series = exported_names([f for f in families() if f[0] in METRIC_FAMILIES]) | {"up"}
+    by_job = {"reelstream-api": api_series, "reelstream-workers": exported_names() | {"up"}}
+    panels = row_panels(dashboard(), "reelstream api")
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    selectors = re.findall(r"\b(reelstream_[a-z0-9_]+|up)\b(\{[^}]*\})?", " ".join(exprs))
+    assert selectors
+    for name, labels in selectors:
+        (job,) = re.findall(r'job="([^"]+)"', labels) or [None]
+        assert job in by_job, f"{name}{labels}: no job"
+        assert name in by_job[job], f"{name} is not exported by job {job}"
+    joined = " ".join(exprs)
+    for needle in (  # request rate and p99 by route, errors, readiness, followers
+        "sum by (route) (rate(reelstream_http_request_duration_seconds_count",
+        "histogram_quantile(0.99, sum by (le, route)",
+        'status=~"5.."',
+        'reelstream_ready{job="reelstream-api"}',
+        'up{job="reelstream-api"}',
+        'reelstream_catalog_titles{job="reelstream-api"}',
+        'reelstream_title_view_titles{job="reelstream-api"}',
+    ):
+        assert needle in joined, needle
+    worker_http = [
+        e for e in dashboard_exprs() if "reelstream_http_request" in e and e not in exprs
+    ]
+    assert worker_http and all('job="reelstream-workers"' in e for e in worker_http)
 
 
 def compose() -> dict:

@@ -151,21 +151,6 @@ class _Event:
     message: _Msg
 
 
-@pytest.fixture
-def profile_store(tmp_path):
-    """The worker's profile store over a real Faust RocksDB table (no broker needed)."""
-    import faust
-
-    from streams.worker.profile_store import TableProfileStore
-
-    app = faust.App("guard", store="rocksdb://", datadir=str(tmp_path), broker="kafka://x:1")
-    schema = faust.Schema(
-        key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    table = app.Table("user-profiles", schema=schema, partitions=4)
-    return TableProfileStore(table)
-
-
 def _write(store, user: str, partition: int, offset: int) -> None:
     from features.user_profile import UserProfile
 

@@ -57,6 +57,13 @@ async def test_every_failure_becomes_a_documented_json_error(exc, status, code):
     check_response("/users/{user_id}/features", got_status, body)
 
 
+async def test_a_500_names_the_log_of_the_process_that_answered():
+    handler = await _fake_handler_raising(KeyError("boom"))
+    for server in ("worker", "reelstream api"):
+        status, body = await run_handler(handler, "/trending", (), MultiDict(), {}, server=server)
+        assert (status, body["detail"]) == (500, f"unexpected error; see the {server} log")
+
+
 async def test_healthz_fails_while_the_stall_watch_reports_partitions():
     """Liveness: a worker whose partitions stopped being read is restarted."""
     import asyncio
