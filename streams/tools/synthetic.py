@@ -229,6 +229,9 @@ class Simulation:
                 prev = tid
                 i += 1
         self.title_ids = [t["title_id"] for t in self.catalog]
+        # Episodes of a series (any that has a next or a previous one), as a set: a scan of
+        # next_episode's values per viewing made large catalogs quadratic to simulate.
+        self.episodes = frozenset(self.next_episode) | frozenset(self.next_episode.values())
         self.runtime = {t["title_id"]: float(t["runtime_s"]) for t in self.catalog}
         self.regions = {t["title_id"]: set(t["regions"]) for t in self.catalog}
         self.first_titles = [t["title_id"] for t in self.catalog if t.get("episode", 1) == 1]
@@ -476,7 +479,7 @@ class Simulation:
 
         pos = 0.0
         emit("play", now, 0)
-        is_episode = tid in self.next_episode or tid in self.next_episode.values()
+        is_episode = tid in self.episodes
         if is_episode and rng.random() < user.skip_intro:
             now += 25_000
             emit("intro_skip", now, 25.0)
