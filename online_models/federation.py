@@ -454,18 +454,33 @@ class TitleExchange:
 
 
 def _part_state(p: Part, ids: list[str]) -> dict[str, Any]:
+    """A contribution over the titles it touches only (a title left out contributes 0):
+    its size follows what the worker learned about, not the catalog (a dense record was
+    15 MB per worker and round at 50,000 titles, docs/scaling.md)."""
+    n = len(ids)
     keys = sorted(p.cw_pairs)
+    cw_a = np.array([a for a, _ in keys], dtype=np.int64)
+    cw_b = np.array([b for _, b in keys], dtype=np.int64)
+    used = (p.mf[:n] != 0).any(axis=1) | (p.mf_n[:n] != 0) | (p.cw_counts[:n] != 0)
+    for _, counts in p.decayed.values():
+        for arr in counts.values():
+            used |= arr[:n] != 0
+    used[cw_a] = True
+    used[cw_b] = True
+    rows = np.flatnonzero(used)
+    at = np.full(n, -1, dtype=np.int64)  # catalog row -> position in this record
+    at[rows] = np.arange(len(rows))
     return {
-        "ids": ids,
-        "mf": p.mf[: len(ids)],
-        "mf_n": p.mf_n[: len(ids)],
+        "ids": [ids[i] for i in rows.tolist()],
+        "mf": p.mf[rows],
+        "mf_n": p.mf_n[rows],
         "cw_ref": p.cw_ref,
-        "cw_counts": p.cw_counts[: len(ids)],
-        "cw_a": np.array([a for a, _ in keys], dtype=np.int64),
-        "cw_b": np.array([b for _, b in keys], dtype=np.int64),
+        "cw_counts": p.cw_counts[rows],
+        "cw_a": at[cw_a],
+        "cw_b": at[cw_b],
         "cw_v": np.array([p.cw_pairs[key] for key in keys], dtype=np.float64),
         "decayed": {
-            name: {"ref": ref, "counts": {c: a[: len(ids)] for c, a in counts.items()}}
+            name: {"ref": ref, "counts": {c: a[rows] for c, a in counts.items()}}
             for name, (ref, counts) in p.decayed.items()
         },
         "ranker": {h: {"w": p.rk[h], "n": p.rk_n[h]} for h in MODELS},
