@@ -74,6 +74,24 @@ def test_trending_is_per_country():
     assert t.top(None, T0, 1) == [2]  # global
 
 
+def test_mass_added_by_an_exchange_samples_like_the_same_mass_observed_here():
+    """The sampling tree rebuilt after an exchange's ``add`` draws what the tree kept up
+    by ``observe`` draws, for the same counts."""
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 1_000, 5_000)
+    here, there = CountryTrending(), CountryTrending()
+    here.resize(1_000)
+    there.resize(1_000)
+    for i in rows.tolist():
+        here.observe(i, "FR", T0)
+    there.add(here.clock.ref_ts, {c: a.copy() for c, a in here.counts.items()})
+    a = here.sample(np.random.default_rng(7), 2_000)
+    b = there.sample(np.random.default_rng(7), 2_000)
+    assert a is not None and b is not None
+    assert (a == b).mean() > 0.999
+    assert set(a.tolist()) <= set(rows.tolist())  # never a title nobody played
+
+
 def test_outcome_labels():
     assert outcome({"event_type": "stop", "position_s": 900, "duration_s": 1000}, None) == (
         "positive"
