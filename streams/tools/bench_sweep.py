@@ -86,7 +86,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def format_sweep(r: dict[str, Any]) -> str:
     """One line per catalog size, targets in the last line."""
     head = (
-        "titles   ingest CPU us/ev  refresh p50/p99 ms  catalog change p50/p99 ms  "
+        "titles   ingest CPU us/ev  refresh p50/p99 (CPU p99) ms  catalog change p50/p99 ms  "
         "worker ev/s (vs first)  bare decode ev/s  freshness p50/p99 ms"
     )
     lines = [head]
@@ -98,7 +98,8 @@ def format_sweep(r: dict[str, Any]) -> str:
         f = p.get("freshness", {}).get("event_to_score_topic", {})
         lines.append(
             f"{row['titles']:>6,}   {_fmt(e['ingest_cpu_us_per_event'], '>16.1f')}"
-            f"  {_fmt(e['refresh_ms_median'], '>8.2f')} / {_fmt(e['refresh_ms_p99'], '<7.2f')}"
+            f"  {_fmt(e['refresh_ms_median'], '>8.2f')} / {_fmt(e['refresh_ms_p99'], '>6.2f')}"
+            f" {'(' + _fmt(e.get('refresh_cpu_ms_p99'), '.2f') + ')':<9}"
             f"  {_fmt(e['catalog_change_ms_median'], '>12.2f')} / "
             f"{_fmt(e['catalog_change_ms_p99'], '<10.2f')}"
             f"  {_fmt(rate, '>10,.0f')} ({_fmt(rate / first if rate and first else None, '.2f')})"
