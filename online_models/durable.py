@@ -243,6 +243,11 @@ def import_shared(rec: Recommender, st: dict) -> None:
         rec.cowatch.n = n
         sq = st.get("sequence")  # absent in checkpoints from before the sequence model
         if sq is not None:
+            ref = sq.get("ref_ts")  # absent or None: from before the half-life, or unused
+            if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int)):
+                raise CheckpointError("sequence ref_ts must be an integer")
+            if rec.sequence.clock is not None:
+                rec.sequence.clock.ref_ts = ref
             rec.sequence.rows = _pair_rows(dict(sq), m, "sequence")
             rec.sequence.counts = _place(_check_array(sq["counts"], "sequence counts", 1), m, n)
             rec.sequence.n = n

@@ -96,6 +96,11 @@ COWATCH = {
     "anchor_norm": 0.5,
     "relative": True,
 }
+# The sequence source's transitions fade with a 2-year half-life in event time (issue 10):
+# MovieLens' 21-year log kept 1990s transitions at full weight; the half-life was chosen on
+# that log's first half (docs/models.md, "third step"); on logs of days or weeks (KuaiRand,
+# the synthetic one) it changes weights by about 1%.
+SEQUENCE = {"half_life_ms": 2 * 365 * 86_400_000}
 SEQUENCE_MAX = 20
 # A fresh play teaches the sequence model with weight 1 when it starts; its outcome
 # grades it: a positive viewing adds SEQ_POSITIVE, an early abandon at watched ratio
@@ -189,7 +194,7 @@ class Recommender:
         self.catalog = catalog
         self.titles = TitleIndex(catalog)
         self.cowatch = CoWatch(**COWATCH)
-        self.sequence = ItemSequence()
+        self.sequence = ItemSequence(**SEQUENCE)
         self.mf = ImplicitMF(seed=seed)
         self.trending = CountryTrending(half_life_ms=12 * 3_600_000)
         self.popular = CountryTrending(half_life_ms=7 * 86_400_000)
@@ -369,7 +374,7 @@ class Recommender:
             st.last_pos[idx] = float(ev.get("position_s") or 0.0)
             if fresh:
                 row = self._learn_click(st, idx, self.context(uid, profile, ts), ts)
-                self._sequence(st, idx, 1.0)
+                self._sequence(st, idx, 1.0, ts)
                 st.playing[idx] = row
                 if len(st.playing) > 20:
                     st.playing.pop(next(iter(st.playing)))
@@ -393,11 +398,11 @@ class Recommender:
             st.last_pos[idx] = float(pos)
         out = outcome(ev, title)
         if out == "positive" and idx not in st.positives:
-            self._grade(st, idx, SEQ_POSITIVE)
+            self._grade(st, idx, SEQ_POSITIVE, ts)
             self._positive(uid, st, idx, ts, watched_ratio(ev, title) or 1.0)
         elif out == "abandon" and idx not in st.positives:
             r = min(watched_ratio(ev, title) or 0.0, POSITIVE_RATIO)
-            self._grade(st, idx, -SEQ_ABANDON * (1.0 - r / POSITIVE_RATIO))
+            self._grade(st, idx, -SEQ_ABANDON * (1.0 - r / POSITIVE_RATIO), ts)
             st.abandons += 1
             self._credit(st.disliked, title)
             row = st.playing.pop(idx, None)
@@ -409,19 +414,19 @@ class Recommender:
         if etype in ("stop", "complete"):
             st.last_pos.pop(idx, None)
 
-    def _sequence(self, st: UserState, idx: int, w: float) -> None:
+    def _sequence(self, st: UserState, idx: int, w: float, ts: int) -> None:
         """Learn the transition into ``idx`` from the viewer's recent plays, then push it."""
         before = [i for i in st.sequence if i != idx]
-        self.sequence.learn_one(before, idx, w)
+        self.sequence.learn_one(before, idx, w, ts)
         st.sequence = [idx, *before][:SEQUENCE_MAX]
         self.learn_steps += 1
 
-    def _grade(self, st: UserState, idx: int, dw: float) -> None:
+    def _grade(self, st: UserState, idx: int, dw: float, ts: int) -> None:
         """Re-weight the play of ``idx`` by its outcome (graded feedback)."""
         if not dw or idx not in st.sequence:
             return
         pos = st.sequence.index(idx)
-        self.sequence.correct(st.sequence[pos + 1 :], idx, dw)
+        self.sequence.correct(st.sequence[pos + 1 :], idx, dw, ts)
         self.learn_steps += 1
 
     def _positive(self, uid: str, st: UserState, idx: int, ts: int, ratio: float) -> None:

@@ -61,6 +61,9 @@ def test_restored_engine_continues_exactly_like_an_uninterrupted_one(sim):
         b.ingest(ev)
     ra, rb = a.models, b.models
     assert np.array_equal(ra.mf.q, rb.mf.q)
+    assert ra.sequence.clock is not None and rb.sequence.clock is not None
+    assert ra.sequence.clock.ref_ts == rb.sequence.clock.ref_ts is not None  # the half-life's
+    assert np.allclose(ra.sequence.counts, rb.sequence.counts)
     assert ra.ranker.state()["click"]["learned"] == rb.ranker.state()["click"]["learned"] > 0
     assert ra.ranker.state()["watch"]["learned"] == rb.ranker.state()["watch"]["learned"] > 0
     assert set(a.profiles) == set(b.profiles)

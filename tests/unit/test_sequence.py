@@ -109,3 +109,34 @@ def test_an_early_abandon_weakens_the_transition():
 
     assert run("complete", 600) > run("stop", 300) > run("stop", 10) > 0
     assert np.isfinite(run("stop", 0))
+
+
+def test_a_half_life_lets_newer_transitions_overtake_older_ones():
+    year = 365 * 86_400_000
+    seq = ItemSequence(window=2, half_life_ms=2 * year)
+    seq.resize(3)
+    for _ in range(3):  # 0 -> 1 three times, long ago
+        seq.learn_one([0], 1, ts=T0)
+    seq.learn_one([0], 2, ts=T0 + 4 * year)  # 0 -> 2 once, four years later (weighs 4)
+    s = seq.scores([0])
+    assert s[2] > s[1] > 0
+    plain = ItemSequence(window=2)
+    plain.resize(3)
+    for _ in range(3):
+        plain.learn_one([0], 1, ts=T0)
+    plain.learn_one([0], 2, ts=T0 + 4 * year)
+    assert plain.scores([0])[1] > plain.scores([0])[2]  # no half-life: counts alone
+
+
+def test_the_half_life_clock_rebases_without_changing_scores():
+    hl = 1000.0
+    seq = ItemSequence(window=2, half_life_ms=hl)
+    seq.resize(5)
+    seq.learn_one([0], 1, ts=0)
+    seq.learn_one([0], 2, ts=10)
+    before = seq.scores([0])
+    seq.learn_one([3], 4, ts=int(60 * hl))  # 60 half-lives on: rebased, old rows scaled down
+    assert seq.clock is not None and seq.clock.ref_ts == int(60 * hl)
+    after = seq.scores([0])
+    assert np.allclose(after / after.max(), before / before.max(), rtol=1e-4)
+    assert seq.state()["ref_ts"] == int(60 * hl)
