@@ -422,10 +422,7 @@ def _release_when_persisted(batch: list) -> None:
             log.exception("flush after a batch failed: its offsets stay uncommitted")
             return
         for event in batch:
-            # The stream dropped its reference when it moved on: this one is the last, and
-            # only an ack (not a bare decref) marks the offset safe to commit.
-            if event.ack():
-                app.sensors.on_message_out(event.message.tp, event.message.offset, event.message)
+            event.message.decref()
 
     task = asyncio.ensure_future(release())
     _releases.add(task)
