@@ -397,36 +397,8 @@ async def process_events(stream: faust.StreamT) -> None:
         async with durable.lock:  # checkpoints happen between batches only
             await handle_batch(batch)
             await durable.after_batch()
-        _release_when_persisted(batch)
-
-
-_releases: set[asyncio.Future] = set()
-
-
-def _release_when_persisted(batch: list) -> None:
-    """Release the batch's offsets (for Faust to commit) once its rows' changelog records
-    are on the broker, without holding up the next batch.
-
-    Faust commits without waiting for table writes: a partition handed over in between was
-    recovered by its next owner without them while the commit said they were done. Waiting
-    for that flush inside the batch loop added a broker round trip to every batch (score
-    freshness p50 94-100 ms without it, 235-294 ms with it, docs/performance.md). A flush
-    that fails keeps the offsets unreleased: the next owner replays them and the per-user
-    event-id gate drops what was already counted.
-    """
-
-    async def release() -> None:
-        try:
-            await app.producer.flush()
-        except Exception:
-            log.exception("flush after a batch failed: its offsets stay uncommitted")
-            return
         for event in batch:
             event.message.decref()
-
-    task = asyncio.ensure_future(release())
-    _releases.add(task)
-    task.add_done_callback(_releases.discard)
 
 
 async def _dead_letter(
@@ -487,7 +459,12 @@ async def handle_batch(batch: list) -> None:
     # are written: a crash in between replays them, and the title side skips the replay.
     await app.producer.flush()
     evicted = store.evicted
-    store.flush()  # the batch's offsets are released once these are on the broker
+    store.flush()
+    # And the rows' changelog records must be on the broker before the batch's offsets can
+    # be committed (the messages are released when this returns): Faust commits without
+    # waiting for table writes, and a partition handed over in between was recovered by
+    # its next owner without them while the commit said they were done.
+    await app.producer.flush()
     expiry.observe(out.event_time)
     m.USER_CACHE_EVICTIONS.inc(store.evicted - evicted)
     _count(out, len(batch), time.perf_counter() - started)
