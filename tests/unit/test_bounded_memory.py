@@ -7,8 +7,6 @@ future on the running loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from features.user_profile import UserProfile
@@ -17,20 +15,10 @@ from online_models.health import ModelHealth
 from online_models.ranker import STATS_WINDOW, PrequentialStats, Ranker
 from streams.adapters import kafka_internals
 from streams.worker.expiry import ExpirySweep, last_activity
+from tests.unit.faust_stand_ins import Event as _Event
+from tests.unit.faust_stand_ins import Msg as _Msg
 
 DAY = 86_400_000
-
-
-@dataclass
-class _Msg:
-    partition: int
-    offset: int
-    topic: str = "events"
-
-
-@dataclass
-class _Event:
-    message: _Msg
 
 
 def _store(table, cache_max: int):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from dataclasses import dataclass
 
 import aiokafka.codec
 import pytest
@@ -22,6 +21,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams import poison
 from streams.adapters import kafka_internals
+from tests.unit.faust_stand_ins import Event as _Event
+from tests.unit.faust_stand_ins import Msg as _Msg
 
 TP = TopicPartition("events", 3)
 LZ4, ZSTD, SNAPPY, GZIP = 3, 4, 2, 1
@@ -137,18 +138,6 @@ def test_fetch_position_moves_past_an_unreadable_batch(monkeypatch) -> None:
 
 
 # --- Faust's table partitions: the rebalance checkpoint bug ---------------------------------
-
-
-@dataclass
-class _Msg:
-    partition: int
-    offset: int
-    topic: str = "events"
-
-
-@dataclass
-class _Event:
-    message: _Msg
 
 
 def _write(store, user: str, partition: int, offset: int) -> None:
