@@ -21,6 +21,7 @@ from typing import Any
 
 from online_models.federation import Federation, TitleExchange
 from streams.adapters.kafka_admin import kafka_partition
+from streams.tools.bench_sweep import parse_sizes
 from streams.tools.synthetic import SimConfig, Simulation
 
 
@@ -72,10 +73,6 @@ def run(
     }
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--titles", default="400,10000", help="catalog sizes, comma-separated")
@@ -90,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         "titles  workers  rounds  last round per worker: published KB  read KB  "
         "publish CPU ms  merge CPU ms"
     )
-    for t in _ints(args.titles):
-        for w in _ints(args.workers):
+    for t in parse_sizes(args.titles):
+        for w in parse_sizes(args.workers):
             r = run(t, w, args.events, args.every, args.users)
             out.append(r)
             x = r["last_round"]
