@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import redis
+from aiokafka import AIOKafkaConsumer
 
 from features.event_gate import ALLOWED_LATENESS_MS, MAX_FUTURE_MS
 from features.title_stats import TitleStats
@@ -94,6 +95,50 @@ def caught_up(settings: Settings, truth: dict[str, Any]) -> bool:
     """Every play counted on the title side and every user's features as expected."""
     got = read_redis(settings, truth)
     return plays_total(got) >= plays_total(truth) and got["users"] == truth["users"]
+
+
+async def consumer_positions(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
+    """topic -> partition -> (committed offset of the worker group, end offset), for the
+    events and title-events topics: where a worker that does not catch up stands."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    kwargs = settings.kafka_client_kwargs()
+    admin = AIOKafkaAdminClient(**kwargs)
+    consumer = AIOKafkaConsumer(**kwargs)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for topic in (settings.events_topic, settings.title_events_topic):
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            ends = await consumer.end_offsets(tps)
+            out[topic] = {
+                tp.partition: (committed[tp].offset if tp in committed else -1, ends[tp])
+                for tp in tps
+            }
+        return out
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any = None) -> str:
+    """What a run that did not catch up looks like: plays, users that differ, offsets, and
+    the worker's counters and log tail."""
+    got = read_redis(settings, truth)
+    diff = differing(settings, truth)
+    lines = [
+        f"plays {plays_total(got)}/{plays_total(truth)}; {len(diff)} users differ, e.g. "
+        f"{dict(list(diff.items())[:2])}",
+        f"committed/end offsets: {await consumer_positions(settings)}",
+    ]
+    if worker is not None and worker.proc.poll() is None:
+        wanted = ("records_consumed", "consumer_lag", "stalled", "title_records", "ready")
+        metrics = {k: v for k, v in worker.metrics().items() if any(w in k for w in wanted)}
+        lines += [f"worker metrics: {metrics}", f"worker log:\n{worker.tail(15)}"]
+    return "\n".join(lines)
 
 
 async def wait_until_exact(

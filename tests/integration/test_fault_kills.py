@@ -26,6 +26,7 @@ from tests.integration.feature_truth import (
     assert_rejects_dead_lettered,
     assert_title_stats_exact,
     assert_user_features_exact,
+    catch_up_report,
     caught_up,
     expected,
     stream_with_faults,
@@ -92,14 +93,18 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
     # and a liveness probe restarts it): the known stall is test_no_restarted_worker_stalls'
     # business; what is checked here is that nothing is lost or counted twice.
     for _ in range(2):
-        await wait_for(
-            lambda w=w: (
-                caught_up(run_settings, truth)
-                or w.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0
-            ),
-            "every user's features in Redis, or the stall watch reporting the last worker",
-            timeout=180,
-        )
+        try:
+            await wait_for(
+                lambda w=w: (
+                    caught_up(run_settings, truth)
+                    or w.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0
+                ),
+                "every user's features in Redis, or the stall watch reporting the last worker",
+                timeout=180,
+            )
+        except AssertionError as exc:
+            report = await catch_up_report(run_settings, truth, w)
+            raise AssertionError(f"{exc}\n{report}") from None
         if caught_up(run_settings, truth):
             break
         stalls.append({"kill": "last", "log": w.tail(5)})
