@@ -263,13 +263,6 @@ async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
 
 
 @app.on_partitions_assigned.connect
-async def _on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
-    # A title whose last update was flushed but not yet published (by a worker that
-    # crashed or lost the partition) must still reach the snapshot topic and Redis.
-    title_store.republish_all = True
-
-
-@app.on_partitions_assigned.connect
 async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
     owned = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
     durable.on_assigned(owned)
@@ -286,6 +279,12 @@ async def _on_rebalance_complete(app: faust.App, **kwargs: object) -> None:
     # restoring here (which commits each checkpoint's offset) makes that seek land
     # exactly where the models' checkpoint ends.
     await durable.restore()
+    # A title whose last update was flushed but not yet published (by a worker that
+    # crashed or lost the partition) must still reach the snapshot topic and Redis. Not
+    # at assignment: Faust recovers the tables after that signal, and the 1 s publish
+    # timer took the flag while the table was still being restored (a title missing its
+    # last plays in Redis after a SIGKILL, tests/integration/test_fault_kills.py).
+    title_store.republish_all = True
 
 
 _resync_task: asyncio.Task | None = None

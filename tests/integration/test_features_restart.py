@@ -4,8 +4,10 @@ duplicates count once; too-late and future events are dead-lettered with their r
 from __future__ import annotations
 
 import pytest
+import redis
 
 from streams.adapters.producer import EventProducer
+from streams.adapters.redis_keys import title_key
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import wait_for
 from tests.integration.feature_truth import (
@@ -75,3 +77,20 @@ async def test_trending_list_matches_exact_windowed_counts(run_settings, run):
 async def test_too_late_and_future_events_are_dead_lettered_duplicates_are_not(run_settings, run):
     await assert_rejects_dead_lettered(run_settings, run["faults"])
     assert run["second"].metrics()["reelstream_duplicates_dropped_total"] >= 1
+
+
+async def test_a_restarted_worker_republishes_every_title_from_its_recovered_table(
+    run_settings, run, start_worker
+):
+    """Title hashes lost while no worker runs come back from the restored table, not only
+    when a title's next play arrives (the republish waits for Faust's table recovery)."""
+    run["second"].proc.kill()
+    run["second"].proc.wait()
+    r = redis.Redis.from_url(run_settings.redis_url)
+    r.delete(*(title_key(run_settings.key_prefix, t) for t in run["truth"]["titles"]))
+    start_worker()
+    await wait_for(
+        lambda: read_redis(run_settings, run["truth"])["titles"] == run["truth"]["titles"],
+        "every title's statistics republished by the restarted worker",
+        timeout=90,
+    )
