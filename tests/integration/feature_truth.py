@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
 
@@ -134,6 +135,36 @@ async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any
         f"{dict(list(diff.items())[:2])}",
         f"committed/end offsets: {await consumer_positions(settings)}",
     ]
+    if diff:
+        from tests.integration.conftest import read_topic
+
+        changelog = await read_topic(settings, f"{settings.app_id}-user-profiles-changelog")
+        for user in list(diff)[:2]:
+            versions = []
+            for rec in changelog:
+                if rec.key is None or rec.key.decode(errors="replace") != user:
+                    continue
+                try:
+                    row = orjson.loads(rec.value) if rec.value is not None else None
+                except orjson.JSONDecodeError:
+                    row = {"raw": rec.value[:40]}
+                if row is None:
+                    versions.append((rec.partition, rec.offset, "tombstone"))
+                else:
+                    f = row.get("features", row)
+                    versions.append(
+                        (
+                            rec.partition,
+                            rec.offset,
+                            row.get("_src"),
+                            f.get("plays"),
+                            row.get("last_ts"),
+                            row.get("_base_gen"),
+                        )
+                    )
+            lines.append(
+                f"{user}: changelog (partition, offset, _src, plays, last_ts, base): {versions}"
+            )
     if worker is not None and worker.proc.poll() is None:
         wanted = ("records_consumed", "consumer_lag", "stalled", "title_records", "ready")
         metrics = {k: v for k, v in worker.metrics().items() if any(w in k for w in wanted)}
