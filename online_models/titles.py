@@ -56,6 +56,10 @@ class TitleIndex:
         self.next_episode: dict[int, int] = {}
         self.primary_genre: list[str] = []
         self._regions: dict[str | None, np.ndarray] = {}
+        # Titles limited to some regions: row -> regions, and region -> rows. A country's
+        # mask is then built with array writes, not a loop over the catalog.
+        self._limited: dict[int, frozenset[str]] = {}
+        self._limited_in: dict[str, set[int]] = {}
         self._series: dict[str, dict[int, int]] = {}  # series -> row -> episode order
         self._series_of: dict[int, str] = {}
         self._tag_cols = np.full((0, 0), -1, dtype=np.int32)  # row -> tag columns
@@ -155,6 +159,12 @@ class TitleIndex:
             self._tag_cols[i, : len(keys)] = [self.tag_index[k] for k in keys]
             self._tag_vals[i, : len(keys)] = 1.0 / math.sqrt(len(keys))
         self.content_index.mark([i], i + 1)
+        for region in self._limited.pop(i, ()):
+            self._limited_in[region].discard(i)
+        if t is not None and t.regions:
+            self._limited[i] = frozenset(t.regions)
+            for region in t.regions:
+                self._limited_in.setdefault(region, set()).add(i)
         for country, mask in self._regions.items():
             if len(mask) <= i:
                 mask = self._regions[country] = grow(mask, i + 1, False)
@@ -218,9 +228,10 @@ class TitleIndex:
         mask = self._regions.get(country)
         if mask is None or len(mask) < self.n:
             mask = self.active.copy()
-            for i, t in enumerate(self.titles):
-                if t is not None and not t.available_in(country):
-                    mask[i] = False
+            if country is not None and self._limited:
+                mask[np.fromiter(self._limited, dtype=np.int64)] = False
+                here = np.fromiter(self._limited_in.get(country, ()), dtype=np.int64)
+                mask[here] = self.active[here]
             self._regions[country] = mask
         return mask[: self.n]
 

@@ -89,3 +89,24 @@ def test_rows_never_move_and_listeners_hear_growth():
     ix.sync()
     assert ix.index["a"] == 0 and ix.active[0] and ix.primary_genre[0] == "horror"
     assert ix.tags.index("genre:drama") < ix.tags.index("genre:horror")  # columns only grow
+
+
+def test_country_masks_follow_the_titles_regions():
+    """Built at a country's first request from the region index, patched on changes:
+    always the per-title rule (available where listed, everywhere when unlisted)."""
+    rng = random.Random(9)
+    cat = Catalog()
+    ix = TitleIndex(cat)
+    asked: list[str] = []
+    for step in range(300):
+        tid = f"t{rng.randint(0, 40)}"
+        if rng.random() < 0.2:
+            cat.remove(tid)
+        else:
+            cat.upsert(parse_title(random_title(rng, tid)))
+        ix.sync()
+        if step % 50 == 0:
+            asked.append(["FR", "US", "DE", "BR", "JP", "IN"][len(asked)])
+        for country in asked:
+            want = [t is not None and t.available_in(country) for t in ix.titles[: ix.n]]
+            assert ix.available(country).tolist() == want, (step, country)
