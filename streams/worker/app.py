@@ -299,10 +299,18 @@ def _resync_serving_copy(why: str) -> None:
         _resync_task = asyncio.create_task(_rewrite_user_features(why))
 
 
+def tables_settled() -> bool:
+    """No rebalance or table recovery in progress: a row read now is the row's last
+    version, not one that Faust's changelog replay is about to overwrite."""
+    return not (app.rebalancing or app.in_recovery)
+
+
 async def _rewrite_user_features(why: str) -> None:
     started, n, chunk = time.perf_counter(), 0, []
     if _features is None:
         return
+    while not tables_settled():
+        await asyncio.sleep(0.5)
     for user_id, row in profiles_table.items():  # the partitions this worker owns
         chunk.append((user_id, UserProfile.from_dict(row)))
         if len(chunk) >= 500:
@@ -331,8 +339,8 @@ async def checkpoint_idle() -> None:
 @app.timer(1.0)
 async def expire_idle_users() -> None:
     """One slice of the expiry sweep, between two batches (the rows are all flushed)."""
-    if not expiry.enabled or _sink is None:
-        return
+    if not expiry.enabled or _sink is None or not tables_settled():
+        return  # (mid-recovery, a row's older version could look idle)
     async with durable.lock:
         passes = expiry.passes
         idle = expiry.tick(
@@ -539,7 +547,7 @@ async def _fold_title_records(batch: list) -> None:
 @app.timer(settings.title_publish_interval_s)
 async def publish_titles() -> None:
     """Snapshots of changed titles to the compacted topic and Redis; trending from one worker."""
-    if title_store.republish_all:
+    if title_store.republish_all and tables_settled():
         title_store.republish_all = False
         title_store.changed.update(titles_table.keys())
     changed = title_store.take_changed()
