@@ -28,6 +28,7 @@ from streams.adapters.allocation_follower import AllocationFollower
 from streams.adapters.catalog_follower import CatalogFollower
 from streams.adapters.feature_sink import FeatureSink
 from streams.adapters.kafka_admin import ensure_topics_async
+from streams.adapters.producer_drain import drain
 from streams.adapters.redis_keys import features_key, recs_key
 from streams.adapters.redis_recovery import RedisRecovery
 from streams.adapters.redis_sink import ScoreSink, connect
@@ -164,7 +165,7 @@ async def _commit_offsets(offsets: dict[int, int]) -> None:
 
 
 # Durable learning (docs/models.md, "Durability"): checkpoints, restore, replay rules.
-durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: app.producer.flush())
+durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: drain(app.producer))
 
 
 async def _send(
@@ -464,14 +465,14 @@ async def handle_batch(batch: list) -> None:
         )
     # Title records must be on the broker before the profiles that remember their event ids
     # are written: a crash in between replays them, and the title side skips the replay.
-    await app.producer.flush()
+    await drain(app.producer)
     evicted = store.evicted
     store.flush()
     # And the rows' changelog records must be on the broker before the batch's offsets can
     # be committed (the messages are released when this returns): Faust commits without
     # waiting for table writes, and a partition handed over in between was recovered by
     # its next owner without them while the commit said they were done.
-    await app.producer.flush()
+    await drain(app.producer)
     expiry.observe(out.event_time)
     m.USER_CACHE_EVICTIONS.inc(store.evicted - evicted)
     _count(out, len(batch), time.perf_counter() - started)
@@ -538,7 +539,7 @@ async def _fold_title_records(batch: list) -> None:
         if rej is not None:
             await _dead_letter(msg.topic, msg.partition, msg.offset, msg.key, event.value, rej)
     title_store.flush()
-    await app.producer.flush()
+    await drain(app.producer)
     m.TITLE_RECORDS_APPLIED.labels(outcome="applied").inc(applied)
     m.TITLE_RECORDS_APPLIED.labels(outcome="replayed").inc(replayed)
     m.TABLE_ENTRIES.labels(table="title-stats").set(len(title_store.cache))
