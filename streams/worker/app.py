@@ -606,7 +606,8 @@ def _describe_stall(partitions: set[int]) -> str:
     """What the stall report adds: flow control, the assignment, every task's stack."""
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return (
-        f"flow control active: {app.flow_control.is_active()}; assigned: {assigned}; "
+        f"flow control active: {app.flow_control.is_active()}; rebalancing: "
+        f"{app.rebalancing}; table recovery: {app.in_recovery}; assigned: {assigned}; "
         f"asyncio tasks:\n{diagnostics.task_stacks()}"
     )
 
