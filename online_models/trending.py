@@ -37,6 +37,10 @@ class CountryTrending:
         self._top: dict[str, dict[int, None]] = {}
         self._floor: dict[str, float] = {}
         self._peak: dict[str, float] = {}
+        # key -> its top set ranked (positive counts, best first); dropped when the key's
+        # counts change (a uniform decay keeps the order): refreshes between two events
+        # of a country share one sort.
+        self._ranked: dict[str, np.ndarray] = {}
         self._tree: list[float] = [0.0]  # Fenwick tree over the global counts (1-based)
         # Local observations not yet handed to the exchange (online_models/federation.py).
         self.outbox: dict[str, np.ndarray] | None = None
@@ -61,6 +65,7 @@ class CountryTrending:
             if arr is None:
                 arr = self.counts[key] = np.zeros(self.n, dtype=np.float64)
             arr[idx] += w
+            self._ranked.pop(key, None)
             self._enter(key, arr, idx)
             if key == GLOBAL:
                 self._tree_add(idx, w)
@@ -97,6 +102,7 @@ class CountryTrending:
 
     def _rebuild_top(self, key: str) -> None:
         """From scratch (after bulk changes: exchange, checkpoint load)."""
+        self._ranked.pop(key, None)
         arr = self.counts[key]
         m = min(self.top_size, len(arr))
         best = np.argpartition(-arr, m - 1)[:m] if m else np.zeros(0, dtype=np.int64)
@@ -213,11 +219,14 @@ class CountryTrending:
         key = self._key(country)
         if key is None:
             return []
-        arr = self.counts[key]
-        top = self._top.get(key, {})
-        rows = np.fromiter(top, dtype=np.int64, count=len(top))
-        rows = rows[np.lexsort((rows, -arr[rows]))][:k]
-        return rows[arr[rows] > 0].tolist()
+        rows = self._ranked.get(key)
+        if rows is None:
+            arr = self.counts[key]
+            top = self._top.get(key, {})
+            rows = np.fromiter(top, dtype=np.int64, count=len(top))
+            rows = rows[np.lexsort((rows, -arr[rows]))]
+            rows = self._ranked[key] = rows[arr[rows] > 0]
+        return rows[:k].tolist()
 
     def state(self) -> dict:
         return {"ref_ts": self.clock.ref_ts, "counts": dict(self.counts)}
@@ -226,7 +235,7 @@ class CountryTrending:
         self.clock.ref_ts = st["ref_ts"]
         self.counts = {k: np.asarray(v, dtype=np.float64) for k, v in st["counts"].items()}
         self.resize(max([self.n, *(len(a) for a in self.counts.values())]))
-        self._top, self._floor, self._peak = {}, {}, {}
+        self._top, self._floor, self._peak, self._ranked = {}, {}, {}, {}
         for key in self.counts:
             self._rebuild_top(key)
         self._rebuild_tree()

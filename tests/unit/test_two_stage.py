@@ -258,3 +258,26 @@ def test_cowatch_feature_is_co_occurrence_relative_to_the_viewers_best():
         assert x.max() == 1.0
         checked += 1
     assert checked >= 5
+
+
+def test_trending_top_follows_every_change_after_a_cached_read():
+    """top() keeps its ranking between changes; each observation, a merge or a load
+    ranks again (what an uncached sort of the top set gives)."""
+    rng = np.random.default_rng(3)
+    tr = CountryTrending(half_life_ms=3_600_000, top_size=8)
+    tr.resize(50)
+    ts = 1_000_000
+    for step in range(300):
+        ts += int(rng.integers(0, 600_000))
+        tr.observe(int(rng.integers(0, 50)), str(rng.choice(["US", "FR"])), ts)
+        if step % 50 == 49:
+            tr.add(ts, {"FR": rng.random(50)})
+        if step % 97 == 96:
+            tr.load(tr.state())
+        for country in ("US", "FR", None):
+            got = tr.top(country, ts, 5)
+            assert got == tr.top(country, ts, 5)  # the cached answer is the same
+            arr = tr.raw(country)
+            top = list(tr._top[tr._key(country)])
+            want = sorted((i for i in top if arr[i] > 0), key=lambda i: (-arr[i], i))[:5]
+            assert got == want, (step, country)
