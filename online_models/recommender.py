@@ -637,22 +637,20 @@ class Recommender:
             if len(pool) == 0:
                 continue
             scores, contrib = self.score(self.features(ctx, pool), blend)
-            # Best first, read out of numpy once: titles, scores and source shares as lists.
+            # Best first, titles and scores read out of numpy once; the source shares only
+            # for the few titles that make the row (or the overflow).
             order = np.argsort(-scores, kind="stable")
-            ranked = zip(
-                pool[order].tolist(),
-                scores[order].tolist(),
-                contrib[order[:, None], _SOURCE_COLS].tolist(),
-                strict=True,
-            )
-            for i, sc, shares in ranked:
+            shares_of = contrib[:, _SOURCE_COLS]
+            for i, sc, j in zip(
+                pool[order].tolist(), scores[order].tolist(), order.tolist(), strict=True
+            ):
                 g = genre[i]
                 if g and per_genre.get(g, 0) >= self.max_per_genre:
-                    overflow.append((i, sc, shares))
+                    overflow.append((i, sc, shares_of[j].tolist()))
                     continue
                 per_genre[g] = per_genre.get(g, 0) + 1
                 chosen.add(i)
-                items.append(self._item(i, sc, shares, ctx, profile, liked))
+                items.append(self._item(i, sc, shares_of[j].tolist(), ctx, profile, liked))
                 if len(items) >= k:
                     break
         overflow.sort(key=lambda t: -t[1])
