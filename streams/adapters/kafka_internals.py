@@ -17,6 +17,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   the rows), so nothing reads a partition other than the current event's.
 - Offsets: :func:`commit_offsets` commits explicit offsets through Faust's consumer
   (``Consumer._commit``), which restoring a model checkpoint needs before Faust seeks.
+- Read positions for the lag gauge and the stall watch (streams/worker/monitor.py):
+  :func:`read_offsets` (Faust consumer's ``_read_offset``, the last offset handed to a
+  stream per partition).
 - Table size: :func:`active_partition_dbs` (the RocksDB store's ``_dbs_for_actives``).
 - Expiry sweep (streams/worker/expiry.py): :func:`table_slice` reads a partition's rows
   in key order from a key (the store's ``_dbs``, ``offset_key``, ``_decode_key``,
@@ -333,6 +336,11 @@ async def broker_metadata_ok(app: Any, timeout_s: float) -> bool:
     except Exception:
         return False
     return True
+
+
+def read_offsets(consumer: Any, tps: Iterable[TP]) -> dict[int, int | None]:
+    """partition -> the last offset Faust handed to a stream (None: none yet)."""
+    return {tp.partition: consumer._read_offset.get(tp) for tp in tps}
 
 
 def active_partition_dbs(table: Any) -> Iterable[Any] | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import metrics as m
-from streams.adapters.kafka_internals import active_partition_dbs
+from streams.adapters.kafka_internals import active_partition_dbs, read_offsets
 
 INTERVAL_S = 5.0
 log = logging.getLogger("reelstream.monitor")
@@ -123,7 +123,7 @@ class Monitor:
             m.KAFKA_ERRORS.labels(op="end_offsets").inc()
             log.warning("could not read end offsets: %s", exc)
             return
-        read = {tp.partition: consumer._read_offset.get(tp) for tp in tps}
+        read = read_offsets(consumer, tps)
         lags = lag_by_partition(
             [tp.partition for tp in tps], {tp.partition: off for tp, off in ends.items()}, read
         )

@@ -208,6 +208,13 @@ def test_faust_consumer_commits_explicit_offsets_with_commit():
     assert params[:2] == ["self", "offsets"]
 
 
+def test_faust_consumer_keeps_read_offsets_per_partition_in_read_offset():
+    from faust.transport.consumer import Consumer
+
+    assert "_read_offset" in Consumer.__annotations__
+    assert "self._read_offset = defaultdict(lambda: None)" in inspect.getsource(Consumer)
+
+
 def test_faust_rocksdb_store_lists_active_partition_dbs():
     from faust.stores.rocksdb import Store
 
