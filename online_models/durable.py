@@ -206,6 +206,7 @@ def export_shared(rec: Recommender) -> dict:
         "sequence": rec.sequence.state(),
         "trending": rec.trending.state(),
         "popular": rec.popular.state(),
+        "exposure": rec.exposure.state(),
         "ranker": r.state(),
         "ranker_stats": stats,
         "learn_steps": rec.learn_steps,
@@ -260,6 +261,16 @@ def import_shared(rec: Recommender, st: dict) -> None:
                         str(c): _place(_check_array(a, f"{name} counts", 1), m, n)
                         for c, a in tr["counts"].items()
                     },
+                }
+            )
+        ex = st.get("exposure")  # absent in checkpoints from before exposure-aware rows
+        if ex is not None:
+            rec.exposure.load(
+                {
+                    "shown": _place(_check_array(ex["shown"], "exposure shown", 1), m, n),
+                    "demand": _place(_check_array(ex["demand"], "exposure demand", 1), m, n),
+                    "total": float(ex["total"]),
+                    "demand_total": float(ex["demand_total"]),
                 }
             )
         rec.ranker.load(st["ranker"])

@@ -35,6 +35,7 @@ from features.catalog import Catalog
 from features.user_features import FINISHED_RATIO, RECENT_MAX
 from features.user_profile import UserProfile
 from online_models.cowatch import CoWatch
+from online_models.exposure import Exposure
 from online_models.labels import POSITIVE_RATIO, outcome, watched_ratio
 from online_models.mf import ImplicitMF
 from online_models.ranker import Ranker
@@ -102,6 +103,19 @@ COWATCH = {
 # the synthetic one) it changes weights by about 1%.
 SEQUENCE = {"half_life_ms": 2 * 365 * 86_400_000}
 SEQUENCE_MAX = 20
+# Exposure-aware re-ranking (issue 10, catalog coverage; online_models/exposure.py): a
+# candidate shown far more than it is watched loses weight * log1p(x / (1 + 3 y)) (x, y:
+# its share of served slots and of positive viewings against an even share; served slots
+# fade with a half-life of 5,000 served rows), and the last slot of ten goes to the
+# best-scored candidate shown less than 0.02 of an even share. Chosen on the first halves
+# of KuaiRand, MovieLens (both modes) and the synthetic log (docs/models.md).
+EXPOSURE = {
+    "half_life_rows": 5000,
+    "weight": 1.6,
+    "demand_weight": 3.0,
+    "explore_below": 0.02,
+    "explore_share": 0.1,
+}
 # A fresh play teaches the sequence model with weight 1 when it starts; its outcome
 # grades it: a positive viewing adds SEQ_POSITIVE, an early abandon at watched ratio
 # r takes away SEQ_ABANDON * (1 - r / POSITIVE_RATIO).
@@ -195,6 +209,7 @@ class Recommender:
         self.titles = TitleIndex(catalog)
         self.cowatch = CoWatch(**COWATCH)
         self.sequence = ItemSequence(**SEQUENCE)
+        self.exposure = Exposure(**EXPOSURE)
         self.mf = ImplicitMF(seed=seed)
         self.trending = CountryTrending(half_life_ms=12 * 3_600_000)
         self.popular = CountryTrending(half_life_ms=7 * 86_400_000)
@@ -203,7 +218,14 @@ class Recommender:
         self.max_per_genre = max_per_genre
         self.random_negatives = random_negatives
         self.rng = np.random.default_rng(seed)
-        for model in (self.cowatch, self.sequence, self.mf, self.trending, self.popular):
+        for model in (
+            self.cowatch,
+            self.sequence,
+            self.mf,
+            self.trending,
+            self.popular,
+            self.exposure,
+        ):
             self.titles.listeners.append(model.resize)
         self._ctx: tuple[str, int, int, UserContext] | None = None
         self._prior = np.zeros(len(FEATURES), dtype=np.float32)
@@ -436,6 +458,7 @@ class Recommender:
         if row is not None:
             self._learn_vec("watch", row, True)
         self.cowatch.observe(idx, st.recent, ts)
+        self.exposure.demanded(idx)
         self._learn_mf(uid, st, idx, max(ratio, POSITIVE_RATIO))
         st.positives[idx] = ts
         if len(st.positives) > POSITIVES_MAX:
@@ -604,6 +627,9 @@ class Recommender:
         blend: Mapping[str, float] | None = None,
         sources: Collection[str] | None = None,
     ) -> Rows:
+        """The main row (ranked, at most ``max_per_genre`` per genre, the last
+        ``Exposure.slots(k)`` exploring) and the continue-watching row; the main row counts
+        as served (:class:`online_models.exposure.Exposure`)."""
         ctx = self.context(user_id, profile, now_ts)
         ix = self.titles
         if ix.n == 0:
@@ -611,11 +637,13 @@ class Recommender:
         keep = self.allow(user_id, profile)
         cand = self.candidates(ctx, keep, sources=sources)
         items: list[RecItem] = []
+        rows: list[int] = []
         per_genre: dict[str, int] = {}
         overflow: list[tuple[int, float, list[float]]] = []
         chosen: set[int] = set()
         genre = ix.primary_genre
         liked = [t for t, w in profile.top_tags(10) if w > 0]  # for "matches: ..." reasons
+        first: tuple[list[int], list[float], list[int], np.ndarray] | None = None
         # Candidates first; if genre caps leave the row short, widen to a bounded list:
         # the most popular titles, then the first rows of the catalog (a cold start).
         for wider in (False, True):
@@ -637,19 +665,22 @@ class Recommender:
             if len(pool) == 0:
                 continue
             scores, contrib = self.score(self.features(ctx, pool), blend)
+            scores = scores - self.exposure.penalty(pool)  # shown far more than watched
             # Best first, titles and scores read out of numpy once; the source shares only
-            # for the few titles that make the row (or the overflow).
+            # for the few titles that make the row (or the overflow, or explore).
             order = np.argsort(-scores, kind="stable")
             shares_of = contrib[:, _SOURCE_COLS]
-            for i, sc, j in zip(
-                pool[order].tolist(), scores[order].tolist(), order.tolist(), strict=True
-            ):
+            ranked = (pool[order].tolist(), scores[order].tolist(), order.tolist(), shares_of)
+            if not wider:
+                first = ranked
+            for i, sc, j in zip(*ranked[:3], strict=True):
                 g = genre[i]
                 if g and per_genre.get(g, 0) >= self.max_per_genre:
                     overflow.append((i, sc, shares_of[j].tolist()))
                     continue
                 per_genre[g] = per_genre.get(g, 0) + 1
                 chosen.add(i)
+                rows.append(i)
                 items.append(self._item(i, sc, shares_of[j].tolist(), ctx, profile, liked))
                 if len(items) >= k:
                     break
@@ -659,8 +690,55 @@ class Recommender:
                 break
             if i not in chosen:
                 chosen.add(i)
+                rows.append(i)
                 items.append(self._item(i, sc, shares, ctx, profile, liked))
+        m = self.exposure.slots(k)
+        if m and len(items) == k and first is not None:
+            self._explore(items, rows, first, m, ctx, profile, liked)
+        self.exposure.served(rows)
         return Rows(items, self.continue_row(profile, k))
+
+    def _explore(
+        self,
+        items: list[RecItem],
+        rows: list[int],
+        ranked: tuple[list[int], list[float], list[int], np.ndarray],
+        m: int,
+        ctx: UserContext,
+        profile: UserProfile,
+        liked: list[str],
+    ) -> None:
+        """Give the last ``m`` places of the row to the best-scored candidates the rows
+        have hardly shown (:meth:`Exposure.under`), within the genre cap of the rest of the
+        row; places with no such candidate keep their title. In place."""
+        head = rows[: len(rows) - m]
+        taken = set(head)
+        per_genre: dict[str, int] = {}
+        genre = self.titles.primary_genre
+        for i in head:
+            per_genre[genre[i]] = per_genre.get(genre[i], 0) + 1
+        pool, scores, order, shares = ranked  # best first; shares by pool position
+        fresh = np.flatnonzero(self.exposure.under(np.asarray(pool, dtype=np.int64)))
+        picked: list[tuple[int, float, list[float]]] = []
+        for j in fresh.tolist():  # best first
+            if len(picked) >= m:
+                break
+            i = pool[j]
+            g = genre[i]
+            if i in taken or (g and per_genre.get(g, 0) >= self.max_per_genre):
+                continue
+            picked.append((i, scores[j], shares[order[j]].tolist()))
+            per_genre[g] = per_genre.get(g, 0) + 1
+        if not picked:
+            return
+        ex = {i for i, _, _ in picked}
+        tail = [(i, it) for i, it in zip(rows[len(head) :], items[len(head) :], strict=True)]
+        new = [(i, self._item(i, sc, sh, ctx, profile, liked)) for i, sc, sh in picked]
+        new += [(i, it) for i, it in tail if i not in ex]
+        del rows[len(head) :], items[len(head) :]
+        for i, it in new[:m]:
+            rows.append(i)
+            items.append(it)
 
     def allow(self, user_id: str, profile: UserProfile) -> Allowed:
         """Titles the main row may show: available in the user's country, not finished,

@@ -83,6 +83,8 @@ def test_restore_maps_titles_by_id_when_the_catalog_is_numbered_differently(sim)
     a, b = _engine(sim), _engine(sim, reverse=True)
     for ev in events:
         a.ingest(ev)
+    for uid in list(a.profiles)[:10]:  # served rows: exposure counts to carry over
+        a.score_message(uid, events[-1]["ts"], 0)
     _restore(b, _snapshot(a))
     ra, rb = a.models, b.models
     ia, ib = ra.titles.index, rb.titles.index
@@ -97,6 +99,14 @@ def test_restore_maps_titles_by_id_when_the_catalog_is_numbered_differently(sim)
     assert ra.cowatch.rows.get(ia[tid], {}) == {
         ia[rb.titles.ids[k]]: v for k, v in rb.cowatch.rows.get(ib[tid], {}).items()
     }
+    ea, eb = ra.exposure, rb.exposure
+    rows_a = np.array([ia[t] for t in ra.titles.ids])
+    rows_b = np.array([ib[t] for t in ra.titles.ids])  # the same titles, b's numbering
+    assert ea.total == pytest.approx(eb.total) and ea.total > 0
+    assert eb.demand_total == ea.demand_total > 0
+    assert np.allclose(ea.shown(rows_a), eb.shown(rows_b))
+    assert np.array_equal(ea.demand[rows_a], eb.demand[rows_b])
+    assert np.allclose(ea.penalty(rows_a), eb.penalty(rows_b))
 
 
 def test_chunks_reassemble_only_when_complete_and_untouched():

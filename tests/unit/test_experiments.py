@@ -290,7 +290,15 @@ def test_an_arms_blend_and_candidate_mix_change_the_users_ranking():
         eng.ingest(ev)
     now = events[-1]["ts"]
     users = [u for u, p in eng.profiles.items() if p.events >= 30][:40]
-    before = {u: [i["title_id"] for i in eng.score_message(u, now, now)["items"]] for u in users}
+    # Serving counts rows (online_models/exposure.py): every list below starts from the
+    # same exposure counts, so only the arms can make two lists of a user differ.
+    shown = eng.models.exposure.state()
+
+    def row(u: str) -> list[str]:
+        eng.models.exposure.load(shown)
+        return [i["title_id"] for i in eng.score_message(u, now, now)["items"]]
+
+    before = {u: row(u) for u in users}
     popular = {t for t, _ in eng.popularity.top(10, now)}
     cfg = {
         "salt": "s",
@@ -317,7 +325,7 @@ def test_an_arms_blend_and_candidate_mix_change_the_users_ranking():
     }
     eng.experiments = Assigner.from_dict(cfg)
     arms = {u: dict(eng.experiments.assign(u)) for u in users}
-    after = {u: [i["title_id"] for i in eng.score_message(u, now, now)["items"]] for u in users}
+    after = {u: row(u) for u in users}
     plain = [u for u in users if all(a.name == "control" for _, a in arms[u].values())]
     pop = [u for u in users if arms[u]["ranking"][1].name == "pop"]
     assert plain and pop

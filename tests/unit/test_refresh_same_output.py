@@ -1,7 +1,8 @@
 """A refresh's output is pinned to a plain reference: ``Recommender.recommend`` (batched,
 cached) returns the same items, order, scores and reasons as the per-item algorithm
 written out below, for every user of a seeded simulation, with and without blends and
-candidate mixes, and while the models keep learning between refreshes."""
+candidate mixes, and while the models keep learning between refreshes (and the rows
+served so far move the exposure-aware re-ranking, online_models/exposure.py)."""
 
 from __future__ import annotations
 
@@ -55,14 +56,26 @@ def reference_item(rec, i, score, contrib, ctx, profile, liked) -> RecItem:
     return RecItem(title.title_id, round(score, 5), tuple(reasons or ["popular now"]), art)
 
 
+def reference_penalty(rec: Recommender, i: int) -> float:
+    """The exposure discount of title ``i``, from the counts written out."""
+    ex = rec.exposure
+    n = rec.titles.n
+    x = ex.shown(np.array([i]))[0] / (ex.total / n) if ex.total else 0.0
+    y = ex.demand[i] / (ex.demand_total / n) if ex.demand_total else 0.0
+    return ex.weight * float(np.log1p(x / (1 + ex.demand_weight * y))), x
+
+
 def reference_recommend(rec: Recommender, uid, profile, now_ts, k, blend=None, sources=None):
-    """The refresh one title at a time: score the candidates, take them best first with at
-    most ``max_per_genre`` per genre, widen to popular then the first catalog rows if
-    short, fill from the genre overflow in score order."""
+    """The refresh one title at a time: score the candidates (less their exposure
+    discount), take them best first with at most ``max_per_genre`` per genre, widen to
+    popular then the first catalog rows if short, fill from the genre overflow in score
+    order; then the last ``k // 10`` places go to the best candidates shown less than
+    ``explore_below`` of an even share (within the genre cap), if there are any."""
     ctx = rec.context(uid, profile, now_ts)
     keep = rec.allow(uid, profile)
     liked = [t for t, w in profile.top_tags(10) if w > 0]
     items, chosen, per_genre, overflow = [], set(), {}, []
+    first = []
     for wider in (False, True):
         if len(items) >= k:
             break
@@ -78,6 +91,10 @@ def reference_recommend(rec: Recommender, uid, profile, now_ts, k, blend=None, s
         if len(pool) == 0:
             continue
         scores, contrib = rec.score(rec.features(ctx, pool), blend)
+        scores = scores - np.array([reference_penalty(rec, int(i))[0] for i in pool])
+        if not wider:
+            best = np.argsort(-scores, kind="stable")
+            first = [(int(pool[o]), float(scores[o]), contrib[o]) for o in best]
         for o in np.argsort(-scores, kind="stable"):
             i = int(pool[o])
             g = rec.titles.primary_genre[i]
@@ -94,6 +111,26 @@ def reference_recommend(rec: Recommender, uid, profile, now_ts, k, blend=None, s
         if len(items) < k and i not in chosen:
             chosen.add(i)
             items.append(reference_item(rec, i, sc, co, ctx, profile, liked))
+    m = k // 10
+    if len(items) == k:
+        index = rec.titles.index
+        head = items[: k - m]
+        genres = [rec.titles.primary_genre[index[it.title_id]] for it in head]
+        explorers = []
+        for i, sc, co in first:  # best first
+            g = rec.titles.primary_genre[i]
+            if len(explorers) == m or reference_penalty(rec, i)[1] >= rec.exposure.explore_below:
+                continue
+            if rec.titles.ids[i] in {it.title_id for it in head}:
+                continue
+            if g and genres.count(g) >= rec.max_per_genre:
+                continue
+            genres.append(g)
+            explorers.append(reference_item(rec, i, sc, co, ctx, profile, liked))
+        if explorers:
+            ids = {it.title_id for it in explorers}
+            rest = [it for it in items[k - m :] if it.title_id not in ids]
+            items = [*head, *explorers, *rest][:k]
     return Rows(items, rec.continue_row(profile, k))
 
 
@@ -131,7 +168,7 @@ def test_recommend_matches_the_reference_while_learning(sim_engine, blend, sourc
     rec = eng.models
     for ev in events[:5000]:
         eng.ingest(ev)
-    checked = 0
+    checked = explored = 0
     for step, ev in enumerate(events[5000:8000]):
         eng.ingest(ev)  # refreshes between learning steps: nothing stale may be served
         if step % 13:
@@ -141,6 +178,9 @@ def test_recommend_matches_the_reference_while_learning(sim_engine, blend, sourc
         ts = max(ev["ts"], profile.last_ts)
         for k in (10, 20):
             want = reference_recommend(rec, uid, profile, ts, k, blend, sources)
+            last = rec.titles.index[want.items[-1].title_id]
+            explored += bool(rec.exposure.under(np.array([last]))[0])  # a fresh last place
             assert_same(rec.recommend(uid, profile, ts, k, blend, sources), want)
             checked += 1
     assert checked > 400
+    assert explored > 0  # the exploring places were exercised
