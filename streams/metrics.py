@@ -109,8 +109,8 @@ FORECASTER_TITLES = Gauge(
 # --- Operations (issue 5): lag, tables, HTTP, model health. Label values stay bounded. ---
 CONSUMER_STALLED = Gauge(
     "reelstream_consumer_stalled_partitions",
-    "Events partitions of this worker with records to read and none read for "
-    "REELSTREAM_STALL_S seconds (/healthz fails while above 0).",
+    "Events and title-events partitions of this worker with records to read and none "
+    "read for REELSTREAM_STALL_S seconds (/healthz fails while above 0).",
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(

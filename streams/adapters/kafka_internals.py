@@ -338,9 +338,9 @@ async def broker_metadata_ok(app: Any, timeout_s: float) -> bool:
     return True
 
 
-def read_offsets(consumer: Any, tps: Iterable[TP]) -> dict[int, int | None]:
-    """partition -> the last offset Faust handed to a stream (None: none yet)."""
-    return {tp.partition: consumer._read_offset.get(tp) for tp in tps}
+def read_offsets(consumer: Any, tps: Iterable[TP]) -> dict[TP, int | None]:
+    """The last offset Faust handed to a stream, per partition (None: none yet)."""
+    return {tp: consumer._read_offset.get(tp) for tp in tps}
 
 
 def active_partition_dbs(table: Any) -> Iterable[Any] | None:

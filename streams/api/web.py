@@ -422,7 +422,7 @@ class Api(ServingReads):
         self.serving: Callable[[], dict[str, Any] | None] | None = None
         self.forecast: Any = None  # streams/api/forecast_web.py, set by register()
         # Events partitions the worker's stall watch reports (streams/worker/monitor.py).
-        self.stalled: Callable[[], set[int]] = set
+        self.stalled: Callable[[], set[str]] = set
 
     def local_profile(self, user_id: str) -> Any | None:
         """This worker's profile of the user (only for users on its partitions)."""
@@ -500,7 +500,7 @@ class Api(ServingReads):
             return 503, {
                 "status": "stalled",
                 "error": "stalled",
-                "detail": f"events partitions {stalled} have records and none was read",
+                "detail": f"partitions {stalled} have records and none was read",
             }
         return 200, {"status": "ok"}
 

@@ -602,7 +602,7 @@ async def follow_title_results() -> None:
     await results_follower.run()
 
 
-def _describe_stall(partitions: set[int]) -> str:
+def _describe_stall(partitions: set[str]) -> str:
     """What the stall report adds: flow control, the assignment, every task's stack."""
     assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
     return (
@@ -618,6 +618,7 @@ worker_monitor = monitor.register(
     {"user-profiles": profiles_table, "title-stats": titles_table},
     settings.stall_s,
     _describe_stall,
+    watched_topics=(settings.title_events_topic,),
 )
 api.stalled = lambda: worker_monitor.stalled
 

@@ -5,8 +5,9 @@ into the worker. Lag is measured against the broker's end offsets, for the
 events-topic partitions assigned to this worker; partitions that move away are
 removed from the gauge so a label never reports a stale value.
 
-A partition is *stalled* when it has records to read and this worker has read none
-of them for ``stall_s`` seconds. Faust has been seen to stop fetching a partition
+A partition of a watched topic (the events topic and the title-events topic) is
+*stalled* when it has records to read and this worker has read none of them for
+``stall_s`` seconds. Faust has been seen to stop fetching a partition
 after a rebalance without any error (faust-streaming#175, #523; here after SIGKILL
 restarts under load). A stall is logged once with what the consumer says about the
 partition (paused, position) and the worker's task stacks, counted in
@@ -19,14 +20,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from streams import metrics as m
 from streams.adapters.kafka_internals import active_partition_dbs, read_offsets
 
 INTERVAL_S = 5.0
 log = logging.getLogger("reelstream.monitor")
+K = TypeVar("K", bound=Hashable)  # a partition: its number, or a Faust TP
 
 
 def table_keys(table: Any) -> int:
@@ -50,8 +52,8 @@ def table_keys(table: Any) -> int:
 
 
 def lag_by_partition(
-    assigned: list[int], end_offsets: dict[int, int], read_offsets: dict[int, int | None]
-) -> dict[int, int]:
+    assigned: list[K], end_offsets: dict[K, int], read_offsets: dict[K, int | None]
+) -> dict[K, int]:
     """Records after the last one read, per partition (the whole partition if none read yet).
 
     >>> lag_by_partition([0, 1], {0: 10, 1: 5}, {0: 7, 1: None})
@@ -79,9 +81,9 @@ class StallWatch:
 
     def __init__(self, stall_s: float) -> None:
         self.stall_s = stall_s
-        self.since: dict[int, tuple[int | None, float]] = {}  # partition -> (read, since when)
+        self.since: dict[Hashable, tuple[int | None, float]] = {}  # partition -> (read, since)
 
-    def observe(self, lags: dict[int, int], read: dict[int, int | None], now: float) -> set[int]:
+    def observe(self, lags: dict[K, int], read: dict[K, int | None], now: float) -> set[K]:
         stalled = set()
         for p, lag in lags.items():
             last = self.since.get(p)
@@ -101,20 +103,22 @@ class Monitor:
         events_topic: str,
         tables: dict[str, Any],
         stall_s: float = 60.0,
-        describe: Callable[[set[int]], str] | None = None,
+        describe: Callable[[set[str]], str] | None = None,
+        watched_topics: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.events_topic = events_topic
+        self.watched = {events_topic, *watched_topics}
         self.tables = tables
         self.reported: set[int] = set()
         self.watch = StallWatch(stall_s)
-        self.stalled: set[int] = set()
+        self.stalled: set[str] = set()  # "topic:partition"
         self.describe = describe
 
     async def update_lag(self) -> None:
         consumer = self.app.consumer
         try:
-            tps = [tp for tp in consumer.assignment() if tp.topic == self.events_topic]
+            tps = [tp for tp in consumer.assignment() if tp.topic in self.watched]
         except Exception:  # consumer not started yet
             return
         try:
@@ -124,19 +128,20 @@ class Monitor:
             log.warning("could not read end offsets: %s", exc)
             return
         read = read_offsets(consumer, tps)
-        lags = lag_by_partition(
-            [tp.partition for tp in tps], {tp.partition: off for tp, off in ends.items()}, read
-        )
-        for p, lag in lags.items():
+        lags = lag_by_partition(tps, dict(ends), read)
+        events_lags = {tp.partition: n for tp, n in lags.items() if tp.topic == self.events_topic}
+        for p, lag in events_lags.items():
             m.CONSUMER_LAG.labels(partition=str(p)).set(lag)
-        for gone in self.reported - set(lags):
+        for gone in self.reported - set(events_lags):
             m.CONSUMER_LAG.remove(str(gone))
-        self.reported = set(lags)
-        stalled = self.watch.observe(lags, read, time.monotonic())
+        self.reported = set(events_lags)
+        stalled = {
+            f"{tp.topic}:{tp.partition}" for tp in self.watch.observe(lags, read, time.monotonic())
+        }
         if stalled - self.stalled:
             detail = self.describe(stalled) if self.describe is not None else ""
             log.error(
-                "events partitions %s have records to read but none was read for %.0f s: "
+                "partitions %s have records to read but none was read for %.0f s: "
                 "the worker reports unhealthy on /healthz so that it is restarted. %s",
                 sorted(stalled),
                 self.watch.stall_s,
@@ -158,9 +163,10 @@ def register(
     events_topic: str,
     tables: dict[str, Any],
     stall_s: float = 60.0,
-    describe: Callable[[set[int]], str] | None = None,
+    describe: Callable[[set[str]], str] | None = None,
+    watched_topics: tuple[str, ...] = (),
 ) -> Monitor:
-    mon = Monitor(app, events_topic, tables, stall_s, describe)
+    mon = Monitor(app, events_topic, tables, stall_s, describe, watched_topics)
 
     @app.timer(INTERVAL_S)
     async def _monitor() -> None:

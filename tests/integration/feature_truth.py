@@ -173,19 +173,58 @@ async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any
 
 
 async def wait_until_exact(
-    settings: Settings, truth: dict[str, Any], what: str, timeout: float = 180.0
+    settings: Settings,
+    truth: dict[str, Any],
+    what: str,
+    timeout: float = 180.0,
+    worker: Any = None,
 ) -> None:
-    """Wait for :func:`caught_up`; fail with the plays counted and the users that differ."""
+    """Wait for :func:`caught_up`; fail with :func:`catch_up_report` (plays, users that
+    differ, offsets of both topics and, given the worker, its counters and log tail)."""
     from tests.integration.conftest import wait_for
 
     try:
         await wait_for(lambda: caught_up(settings, truth), what, timeout=timeout)
     except AssertionError:
-        got = plays_total(read_redis(settings, truth))
-        raise AssertionError(
-            f"{what}: plays {got}/{plays_total(truth)}; users differing: "
-            f"{differing(settings, truth)}"
-        ) from None
+        raise AssertionError(f"{what}:\n{await catch_up_report(settings, truth, worker)}") from None
+
+
+async def catch_up_restarting_stalls(
+    settings: Settings,
+    truth: dict[str, Any],
+    worker: Any,
+    restart: Any,
+    stalls: list[dict[str, Any]],
+    what: str,
+    timeout: float = 180.0,
+    restarts: int = 2,
+) -> Any:
+    """Wait until :func:`caught_up`, restarting the worker when its stall watch reports it
+    (its /healthz fails, and a liveness probe restarts it: nothing is lost). Each restart is
+    recorded in ``stalls``; the known stall is the business of the tests marked for it,
+    what the caller checks is that nothing is lost or counted twice. Returns the worker
+    that caught up."""
+    from tests.integration.conftest import wait_for
+
+    stalled = "reelstream_consumer_stalled_partitions"
+    for attempt in range(restarts + 1):
+        try:
+            await wait_for(
+                lambda w=worker: caught_up(settings, truth) or w.metrics().get(stalled, 0) > 0,
+                f"{what}, or the stall watch reporting the worker",
+                timeout=timeout,
+            )
+        except AssertionError as exc:
+            report = await catch_up_report(settings, truth, worker)
+            raise AssertionError(f"{exc}\n{report}") from None
+        if caught_up(settings, truth) or attempt == restarts:
+            break
+        stalls.append({"kill": "last", "log": worker.tail(40)})
+        worker.proc.kill()
+        worker.proc.wait()
+        worker = restart()
+    await wait_until_exact(settings, truth, what, worker=worker)
+    return worker
 
 
 async def dead_letters_by_reason(settings: Settings, faults: dict[str, set]) -> dict[str, set]:

@@ -100,7 +100,9 @@ async def outage_run(run_settings, start_worker, own_kafka):
     async with EventProducer(run_settings, validate=False) as producer:
         for ev in events[half:]:
             await producer.send(ev)
-    await wait_until_exact(run_settings, truth, "every user's features in Redis after the outage")
+    await wait_until_exact(
+        run_settings, truth, "every user's features in Redis after the outage", worker=w
+    )
 
     async def ready_again() -> bool:
         return (await readyz(w.port))[0] == 200

@@ -26,11 +26,9 @@ from tests.integration.feature_truth import (
     assert_rejects_dead_lettered,
     assert_title_stats_exact,
     assert_user_features_exact,
-    catch_up_report,
-    caught_up,
+    catch_up_restarting_stalls,
     expected,
     stream_with_faults,
-    wait_until_exact,
 )
 
 pytestmark = pytest.mark.integration
@@ -92,26 +90,9 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
     # The last worker too is restarted if the stall watch reports it (its /healthz fails,
     # and a liveness probe restarts it): the known stall is test_no_restarted_worker_stalls'
     # business; what is checked here is that nothing is lost or counted twice.
-    for _ in range(2):
-        try:
-            await wait_for(
-                lambda w=w: (
-                    caught_up(run_settings, truth)
-                    or w.metrics().get("reelstream_consumer_stalled_partitions", 0) > 0
-                ),
-                "every user's features in Redis, or the stall watch reporting the last worker",
-                timeout=180,
-            )
-        except AssertionError as exc:
-            report = await catch_up_report(run_settings, truth, w)
-            raise AssertionError(f"{exc}\n{report}") from None
-        if caught_up(run_settings, truth):
-            break
-        stalls.append({"kill": "last", "log": w.tail(5)})
-        w.proc.kill()
-        w.proc.wait()
-        w = worker()
-    await wait_until_exact(run_settings, truth, "every user's features in Redis after the kills")
+    w = await catch_up_restarting_stalls(
+        run_settings, truth, w, worker, stalls, "every user's features in Redis after the kills"
+    )
     return {
         "truth": truth,
         "faults": faults,

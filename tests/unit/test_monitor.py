@@ -1,0 +1,67 @@
+"""The stall watch over both consumed topics (streams/worker/monitor.py), with a stand-in
+consumer: a title-events partition that stops moving must fail /healthz like an events one."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from faust.types import TP
+
+from streams import metrics as m
+from streams.worker import monitor
+
+
+class _Consumer:
+    def __init__(self, ends: dict[TP, int]) -> None:
+        self.ends = ends
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
+
+    def assignment(self) -> set[TP]:
+        return set(self.ends)
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+
+class _App:
+    def __init__(self, consumer: _Consumer) -> None:
+        self.consumer = consumer
+
+
+EV0, EV1, TI0 = TP("events", 0), TP("events", 1), TP("title-events", 0)
+
+
+async def test_a_title_events_partition_that_stops_reading_is_reported_stalled(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(monitor.time, "monotonic", lambda: clock[0])
+    consumer = _Consumer({EV0: 10, EV1: 5, TI0: 40})
+    consumer._read_offset.update({EV0: 9, EV1: 4, TI0: 12})  # title-events: 27 records behind
+    seen: list[set[str]] = []
+    mon = monitor.Monitor(
+        _App(consumer),
+        "events",
+        {},
+        stall_s=60.0,
+        describe=lambda s: seen.append(s) or "",
+        watched_topics=("title-events",),
+    )
+    await mon.update_lag()
+    assert mon.stalled == set()
+    clock[0] += 61
+    await mon.update_lag()
+    assert mon.stalled == {"title-events:0"}
+    assert seen == [{"title-events:0"}]
+    assert m.REGISTRY.get_sample_value("reelstream_consumer_stalled_partitions") == 1
+    consumer._read_offset[TI0] = 20  # it moved again
+    clock[0] += 5
+    await mon.update_lag()
+    assert mon.stalled == set()
+
+
+async def test_only_events_partitions_feed_the_lag_gauge():
+    consumer = _Consumer({EV0: 10, TI0: 40})
+    consumer._read_offset.update({EV0: 6})
+    mon = monitor.Monitor(_App(consumer), "events", {}, watched_topics=("title-events",))
+    await mon.update_lag()
+    assert mon.reported == {0}
+    assert m.REGISTRY.get_sample_value("reelstream_consumer_lag_records", {"partition": "0"}) == 3
