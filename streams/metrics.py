@@ -59,6 +59,13 @@ FRESHNESS_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+GC_PAUSE_SECONDS = Histogram(
+    "reelstream_gc_pause_seconds",
+    "Pause of one garbage collection, by generation (2: full; no event is processed meanwhile).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+    registry=REGISTRY,
+)
 REDIS_ERRORS = Counter(
     "reelstream_redis_errors_total", "Failed Redis writes or reads.", ["op"], registry=REGISTRY
 )
