@@ -354,6 +354,7 @@ async def _freshness(
     lags_generated: list[float] = []
     timeline: dict[int, list[float]] = {}  # second since start -> lags of arrivals then
     hist_before = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
+    gc_before = await asyncio.to_thread(scrape, worker.settings.web_port)
     cpu0 = proc_cpu_s(worker.pid)
     start_ms = int(time.time() * 1000)
     stop = asyncio.Event()
@@ -396,6 +397,7 @@ async def _freshness(
     await _watch([worker], already + sent, say, "freshness: draining", stall_s)
     cpu = proc_cpu_s(worker.pid) - cpu0
     hist_after = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
+    gc_after = await asyncio.to_thread(scrape, worker.settings.web_port)
     await asyncio.sleep(1.0)  # the last score messages are on their way
     stop.set()
     await reader
@@ -421,6 +423,15 @@ async def _freshness(
             f"{le}s": v for le, v in share.items() if le in ("0.1", "0.25", "0.5", "1.0")
         },
         "cpu_s_per_1k_events": round(1000 * cpu / sent, 4) if sent else None,
+        # Full collections meanwhile: each stops the worker (streams/worker/gc_pauses.py).
+        "gc_full_collections": {
+            k: round(
+                gc_after.value(f"reelstream_gc_pause_seconds_{k}", generation="2")
+                - gc_before.value(f"reelstream_gc_pause_seconds_{k}", generation="2"),
+                3,
+            )
+            for k in ("count", "sum")
+        },
         "p50_ms_by_second": [
             round(percentile(timeline[sec], 50)) for sec in sorted(timeline) if timeline[sec]
         ],
@@ -637,6 +648,9 @@ def format_table(r: dict[str, Any]) -> str:
             "  ".join(f"{k} {v:.1%}" for k, v in w.items()),
         )
         add("  CPU s per 1,000 events", f"{f['cpu_s_per_1k_events']:.3f}")
+        gcf = f.get("gc_full_collections") or {}
+        if gcf:
+            add("  full GC pauses", f"{gcf['count']:.0f}, {gcf['sum'] * 1000:,.0f} ms in all")
     if "two_workers" in r:
         t = r["two_workers"]
         add("2 workers, one group", f"{t['events_per_s']:,} events/s (x{t['scaling']:.2f})")

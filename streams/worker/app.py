@@ -628,17 +628,4 @@ async def _signal_dump() -> None:
     diagnostics.install_signal_dump()  # kill -USR2 <pid>: task stacks to the log
 
 
-_gc_started = time.monotonic()
-_gc_freeze = gc_pauses.FreezePolicy(settings.gc_freeze_s)
-gc_pauses.install()
-
-
-@app.timer(5.0)
-async def _freeze_warm_heap() -> None:
-    """Out of full collections: the heap as it is once warm (streams/worker/gc_pauses.py)."""
-    now = time.monotonic()
-    if not _gc_freeze.due(now, _gc_started) or not tables_settled():
-        return
-    frozen = gc_pauses.freeze()
-    _gc_freeze.done(time.monotonic())
-    log.info("froze %d objects in %.0f ms", frozen, (time.monotonic() - now) * 1000)
+gc_pauses.install(settings.gc_young_threshold)  # pauses timed; young generation sized

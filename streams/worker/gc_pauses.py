@@ -1,17 +1,19 @@
-"""Garbage-collector pauses: measured, and kept short by freezing the warm heap.
+"""Garbage-collector pauses: measured, and made rare with a larger young generation.
 
-A worker's heap holds hundreds of thousands of long-lived objects (cached profiles,
-model state). CPython's full (generation 2) collection walks all of them: about
-0.25 s for 660,000 objects on the 2-core test machine, during which no event is
-processed, so it lands directly in the score-freshness tail. The pauses are exported
-as ``reelstream_gc_pause_seconds{generation}``.
+A worker's heap holds a few hundred thousand long-lived objects (cached profiles, model
+state). CPython's full (generation 2) collection walks all of them, about 0.1 s for a
+worker with 2,000 viewers and 400 titles and 0.25 s for 660,000 objects, and nothing is
+processed meanwhile, so each one lands in the score-freshness tail. They are exported as
+``reelstream_gc_pause_seconds{generation}``.
 
-``gc.freeze()`` moves every object alive at that moment to a permanent generation that
-collections skip (public API since Python 3.7). Done once the worker is warm, and again
-every ``REELSTREAM_GC_FREEZE_S`` seconds, it keeps full collections to the objects
-allocated since. The cost: a frozen object that later becomes garbage *in a reference
-cycle* is never reclaimed (acyclic garbage is still freed by reference counting, which
-is almost everything here); the soak (``reelstream soak``) watches RSS for that.
+Why they were frequent: a full collection runs once the objects promoted into the old
+generation since the last one exceed a quarter of it. With CPython's default young
+threshold (700 container allocations) a batch's own temporaries (its events, rows and
+messages, alive until the batch ends) outlive two young collections and are promoted;
+they die right after, but the promotions were counted. At 2,700 events/s that was a
+full collection every 4 s (5 in 20 s, 440 ms in all). With a young generation of 20,000
+allocations most of a batch's temporaries die young: no full collection in the same
+20 s, and freshness p99 448 -> 317 ms (docs/performance.md, "Garbage collection").
 """
 
 from __future__ import annotations
@@ -39,46 +41,15 @@ class GcPauses:
         m.GC_PAUSE_SECONDS.labels(generation=str(info.get("generation", "?"))).observe(took)
 
 
-class FreezePolicy:
-    """When to (re)freeze: first after ``warm_s`` of processing, then every ``every_s``.
-
-    >>> p = FreezePolicy(every_s=600.0, warm_s=60.0)
-    >>> p.due(now=30.0, started=0.0), p.due(now=61.0, started=0.0)
-    (False, True)
-    >>> p.done(61.0); p.due(now=600.0, started=0.0), p.due(now=662.0, started=0.0)
-    (False, True)
-    >>> FreezePolicy(every_s=0.0).due(now=1e9, started=0.0)  # off
-    False
-    """
-
-    def __init__(self, every_s: float, warm_s: float = 60.0) -> None:
-        self.every_s = every_s
-        self.warm_s = warm_s
-        self.last: float | None = None
-
-    def due(self, now: float, started: float) -> bool:
-        if self.every_s <= 0:
-            return False
-        if self.last is None:
-            return now - started >= self.warm_s
-        return now - self.last >= self.every_s
-
-    def done(self, now: float) -> None:
-        self.last = now
-
-
-def install() -> GcPauses:
-    """Start timing collections (idempotent per process)."""
+def install(young_threshold: int = 0) -> GcPauses:
+    """Time collections (once per process); a ``young_threshold`` > 0 replaces CPython's
+    generation-0 threshold (the older generations' thresholds are kept)."""
+    if young_threshold > 0:
+        _, t1, t2 = gc.get_threshold()
+        gc.set_threshold(young_threshold, t1, t2)
     for cb in gc.callbacks:
         if isinstance(cb, GcPauses):
             return cb
     watch = GcPauses()
     gc.callbacks.append(watch)
     return watch
-
-
-def freeze() -> int:
-    """Collect, then freeze what survives; returns the objects now frozen."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()

@@ -1,4 +1,4 @@
-"""GC pause timing and the freeze (streams/worker/gc_pauses.py)."""
+"""GC pause timing and the young-generation threshold (streams/worker/gc_pauses.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from streams.worker import gc_pauses
 
 
 def _count(generation: str) -> float:
-    return (
-        m.REGISTRY.get_sample_value("reelstream_gc_pause_seconds_count", {"generation": generation})
-        or 0.0
+    value = m.REGISTRY.get_sample_value(
+        "reelstream_gc_pause_seconds_count", {"generation": generation}
     )
+    return value or 0.0
 
 
 def test_a_full_collection_is_timed_under_its_generation():
@@ -28,10 +28,12 @@ def test_install_twice_keeps_one_callback():
     assert sum(isinstance(cb, gc_pauses.GcPauses) for cb in gc.callbacks) == 1
 
 
-def test_freeze_takes_live_objects_out_of_collections():
+def test_the_young_threshold_replaces_only_generation_0s():
+    old = gc.get_threshold()
     try:
-        frozen = gc_pauses.freeze()
-        assert frozen > 1000 and gc.get_freeze_count() == frozen
-        assert len(gc.get_objects(generation=2)) < frozen
+        gc_pauses.install(young_threshold=20_000)
+        assert gc.get_threshold() == (20_000, old[1], old[2])
+        gc_pauses.install(young_threshold=0)  # 0: leave it as it is
+        assert gc.get_threshold() == (20_000, old[1], old[2])
     finally:
-        gc.unfreeze()
+        gc.set_threshold(*old)
