@@ -134,6 +134,7 @@ titles_table = app.Table(
 
 store = TableProfileStore(profiles_table, settings.user_cache)
 title_store = TableTitleStore(titles_table)
+progress = monitor.Progress()  # last offset processed per partition, for the stall watch
 title_view = GlobalTitleView()
 engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
 # Artwork per viewer and experiments, as the settings ask (off by default); decision
@@ -261,6 +262,7 @@ async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
     await durable.on_revoked()
     store.forget()
     title_store.forget()
+    progress.forget()
 
 
 @app.on_partitions_assigned.connect
@@ -407,6 +409,7 @@ async def process_events(stream: faust.StreamT) -> None:
             await durable.after_batch()
         for event in batch:
             event.message.decref()
+        progress.note(batch)
 
 
 async def _dead_letter(
@@ -516,6 +519,7 @@ async def process_title_events(stream: faust.StreamT) -> None:
         await _fold_title_records(batch)
         for event in batch:
             event.message.decref()
+        progress.note(batch)
 
 
 async def _fold_title_records(batch: list) -> None:
@@ -619,6 +623,7 @@ worker_monitor = monitor.register(
     settings.stall_s,
     _describe_stall,
     watched_topics=(settings.title_events_topic,),
+    progress=progress,
 )
 api.stalled = lambda: worker_monitor.stalled
 

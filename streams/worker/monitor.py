@@ -7,10 +7,12 @@ removed from the gauge so a label never reports a stale value.
 
 A partition of a watched topic (the events topic and the title-events topic) is
 *stalled* when it has records to read and this worker has read none of them for
-``stall_s`` seconds. Faust has been seen to stop fetching a partition
-after a rebalance without any error (faust-streaming#175, #523; here after SIGKILL
-restarts under load). A stall is logged once with what the consumer says about the
-partition (paused, position) and the worker's task stacks, counted in
+``stall_s`` seconds, or when records were handed to its agent and the agent has finished
+no batch of that partition for ``stall_s`` (an agent stuck in a batch: every record may
+already be read, so the read position alone does not show it). Faust has been seen to
+stop fetching a partition after a rebalance without any error (faust-streaming#175,
+#523; here after SIGKILL restarts under load). A stall is logged once with what the
+consumer says about the partition (paused, position) and the worker's task stacks, counted in
 ``reelstream_consumer_stalled_partitions``, and makes ``/healthz`` fail so that the
 orchestrator restarts the worker (a restart resumes from the committed offsets;
 nothing is lost).
@@ -96,6 +98,30 @@ class StallWatch:
         return stalled
 
 
+class Progress:
+    """The last offset each partition's agent finished processing (``note`` after a batch),
+    for the stall watch. Forgotten on revocation: a partition that comes back starts over.
+
+    >>> from collections import namedtuple
+    >>> Ev = namedtuple("Ev", "message"); Msg = namedtuple("Msg", "tp offset")
+    >>> p = Progress(); p.note([Ev(Msg("a", 4)), Ev(Msg("a", 7)), Ev(Msg("b", 1))])
+    >>> p.done
+    {'a': 7, 'b': 1}
+    """
+
+    def __init__(self) -> None:
+        self.done: dict[Any, int] = {}
+
+    def note(self, batch: list[Any]) -> None:
+        for event in batch:
+            msg = event.message
+            if msg.offset > self.done.get(msg.tp, -1):
+                self.done[msg.tp] = msg.offset
+
+    def forget(self) -> None:
+        self.done.clear()
+
+
 class Monitor:
     def __init__(
         self,
@@ -105,8 +131,11 @@ class Monitor:
         stall_s: float = 60.0,
         describe: Callable[[set[str]], str] | None = None,
         watched_topics: tuple[str, ...] = (),
+        progress: Progress | None = None,
     ) -> None:
         self.app = app
+        self.progress = progress
+        self.busy_watch = StallWatch(stall_s)
         self.events_topic = events_topic
         self.watched = {events_topic, *watched_topics}
         self.tables = tables
@@ -135,16 +164,29 @@ class Monitor:
         for gone in self.reported - set(events_lags):
             m.CONSUMER_LAG.remove(str(gone))
         self.reported = set(events_lags)
-        stalled = {
-            f"{tp.topic}:{tp.partition}" for tp in self.watch.observe(lags, read, time.monotonic())
-        }
+        now = time.monotonic()
+        unread = self.watch.observe(lags, read, now)
+        unprocessed: set[Any] = set()
+        if self.progress is not None:
+            # Read but not processed: only partitions whose agent finished a batch since
+            # their assignment (before that, the read position may predate it).
+            done = {tp: self.progress.done.get(tp) for tp in tps}
+            behind = {
+                tp: (read[tp] or 0) - d if d is not None and (read[tp] or -1) > d else 0
+                for tp, d in done.items()
+            }
+            unprocessed = self.busy_watch.observe(behind, done, now)
+        stalled = {f"{tp.topic}:{tp.partition}" for tp in unread | unprocessed}
         if stalled - self.stalled:
             detail = self.describe(stalled) if self.describe is not None else ""
             log.error(
-                "partitions %s have records to read but none was read for %.0f s: "
-                "the worker reports unhealthy on /healthz so that it is restarted. %s",
+                "partitions %s have records to read but none was read, or records read but "
+                "none processed, for %.0f s (read: %s; processed: %s): the worker reports "
+                "unhealthy on /healthz so that it is restarted. %s",
                 sorted(stalled),
                 self.watch.stall_s,
+                sorted(f"{tp.topic}:{tp.partition}" for tp in unread),
+                sorted(f"{tp.topic}:{tp.partition}" for tp in unprocessed),
                 detail,
             )
         self.stalled = stalled
@@ -165,8 +207,9 @@ def register(
     stall_s: float = 60.0,
     describe: Callable[[set[str]], str] | None = None,
     watched_topics: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> Monitor:
-    mon = Monitor(app, events_topic, tables, stall_s, describe, watched_topics)
+    mon = Monitor(app, events_topic, tables, stall_s, describe, watched_topics, progress)
 
     @app.timer(INTERVAL_S)
     async def _monitor() -> None:

@@ -65,3 +65,62 @@ async def test_only_events_partitions_feed_the_lag_gauge():
     await mon.update_lag()
     assert mon.reported == {0}
     assert m.REGISTRY.get_sample_value("reelstream_consumer_lag_records", {"partition": "0"}) == 3
+
+
+class _Msg:
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp, self.offset = tp, offset
+
+
+class _Ev:
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.message = _Msg(tp, offset)
+
+
+async def test_an_agent_stuck_in_a_batch_is_reported_although_every_record_was_read(
+    monkeypatch,
+):
+    clock = [0.0]
+    monkeypatch.setattr(monitor.time, "monotonic", lambda: clock[0])
+    consumer = _Consumer({EV0: 10, TI0: 40})
+    consumer._read_offset.update({EV0: 9, TI0: 39})  # nothing left to read anywhere
+    progress = monitor.Progress()
+    progress.note([_Ev(EV0, 9), _Ev(TI0, 20)])  # title agent: finished up to 20, then stuck
+    mon = monitor.Monitor(
+        _App(consumer),
+        "events",
+        {},
+        stall_s=60.0,
+        watched_topics=("title-events",),
+        progress=progress,
+    )
+    await mon.update_lag()
+    clock[0] += 61
+    await mon.update_lag()
+    assert mon.stalled == {"title-events:0"}
+    progress.note([_Ev(TI0, 39)])  # the batch finished
+    clock[0] += 5
+    await mon.update_lag()
+    assert mon.stalled == set()
+
+
+async def test_a_partition_not_processed_since_its_assignment_is_not_judged_on_progress(
+    monkeypatch,
+):
+    clock = [0.0]
+    monkeypatch.setattr(monitor.time, "monotonic", lambda: clock[0])
+    consumer = _Consumer({TI0: 40})
+    consumer._read_offset.update({TI0: 39})  # a read position from before a rebalance
+    progress = monitor.Progress()
+    mon = monitor.Monitor(
+        _App(consumer),
+        "events",
+        {},
+        stall_s=60.0,
+        watched_topics=("title-events",),
+        progress=progress,
+    )
+    await mon.update_lag()
+    clock[0] += 120
+    await mon.update_lag()
+    assert mon.stalled == set()
