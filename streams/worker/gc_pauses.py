@@ -13,9 +13,8 @@ collections and are promoted; they die right after, but the promotions were coun
 At 2,700 events/s that was a full collection every 4 s (5 in 20 s, 440 ms in all). A
 young generation of 20,000 (``REELSTREAM_GC_YOUNG_THRESHOLD``) left none in the same
 20 s and cut freshness p99 from 443 to 337 ms, but in a 1,200 events/s soak RSS grew
-about three times as fast (cyclic garbage that reaches the old generation waits for
-the rarer full passes), so it is not the default (docs/performance.md, "Garbage
-collection").
+about three times as fast (why is open: not cyclic garbage, of which a probe found
+almost none), so it is not the default (docs/performance.md, "Garbage collection").
 """
 
 from __future__ import annotations
