@@ -77,6 +77,17 @@ class _Ev:
         self.message = _Msg(tp, offset)
 
 
+def _watching_progress(consumer: _Consumer, progress: monitor.Progress) -> monitor.Monitor:
+    return monitor.Monitor(
+        _App(consumer),
+        "events",
+        {},
+        stall_s=60.0,
+        watched_topics=("title-events",),
+        progress=progress,
+    )
+
+
 async def test_an_agent_stuck_in_a_batch_is_reported_although_every_record_was_read(
     monkeypatch,
 ):
@@ -86,14 +97,7 @@ async def test_an_agent_stuck_in_a_batch_is_reported_although_every_record_was_r
     consumer._read_offset.update({EV0: 9, TI0: 39})  # nothing left to read anywhere
     progress = monitor.Progress()
     progress.note([_Ev(EV0, 9), _Ev(TI0, 20)])  # title agent: finished up to 20, then stuck
-    mon = monitor.Monitor(
-        _App(consumer),
-        "events",
-        {},
-        stall_s=60.0,
-        watched_topics=("title-events",),
-        progress=progress,
-    )
+    mon = _watching_progress(consumer, progress)
     await mon.update_lag()
     clock[0] += 61
     await mon.update_lag()
@@ -112,14 +116,7 @@ async def test_a_partition_not_processed_since_its_assignment_is_not_judged_on_p
     consumer = _Consumer({TI0: 40})
     consumer._read_offset.update({TI0: 39})  # a read position from before a rebalance
     progress = monitor.Progress()
-    mon = monitor.Monitor(
-        _App(consumer),
-        "events",
-        {},
-        stall_s=60.0,
-        watched_topics=("title-events",),
-        progress=progress,
-    )
+    mon = _watching_progress(consumer, progress)
     await mon.update_lag()
     clock[0] += 120
     await mon.update_lag()
