@@ -31,14 +31,12 @@ class GcPauses:
 
     def __init__(self) -> None:
         self.started = 0.0
-        self.longest = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self.started = time.perf_counter()
             return
         took = time.perf_counter() - self.started
-        self.longest = max(self.longest, took)
         m.GC_PAUSE_SECONDS.labels(generation=str(info.get("generation", "?"))).observe(took)
 
 
