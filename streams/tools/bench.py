@@ -42,10 +42,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -56,6 +56,8 @@ from streams.contract import decode_record
 from streams.settings import Settings
 from streams.tools.demo import start_worker, stop_worker
 from streams.tools.traffic import envelopes
+
+T = TypeVar("T")
 
 CONSUMED = "reelstream_events_consumed_total"
 POLL_S = 0.25
@@ -141,6 +143,24 @@ class Progress:
             print(f"\r{prefix}{msg}\033[K", end=end, file=sys.stderr, flush=True)
         else:
             print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+
+
+def run_stoppable(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` with SIGTERM handled like Ctrl-C: the run is cancelled, so its
+    ``finally`` stops the worker subprocesses and deletes the run's topics instead of
+    the tool dying and leaving workers running (raises ``asyncio.CancelledError``)."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
 
 
 class Worker:
@@ -670,7 +690,11 @@ def format_table(r: dict[str, Any]) -> str:
 
 def main(cfg: BenchConfig, json_path: str | None = None, quiet: bool = False) -> int:
     say = Progress(quiet)
-    result = asyncio.run(run_bench(cfg, say))
+    try:
+        result = run_stoppable(run_bench(cfg, say))
+    except asyncio.CancelledError:
+        print("stopped by SIGTERM (the run's cleanup ran)", file=sys.stderr)
+        return 143
     print(format_table(result))
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")

@@ -15,7 +15,6 @@ asserts them (benchmarks report, tests assert behaviour).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streams.tools.bench import BenchConfig, Progress, run_bench
+from streams.tools.bench import BenchConfig, Progress, run_bench, run_stoppable
 
 TARGETS = {
     "ingest_cpu_us_per_event": 60.0,
@@ -74,7 +73,7 @@ def run_sweep(
         row: dict[str, Any] = {"titles": n, "engine": engine_costs(n, cfg.users, warmup, events)}
         say(f"sweep: {n:,} titles: one worker on the local stack ...")
         one = dataclasses.replace(cfg, titles=n, scale=False)
-        row["pipeline"] = asyncio.run(run_bench(one, say))
+        row["pipeline"] = run_stoppable(run_bench(one, say))
         rows.append(row)
     return {"sizes": rows, "targets": TARGETS, "config": dataclasses.asdict(cfg)}
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -38,7 +39,7 @@ from typing import Any
 from streams.adapters.kafka_admin import ensure_topics_async
 from streams.adapters.scrape import scrape
 from streams.settings import Settings
-from streams.tools.bench import Progress, Worker, _cleanup, proc_cpu_s
+from streams.tools.bench import Progress, Worker, _cleanup, proc_cpu_s, run_stoppable
 from streams.tools.traffic import send_events
 
 CONSUMED = "reelstream_events_consumed_total"
@@ -262,7 +263,11 @@ def format_summary(r: dict[str, Any]) -> str:
 
 
 def main(cfg: SoakConfig, json_path: str | None = None, quiet: bool = False) -> int:
-    result = asyncio.run(run_soak(cfg, Progress(quiet)))
+    try:
+        result = run_stoppable(run_soak(cfg, Progress(quiet)))
+    except asyncio.CancelledError:
+        print("stopped by SIGTERM (the run's cleanup ran)", file=sys.stderr)
+        return 143
     print(format_summary(result))
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")

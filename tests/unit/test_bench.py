@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import pytest
 
 from streams.adapters.scrape import histogram_share
 from streams.contract import MAX_EVENTS_PER_ENVELOPE, decode_record
-from streams.tools.bench import format_table, percentile
+from streams.tools.bench import format_table, percentile, run_stoppable
 from streams.tools.synthetic import SimConfig, Simulation
 from streams.tools.traffic import envelopes
 
@@ -154,3 +158,21 @@ def test_exchange_bench_counts_every_peers_record_as_read():
         assert x["bytes_published"] > 0 and x["merge_cpu_ms"] >= 0
         # each worker reads every peer's record: about (workers - 1) records
         assert 0.5 * peers < x["bytes_read"] / x["bytes_published"] < 1.5 * peers
+
+
+def test_sigterm_cancels_a_run_and_its_cleanup_still_runs() -> None:
+    """A bench or soak stopped with SIGTERM must stop its worker subprocesses."""
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned: list[str] = []
+
+    async def run() -> None:
+        try:
+            asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append("workers stopped")
+
+    with pytest.raises(asyncio.CancelledError):
+        run_stoppable(run())
+    assert cleaned == ["workers stopped"]
+    assert signal.getsignal(signal.SIGTERM) == before
