@@ -133,6 +133,13 @@ TABLE_KEYS = Gauge(
     ["table"],
     registry=REGISTRY,
 )
+ROCKSDB_MEMORY = Gauge(
+    "reelstream_rocksdb_memory_bytes",
+    "RocksDB memory of this worker's active partitions of a Faust table, by kind: "
+    "memtables (write buffers), table_readers (index and filter blocks), block_cache.",
+    ["table", "kind"],
+    registry=REGISTRY,
+)
 HTTP_SECONDS = Histogram(
     "reelstream_http_request_duration_seconds",
     "HTTP API latency, by route template (never the raw path), method and status code.",

@@ -109,6 +109,7 @@ def summarise(samples: list[dict[str, float]], cache: int, warmup_s: float) -> d
         return {"warmup_end_s": None, "rss_end_mb": round(samples[-1]["rss_mb"], 1)}
     after = [s for s in samples if s["t"] >= warm["t"]]
     start, end = warm["rss_mb"], samples[-1]["rss_mb"]
+    start_rocks = warm.get("rocksdb_mb")
     slope = 0.0
     if len(after) > 1:
         mt = sum(s["t"] for s in after) / len(after)
@@ -120,6 +121,8 @@ def summarise(samples: list[dict[str, float]], cache: int, warmup_s: float) -> d
         "rss_at_warmup_mb": round(start, 1),
         "rss_end_mb": round(end, 1),
         "rss_max_after_warmup_mb": round(max(s["rss_mb"] for s in after), 1),
+        "rocksdb_at_warmup_mb": start_rocks,
+        "rocksdb_end_mb": samples[-1].get("rocksdb_mb"),
         "growth_pct": round(100 * (end - start) / start, 2),
         "slope_mb_per_min": round(slope, 3),
     }
@@ -197,6 +200,7 @@ async def run_soak(cfg: SoakConfig, say: Progress) -> dict[str, Any]:
                     "cache_entries": page.value("reelstream_table_entries", table="user-profiles"),
                     "evictions": page.total("reelstream_user_cache_evictions_total"),
                     "lag": page.total("reelstream_consumer_lag_records"),
+                    "rocksdb_mb": round(page.total("reelstream_rocksdb_memory_bytes") / 2**20, 1),
                     "viewers": len(viewers_sent),
                     "load1": round(os.getloadavg()[0], 2),
                 }
@@ -205,7 +209,8 @@ async def run_soak(cfg: SoakConfig, say: Progress) -> dict[str, Any]:
             say(
                 f"{t / 60:5.1f} min  RSS {s['rss_mb']:.0f} MiB  consumed {s['consumed']:,.0f}  "
                 f"cache {s['cache_entries']:,.0f}  evicted {s['evictions']:,.0f}  "
-                f"viewers {s['viewers']:,}  lag {s['lag']:,.0f}  load {s['load1']}"
+                f"viewers {s['viewers']:,}  lag {s['lag']:,.0f}  "
+                f"RocksDB {s['rocksdb_mb']:.0f} MiB  load {s['load1']}"
             )
             await asyncio.sleep(max(0.0, cfg.sample_s - (time.monotonic() - started - t)))
         stop.set()
@@ -255,6 +260,8 @@ def format_summary(r: dict[str, Any]) -> str:
         f"RSS            {s.get('rss_at_warmup_mb')} MiB at warm-up -> {s.get('rss_end_mb')} MiB "
         f"at end (max {s.get('rss_max_after_warmup_mb')}): growth {s.get('growth_pct')} %, "
         f"slope {s.get('slope_mb_per_min')} MiB/min",
+        f"  of which     RocksDB {s.get('rocksdb_at_warmup_mb')} -> {s.get('rocksdb_end_mb')} MiB "
+        "(memtables, table readers, block caches: reelstream_rocksdb_memory_bytes)",
         f"worker CPU     {s.get('worker_cpu_share')} cores",
     ]
     if "error" in r:

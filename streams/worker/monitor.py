@@ -33,6 +33,38 @@ log = logging.getLogger("reelstream.monitor")
 K = TypeVar("K", bound=Hashable)  # a partition: its number, or a Faust TP
 
 
+# RocksDB's memory properties, by the ``kind`` label of reelstream_rocksdb_memory_bytes.
+ROCKSDB_MEMORY_PROPERTIES = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+    "block_cache": "rocksdb.block-cache-usage",
+}
+
+
+def _int_property(db: Any, name: str) -> int | None:
+    prop = getattr(db, "property_int_value", None)
+    if prop is None:
+        return None
+    try:
+        value = prop(name)
+    except Exception:
+        return None
+    return None if value is None else int(value)
+
+
+def rocksdb_memory(table: Any) -> dict[str, int] | None:
+    """RocksDB memory of the table's active partitions by kind (None: not RocksDB).
+    Each partition has its own block cache (streams/settings.py), so they add up."""
+    dbs = active_partition_dbs(table)
+    if dbs is None:
+        return None
+    out = dict.fromkeys(ROCKSDB_MEMORY_PROPERTIES, 0)
+    for db in dbs:
+        for kind, name in ROCKSDB_MEMORY_PROPERTIES.items():
+            out[kind] += _int_property(db, name) or 0
+    return out
+
+
 def table_keys(table: Any) -> int:
     """Keys in the table's active partitions: RocksDB's estimate, counting when absent."""
     dbs = active_partition_dbs(table)
@@ -40,13 +72,7 @@ def table_keys(table: Any) -> int:
         return len(table.data)
     total = 0
     for db in dbs:
-        n = None
-        prop = getattr(db, "property_int_value", None)
-        if prop is not None:
-            try:
-                n = prop("rocksdb.estimate-num-keys")
-            except Exception:
-                n = None
+        n = _int_property(db, "rocksdb.estimate-num-keys")
         if n is None:
             n = sum(1 for _ in db.keys())  # noqa: SIM118 - rocksdict
         total += int(n)
@@ -196,6 +222,8 @@ class Monitor:
         for name, table in self.tables.items():
             try:
                 m.TABLE_KEYS.labels(table=name).set(table_keys(table))
+                for kind, size in (rocksdb_memory(table) or {}).items():
+                    m.ROCKSDB_MEMORY.labels(table=name, kind=kind).set(size)
             except Exception as exc:
                 log.warning("could not size table %s: %s", name, exc)
 

@@ -121,3 +121,32 @@ async def test_a_partition_not_processed_since_its_assignment_is_not_judged_on_p
     clock[0] += 120
     await mon.update_lag()
     assert mon.stalled == set()
+
+
+def test_rocksdb_memory_reads_every_kind_from_real_rocksdb(tmp_path) -> None:
+    """The property names are RocksDB's: a wrong one would read as 0, not fail."""
+    from types import SimpleNamespace
+
+    from rocksdict import Rdict
+
+    dbs = [Rdict(str(tmp_path / f"p{i}")) for i in range(2)]
+    try:
+        for i, db in enumerate(dbs):
+            for k in range(500):
+                db[f"u{i}-{k}".encode()] = b"x" * 200
+        table = SimpleNamespace(data=SimpleNamespace(_dbs_for_actives=lambda: iter(dbs)))
+        mem = monitor.rocksdb_memory(table)
+        assert mem is not None and set(mem) == set(monitor.ROCKSDB_MEMORY_PROPERTIES)
+        one = monitor.rocksdb_memory(
+            SimpleNamespace(data=SimpleNamespace(_dbs_for_actives=lambda: iter(dbs[:1])))
+        )
+        assert one is not None
+        assert mem["memtables"] > one["memtables"] >= 500 * 200  # summed over partitions
+        for db in dbs:
+            db.flush()
+        after = monitor.rocksdb_memory(table)
+        assert after is not None and after["table_readers"] > 0  # rows now in SST files
+        assert monitor.rocksdb_memory(SimpleNamespace(data={})) is None  # not RocksDB
+    finally:
+        for db in dbs:
+            db.close()
