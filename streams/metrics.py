@@ -59,17 +59,6 @@ FRESHNESS_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
-HEAP_TRIM_SECONDS = Histogram(
-    "reelstream_heap_trim_seconds",
-    "Duration of one malloc_trim pass (in a thread: batches go on meanwhile).",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
-    registry=REGISTRY,
-)
-HEAP_TRIM_RELEASED = Counter(
-    "reelstream_heap_trim_released_bytes_total",
-    "Bytes of RSS handed back to the OS by malloc_trim (freed heap pages glibc kept).",
-    registry=REGISTRY,
-)
 GC_PAUSE_SECONDS = Histogram(
     "reelstream_gc_pause_seconds",
     "Pause of one garbage collection, by generation (2: full; no event is processed meanwhile).",

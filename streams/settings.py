@@ -72,10 +72,6 @@ class Settings:
     # makes full collections (each a pause) rare and cut freshness p99 by a quarter, but
     # tripled memory growth in a soak: streams/worker/gc_pauses.py, docs/performance.md.
     gc_young_threshold: int = 0
-    # Seconds between malloc_trim passes that hand freed heap pages back to the OS
-    # (glibc only; 0: off): without them RSS creeps up under a steady load while the
-    # live heap is flat (streams/worker/heap_trim.py, docs/performance.md).
-    heap_trim_s: float = 0.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. lz4 costs the least CPU;
     # zstd packs about twice as tight for 3-4x the CPU (README, Configuration).

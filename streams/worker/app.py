@@ -39,7 +39,7 @@ from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.settings import Settings
-from streams.worker import diagnostics, experiment_metrics, gc_pauses, heap_trim, monitor
+from streams.worker import diagnostics, experiment_metrics, gc_pauses, monitor
 from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
@@ -634,13 +634,3 @@ async def _signal_dump() -> None:
 
 
 gc_pauses.install(settings.gc_young_threshold)  # pauses timed; young generation sized
-
-_trim = heap_trim.load() if settings.heap_trim_s > 0 else None
-if settings.heap_trim_s > 0 and _trim is None:
-    log.warning("REELSTREAM_HEAP_TRIM_S is set but this C library has no malloc_trim: off")
-if _trim is not None:
-
-    @app.timer(settings.heap_trim_s)
-    async def trim_heap() -> None:
-        assert _trim is not None
-        await asyncio.to_thread(heap_trim.trim_once, _trim)
