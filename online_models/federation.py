@@ -91,6 +91,7 @@ from online_models.exchange_parts import (
     Snapshot,
     Sparse,
     catalog_rows,
+    decode_contribution,
     decode_snapshot,
     encode_contribution,
     factor,
@@ -155,6 +156,7 @@ class TitleExchange:
         self.history: dict[int, list[Sparse]] = {}  # seq -> own parts published, by shard
         self.shard_of_row = np.zeros(0, dtype=np.int64)
         self._rows_of = catalog_rows(rec)
+        self.resume_needed = False  # adopted another worker's state: see :meth:`resume`
         self._reset_refs()
         rec.titles.listeners.append(self._grow)
         self._fit()
@@ -405,20 +407,49 @@ class TitleExchange:
             owner = str(st["worker"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"bad exchange state ({exc!r})") from None
+        resume = False
         if owner != self.worker:
             # Another worker's shared state (a restart under a new id, or a hand-over at
-            # start): the models hold its contribution and what it had applied. (Its
-            # checkpoint from before the sharded exchange may hold this worker's part.)
+            # start): the models hold its contribution and what it had applied, this
+            # worker's published contribution among it (see :meth:`resume`). A checkpoint
+            # of the per-peer exchange may hold this worker's part itself.
             parts[owner] = mine
-            mine = parts.pop(self.worker, None) or Part.empty(n, self.k, self.nf)
+            own = parts.pop(self.worker, None)
+            mine = own or Part.empty(n, self.k, self.nf)
+            resume = own is None
         applied = Part.empty(n, self.k, self.nf)
         for p in parts.values():
             applied.add(whole(p), 1.0, self.dims)
         self.seq, self.mine, self.applied, self.received = seq, mine, applied, received
         self.history = {}  # parts published before the restart are this run's no longer
+        self.resume_needed = resume
         for model in (rec.cowatch, rec.trending, rec.popular):
             model.take_outbox()  # the checkpoint was folded: nothing local is pending
         self._reset_refs()
+
+    def resume(self, records: list[bytes]) -> int:
+        """Take back this worker's contribution as last published, from its latest record
+        of each shard (read from the contributions topic), after adopting another worker's
+        state: the models hold it from elsewhere already, so it moves from :attr:`applied`
+        to :attr:`mine`, and the next publication continues it instead of replacing it
+        with nothing. Returns the records taken; CheckpointError (nothing taken) if one
+        is not this worker's or not of this shard count."""
+        dims, shards = self.dims, set()
+        n = self._fit()
+        parts = []
+        for raw in records:
+            c = decode_contribution(raw, self._rows_of, dims)
+            if c.worker != self.worker or c.shards != self.shards or c.shard in shards:
+                raise CheckpointError(f"not one of {self.worker}'s latest records per shard")
+            shards.add(c.shard)
+            parts.append(c.part)
+        self.mine.fit(n)
+        self.applied.fit(n)
+        for p in parts:
+            self.mine.add(p, 1.0, dims)
+            self.applied.add(p, -1.0, dims)
+        self.resume_needed = False
+        return len(parts)
 
     def adopt_all(self) -> None:
         """Count everything the models hold as this worker's own learning (state restored

@@ -292,6 +292,33 @@ def test_exchange_state_survives_a_checkpoint(log):
     np.testing.assert_allclose(other.exchange.applied.mf, x0.applied.mf + x0.mine.mf, atol=1e-9)
 
 
+def test_a_worker_adopting_anothers_state_continues_its_published_contribution(log):
+    catalog, _, events = log
+    fed = run(catalog, events, workers=3, partitions=4, exchange_every=500)
+    fed.exchange()  # everyone holds everything
+    x0, x1, x2 = fed.exchanges
+    last0 = x0.publish()  # worker-0's latest record of each shard, as on the topic
+    for agg, raw in zip(fed.aggregators, last0, strict=True):
+        agg.fold(raw)
+    shared1 = codec.decode(codec.encode(export_shared(x1.rec), {}, "v", 1)).state
+    # worker-0 restarts and adopts worker-1's checkpoint round (its partitions' newest)
+    fresh = Engine(catalog=catalog).models
+    x = TitleExchange(fresh, "worker-0", shards=4, partition_of=kafka_partition)
+    import_shared(fresh, shared1)
+    assert x.resume_needed and np.abs(x.mine.mf).max() == 0
+    with pytest.raises(CheckpointError):
+        x.resume(x2.publish())  # another worker's records
+    assert x.resume(last0) == 4 and not x.resume_needed
+    np.testing.assert_allclose(x.mine.mf, x0.mine.mf)
+    # its next publication continues its contribution: nobody's state moves
+    before = x2.rec.popular.raw(None).copy()
+    snaps = snapshots(fed.aggregators, x.publish())
+    assert merged(x2, snaps) == 4 and merged(x, snaps) == 4
+    np.testing.assert_allclose(x2.rec.popular.raw(None), before, rtol=1e-9)
+    np.testing.assert_allclose(mass(fresh.popular, x2.rec.popular), before, rtol=1e-9)
+    np.testing.assert_allclose(fresh.mf.q, x2.rec.mf.q, atol=1e-4)
+
+
 def test_a_checkpoint_of_the_per_peer_exchange_loads_as_their_sum(log):
     catalog, _, events = log
     fed = run(catalog, events, workers=3, partitions=4, exchange_every=500)
