@@ -45,7 +45,7 @@ from online_models.exchange_aggregator import ShardAggregator
 from online_models.federation import TitleExchange
 from streams import metrics as m
 from streams.adapters import kafka_internals
-from streams.adapters.kafka_admin import kafka_partition
+from streams.adapters.kafka_admin import assign_all, kafka_partition
 from streams.adapters.topic_follower import CompactedTopicFollower
 from streams.contract import Rejection
 from streams.settings import Settings
@@ -196,6 +196,44 @@ class ContributionReader(CompactedTopicFollower):
             await consumer.stop()
 
 
+async def read_own_records(settings: Settings, worker: str) -> list[bytes]:
+    """This worker's latest contribution record of each shard on the contributions topic
+    (read to the end seen at start), for :meth:`TitleExchange.resume`."""
+    kafka_internals.install_client_guards()
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = await assign_all(consumer, settings.title_contributions_topic)
+        end = await consumer.end_offsets(tps)
+        parts = {tp.partition: Reassembler() for tp in tps}
+        latest: dict[int, bytes] = {}
+        todo = {tp for tp in tps if end[tp] > 0}
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for r in records:
+                    if r.key is None or r.value is None:
+                        continue
+                    prefix, part = _split_key(r.key)
+                    if prefix != worker:
+                        continue
+                    try:
+                        blob = parts[tp.partition].take(prefix, part, r.value)
+                    except (CheckpointError, orjson.JSONDecodeError, ValueError):
+                        continue  # its aggregator refuses (and dead-letters) it too
+                    if blob is not None:
+                        latest[tp.partition] = blob
+            todo = {tp for tp in todo if await consumer.position(tp) < end[tp]}
+        return [latest[p] for p in sorted(latest)]
+    finally:
+        await consumer.stop()
+
+
 class TitleFactorExchange:
     """The worker's side: :meth:`tick` merges the snapshots not merged yet, publishes this
     worker's contribution if there is anything to publish, and publishes the snapshots of
@@ -221,6 +259,7 @@ class TitleFactorExchange:
         self.send = send
         self.last_gen = 0
         self.published_snapshot: set[int] = set()  # shards with a snapshot since gained
+        self.resuming: asyncio.Task[list[bytes]] | None = None
 
     def _aggregator(self, shard: int) -> ShardAggregator:
         x = self.exchange
@@ -282,13 +321,31 @@ class TitleFactorExchange:
             sent += 1
         return sent
 
+    def resumed(self) -> bool:
+        """Whether this worker may publish: after adopting another worker's checkpoint it
+        first takes back its own published contribution (read in the background)."""
+        if not self.exchange.resume_needed:
+            return True
+        if self.resuming is None:
+            self.resuming = asyncio.create_task(read_own_records(self.settings, self.worker))
+        if not self.resuming.done():
+            return False
+        task, self.resuming = self.resuming, None
+        try:
+            n = self.exchange.resume(task.result())
+        except Exception as exc:  # Kafka, a bad record: try again at the next round
+            log.warning("taking back this worker's contribution failed (%s); retrying", exc)
+            return False
+        log.warning("took back this worker's published contribution (%d shard records)", n)
+        return True
+
     async def tick(self, owned: set[int] | None) -> None:
         """One round; ``owned``: the title-events partitions this worker holds (None
         while a rebalance is in progress: the aggregated shards stay as they are)."""
         if owned is not None:
             self.contributions.want(owned)
         self.merge_inbox()
-        if self.exchange.dirty():
+        if self.resumed() and self.exchange.dirty():
             await self.publish()
         await self.publish_snapshots()
 
