@@ -123,6 +123,19 @@ class ContributionReader(CompactedTopicFollower):
         self.end: dict[int, int] = {}  # offset to reach before a shard's first snapshot
         self.caught_up: set[int] = set()
 
+    def gain(self, shard: int, end: int) -> None:
+        """Start aggregating ``shard``, caught up once read to offset ``end``."""
+        self.aggregators[shard] = self.make(shard)
+        self.parts[shard] = Reassembler()
+        self.end[shard] = end
+        if end <= 0:
+            self.caught_up.add(shard)
+
+    def lose(self, shard: int) -> None:
+        for d in (self.aggregators, self.parts, self.end):
+            d.pop(shard, None)
+        self.caught_up.discard(shard)
+
     def want(self, shards: set[int]) -> None:
         if shards != self.wanted:
             self.wanted = set(shards)
@@ -151,9 +164,7 @@ class ContributionReader(CompactedTopicFollower):
         tp = {s: TopicPartition(self.topic, s) for s in wanted}
         positions = {s: await consumer.position(tp[s]) for s in kept}
         for s in set(self.aggregators) - wanted:
-            for d in (self.aggregators, self.parts, self.end):
-                d.pop(s, None)
-            self.caught_up.discard(s)
+            self.lose(s)
         consumer.assign([tp[s] for s in sorted(wanted)])
         for s, pos in positions.items():
             consumer.seek(tp[s], pos)
@@ -162,9 +173,7 @@ class ContributionReader(CompactedTopicFollower):
             await consumer.seek_to_beginning(*(tp[s] for s in gained))
             end = await consumer.end_offsets([tp[s] for s in gained])
             for s in gained:
-                self.aggregators[s] = self.make(s)
-                self.parts[s] = Reassembler()
-                self.end[s] = end[tp[s]]
+                self.gain(s, end[tp[s]])
         log.info("aggregating title shards %s (gained %s)", sorted(wanted), gained)
 
     async def run(self) -> None:
