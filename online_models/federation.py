@@ -309,10 +309,11 @@ class TitleExchange:
             if new is None:
                 new = self.applied.copy()
                 new.fit(n)
-            new.clear(self.shard_of_row[:n] == shard, ranker=shard == 0)
-            new.add(snap.part, 1.0, self.dims, ranker=shard == 0)
+            ranker = shard == 0 and self.ranker_rule != "local"  # "local": never merged
+            new.clear(self.shard_of_row[:n] == shard, ranker=ranker)
+            new.add(snap.part, 1.0, self.dims, ranker=ranker)
             if isinstance(own, Sparse):
-                new.add(own, -1.0, self.dims, ranker=shard == 0)
+                new.add(own, -1.0, self.dims, ranker=ranker)
             self.received[shard] = {
                 "by": snap.by,
                 "included": {w: seq for w, (_, seq) in snap.included.items()},

@@ -187,6 +187,17 @@ def test_sum_factors_are_init_plus_every_workers_displacement(log):
             np.testing.assert_allclose(x._rk_params(h), want, atol=1e-6)
 
 
+def test_a_local_ranker_is_never_merged(log):
+    catalog, _, events = log
+    fed = run(catalog, events, workers=2, partitions=4, exchange_every=500, ranker="local")
+    fed.exchange()
+    for x in fed.exchanges:
+        assert min(x.rec.ranker.learned.values()) > 0
+        for h, own in x.mine.rk.items():  # the ranker starts at 0: only its own steps
+            np.testing.assert_allclose(x._rk_params(h), own, atol=1e-9)
+            assert not x.applied.rk[h].any()
+
+
 def test_a_new_aggregator_folds_the_same_global_state(log):
     """Hand-over: the next owner of a shard reads every worker's latest record once."""
     catalog, _, events = log
