@@ -211,7 +211,7 @@ def export_shared(rec: Recommender) -> dict:
         "ranker_stats": stats,
         "learn_steps": rec.learn_steps,
         # The title-side exchange's bookkeeping (online_models/federation.py): this
-        # worker's contribution and the peers' contributions the models include.
+        # worker's contribution and what the models hold from the other workers.
         "exchange": rec.exchange.state() if rec.exchange is not None else None,
     }
 

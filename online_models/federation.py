@@ -1,4 +1,4 @@
-"""Title-side state across workers: each worker's own contribution, exchanged and merged.
+"""Title-side state across workers: contributions, sharded aggregation, one global snapshot.
 
 Events are keyed by user, so every worker learns the title side (MF title factors,
 co-watch, trending, the ranker) from its own users only. The hot path stays local;
@@ -12,40 +12,55 @@ since it started, cumulative, keyed by title id:
 * ranker: the sum of its own SGD displacements of both heads' weights and
   intercepts, and its example counts.
 
-A receiver keeps the last contribution it applied from each peer and applies only the
-**difference** (new minus applied). So peers' learning is counted exactly once: a record
-read twice, or a compacted topic re-read from its start, changes nothing; a peer's
-contribution that went backwards (it crashed and restored an older checkpoint) is
-applied as a negative difference and re-learned as it replays. Mass received from peers
-is never re-published (it does not go through the models' outboxes). Decayed masses
-travel with the clock reference they are stored against (:meth:`DecayClock.adopt`).
+**Sharded.** The contribution is cut by title partition ``s`` (the producer's
+partitioner over the title-events topic; the ranker goes with shard 0), one record per
+shard. The aggregator of shard ``s`` (:class:`~online_models.exchange_aggregator.ShardAggregator`,
+run by the worker that holds title-events partition ``s``) folds each worker's latest
+record into one global part ``G_s`` and publishes it as a snapshot with ``included``,
+the (run, seq) of every worker's part it holds. Every worker follows the snapshots and
+holds ``initial + own contribution now + sum over shards of (G_s - own part at the seq
+G_s includes)``: it keeps its last few published parts to take its own out, and skips a
+snapshot that includes a part it does not know (one of a previous run, just after a
+restart) until a later one includes one it does. So a worker reads the catalog's state
+once per round (the snapshots) plus the records of the shards it aggregates (one
+worker's worth on average), however many workers there are.
 
-Merge rules (``factors`` for MF title factors and biases, ``ranker`` for the ranker):
+A worker keeps the part it last applied (``applied``: what its models hold from
+elsewhere) and applies only the **difference**. So every event's effect is counted
+exactly once: a snapshot read twice changes nothing; a worker's contribution that went
+backwards (it crashed and restored an older checkpoint) is folded as a negative
+difference by its aggregator and re-learned as the worker replays. Mass received is
+never re-published (it does not go through the models' outboxes). Decayed masses travel
+with the clock reference they are stored against (:meth:`DecayClock.adopt`).
+
+Merge rules (``factors`` for MF title factors and biases, ``ranker`` for the ranker),
+applied by the aggregators:
 
 * counts (co-watch, trending, popularity): always added. Each worker's counts are a
   hash sample of users; after an exchange every worker holds the global counts.
-* ``"sum"``: the peer's displacement is added, as if one worker had made all the SGD
-  steps (in some order). The learning rate per title is that of one worker.
-* ``"blend"``: the update-count-weighted mean of the displacements made in the round
+* ``"sum"``: every displacement is added, as if one worker had made all the SGD steps
+  (in some order). The learning rate per title is that of one worker.
+* ``"blend"``: the update-count-weighted mean of the displacements folded in the round
   (:func:`online_models.mf.blend_title_factors`; examples-weighted for the ranker):
   federated averaging. A title every worker trains moves by the average step, so its
   effective learning rate is divided by the number of workers.
 * ``"local"`` (ranker only): nothing is merged.
 
 :class:`Federation` is the deterministic multi-worker simulation used by
-``reelstream replay --workers N``: users go to partitions with the producer's
+``reelstream replay --workers N``: users and titles go to partitions with the producer's
 partitioner (passed in; ``streams.adapters.kafka_admin.kafka_partition``), partitions to
-workers round-robin, and every ``exchange_every`` events every worker publishes and
-merges its peers' records, through the same bytes the worker sends to Kafka.
+workers round-robin, and every ``exchange_every`` events every worker publishes, every
+shard's aggregator folds and snapshots, and every worker merges the snapshots, through
+the same bytes the worker sends to Kafka.
 
 >>> from features.catalog import Catalog, parse_title
 >>> cat = Catalog()
->>> for t in ("a", "b"):
+>>> for t in ("t0", "t1"):
 ...     cat.upsert(parse_title({"title_id": t, "name": t, "genres": ["drama"]}))
 >>> fed = Federation(cat, workers=2, partitions=2, partition_of=lambda u, n: int(u[1:]) % n,
 ...                  exchange_every=1)
 >>> for i, u in enumerate(("u0", "u1")):
-...     ev = {"event_id": f"e{i}", "event_type": "play", "user_id": u, "title_id": "a",
+...     ev = {"event_id": f"e{i}", "event_type": "play", "user_id": u, "title_id": "t0",
 ...           "ts": 1000 + i, "country": "FR", "position_s": 0}
 ...     _ = fed.engine_for(u).ingest(ev); fed.tick()
 >>> [round(float(e.models.trending.raw("FR")[0]), 6) for e in fed.engines]  # both plays, once
@@ -54,105 +69,97 @@ merges its peers' records, through the same bytes the worker sends to Kafka.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from features.catalog import Catalog
-from online_models import checkpoint as codec
 from online_models.checkpoint import CheckpointError
 from online_models.engine import Engine
-from online_models.mf import blend_title_factors
+from online_models.exchange_aggregator import ShardAggregator
+from online_models.exchange_parts import (
+    DECAYED,
+    FACTOR_RULES,
+    RANKER_RULES,
+    Contribution,
+    Dims,
+    Part,
+    Snapshot,
+    Sparse,
+    catalog_rows,
+    decode_contribution,
+    decode_snapshot,
+    encode_contribution,
+    factor,
+    part_from_state,
+    part_state,
+    sharded,
+    whole,
+)
 from online_models.ranker import MODELS
 from online_models.recommender import Recommender
 from online_models.river_internals import set_linear_weights
 from online_models.titles import grow
 
-RECORD_KIND = "title-exchange"
-FACTOR_RULES = ("sum", "blend")
-RANKER_RULES = ("sum", "blend", "local")
-
-
-@dataclass
-class Part:
-    """One worker's cumulative contribution, in the receiving worker's title rows."""
-
-    mf: np.ndarray  # titles x (k + 1): factor displacements | bias displacement
-    mf_n: np.ndarray  # titles: updates
-    cw_ref: int | None = None
-    cw_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    cw_pairs: dict[tuple[int, int], float] = field(default_factory=dict)
-    decayed: dict[str, tuple[int | None, dict[str, np.ndarray]]] = field(default_factory=dict)
-    rk: dict[str, np.ndarray] = field(default_factory=dict)  # head -> weights | intercept
-    rk_n: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls, n: int, k: int, nf: int) -> Part:
-        return cls(
-            mf=np.zeros((n, k + 1)),
-            mf_n=np.zeros(n),
-            cw_counts=np.zeros(n),
-            decayed={"trending": (None, {}), "popular": (None, {})},
-            rk={h: np.zeros(nf + 1) for h in MODELS},
-            rk_n=dict.fromkeys(MODELS, 0),
-        )
-
-    def fit(self, n: int) -> None:
-        """Grow the title rows to ``n`` (the catalog grew)."""
-        self.mf = grow(self.mf, n)
-        self.mf_n = grow(self.mf_n, n)
-        self.cw_counts = grow(self.cw_counts, n)
-        for name, (ref, counts) in self.decayed.items():
-            self.decayed[name] = (ref, {c: grow(a, n) for c, a in counts.items()})
-
-
-def _factor(inv_tau: float, from_ref: int | None, to_ref: int | None) -> float:
-    """Values stored against ``from_ref`` expressed against ``to_ref``."""
-    if from_ref is None or to_ref is None:
-        return 1.0
-    return float(np.exp(max(-700.0, min(700.0, (from_ref - to_ref) * inv_tau))))
+__all__ = ["FACTOR_RULES", "RANKER_RULES", "Federation", "Part", "TitleExchange"]
+HISTORY = 8  # own published parts kept, by seq, to take out of a snapshot
+APPLIED = "<snapshots>"  # the checkpoint's key of what the models hold from elsewhere
 
 
 class TitleExchange:
     """The exchange of one worker's title-side state (see the module docstring).
 
-    :meth:`publish` returns the bytes of this worker's contribution record;
-    :meth:`merge` applies a peer's record. :meth:`state` / :meth:`load` put the
-    exchange's bookkeeping in the worker's checkpoint (docs/models.md, Durability).
+    :meth:`publish` returns this worker's contribution records, one per shard;
+    :meth:`decode` reads a snapshot record and :meth:`merge` applies snapshots.
+    :meth:`state` / :meth:`load` put the bookkeeping in the worker's checkpoint
+    (docs/models.md, Durability). ``partition_of(title_id, shards)`` must be the
+    producers' partitioner; ``run`` names this process (random by default).
     """
 
     def __init__(
-        self, rec: Recommender, worker: str, factors: str = "sum", ranker: str = "blend"
+        self,
+        rec: Recommender,
+        worker: str,
+        factors: str = "sum",
+        ranker: str = "blend",
+        shards: int = 1,
+        partition_of: Callable[[str, int], int] | None = None,
+        run: str | None = None,
     ) -> None:
         if factors not in FACTOR_RULES or ranker not in RANKER_RULES:
             raise ValueError(f"unknown merge rule {factors!r} / {ranker!r}")
+        if shards < 1:
+            raise ValueError("need at least one shard")
         self.rec = rec
         self.worker = worker
         self.factors = factors
         self.ranker_rule = ranker
+        self.shards = shards
+        self.partition_of = partition_of or (lambda _t, _n: 0)
+        self.run = run if run is not None else os.urandom(8).hex()
         for model in (rec.cowatch, rec.trending, rec.popular):
             model.track()
         rec.exchange = self  # checkpointed with the shared state (online_models/durable.py)
         rec.titles.sync()
+        self.dims = Dims.of(rec)
         self.k = rec.mf.k
         self.nf = len(rec.ranker.features)
         n = rec.titles.n
         self.seq = 0
         self.mine = Part.empty(n, self.k, self.nf)
-        self.applied: dict[str, Part] = {}
-        self.received: dict[str, int] = {}  # peer -> seq of the record last applied
+        self.applied = Part.empty(n, self.k, self.nf)  # what the models hold from elsewhere
+        self.received: dict[int, dict[str, Any]] = {}  # shard -> snapshot applied (by, seqs)
+        self.history: dict[int, list[Sparse]] = {}  # seq -> own parts published, by shard
+        self.shard_of_row = np.zeros(0, dtype=np.int64)
+        self._rows_of = catalog_rows(rec)
+        self.resume_needed = False  # adopted another worker's state: see :meth:`resume`
         self._reset_refs()
         rec.titles.listeners.append(self._grow)
-        # Displacements of the round for the "blend" rules: own since the last publish,
-        # and the round being blended (own published part plus peers merged so far).
-        self.since_mf, self.since_n = np.zeros((n, self.k + 1)), np.zeros(n)
-        self.win_mf, self.win_n = np.zeros((n, self.k + 1)), np.zeros(n)
-        self.since_rk = {h: np.zeros(self.nf + 1) for h in MODELS}
-        self.since_rk_n = dict.fromkeys(MODELS, 0)
-        self.win_rk = {h: np.zeros(self.nf + 1) for h in MODELS}
-        self.win_rk_n = dict.fromkeys(MODELS, 0)
+        self._fit()
 
     # --- reading and writing the models' parameters ------------------------------------
 
@@ -199,10 +206,13 @@ class TitleExchange:
         rec = self.rec
         rec.titles.sync()
         n = rec.titles.n
-        for name in ("since_mf", "since_n", "win_mf", "win_n"):
-            setattr(self, name, grow(getattr(self, name), n))
-        for part in (self.mine, *self.applied.values()):
-            part.fit(n)
+        self.mine.fit(n)
+        self.applied.fit(n)
+        old = len(self.shard_of_row)
+        if n > old:
+            ids = rec.titles.ids
+            new = [self.partition_of(ids[i], self.shards) for i in range(old, n)]
+            self.shard_of_row = np.concatenate([self.shard_of_row, np.array(new, dtype=np.int64)])
         return n
 
     # --- own contribution --------------------------------------------------------------
@@ -212,17 +222,13 @@ class TitleExchange:
         self._fit()
         rec, mine = self.rec, self.mine
         cur = self._mf_params()
-        d = cur - self.mf_ref
-        dn = rec.mf.updates - self.n_ref
-        mine.mf += d
-        mine.mf_n += dn
-        self.since_mf += d
-        self.since_n += dn
+        mine.mf += cur - self.mf_ref
+        mine.mf_n += rec.mf.updates - self.n_ref
         self.mf_ref = cur
         self.n_ref = rec.mf.updates.copy()
         ref, counts, pairs = rec.cowatch.take_outbox()
         if counts or pairs:
-            f = _factor(rec.cowatch.clock.inv_tau, mine.cw_ref, ref)
+            f = factor(rec.cowatch.clock.inv_tau, mine.cw_ref, ref)
             mine.cw_counts *= f
             for key in mine.cw_pairs:
                 mine.cw_pairs[key] *= f
@@ -232,13 +238,13 @@ class TitleExchange:
             for a, row in pairs.items():
                 for b, v in row.items():
                     mine.cw_pairs[(a, b)] = mine.cw_pairs.get((a, b), 0.0) + v
-        for name in ("trending", "popular"):
+        for name in DECAYED:
             model = getattr(rec, name)
             ref, out = model.take_outbox()
             if not out:
                 continue
             old_ref, acc = mine.decayed[name]
-            f = _factor(model.clock.inv_tau, old_ref, ref)
+            f = factor(model.clock.inv_tau, old_ref, ref)
             acc = {c: a * f for c, a in acc.items()}
             for c, a in out.items():
                 acc[c] = grow(acc.get(c, np.zeros(len(a))), len(a))
@@ -246,44 +252,86 @@ class TitleExchange:
             mine.decayed[name] = (ref, acc)
         for h in MODELS:
             cur_w = self._rk_params(h)
-            d = cur_w - self.rk_ref[h]
-            dn_h = rec.ranker.learned[h] - self.rk_nref[h]
-            mine.rk[h] = mine.rk[h] + d
-            mine.rk_n[h] += dn_h
-            self.since_rk[h] = self.since_rk[h] + d
-            self.since_rk_n[h] += dn_h
+            mine.rk[h] = mine.rk[h] + (cur_w - self.rk_ref[h])
+            mine.rk_n[h] += rec.ranker.learned[h] - self.rk_nref[h]
             self.rk_ref[h] = cur_w
             self.rk_nref[h] = rec.ranker.learned[h]
 
-    def publish(self) -> bytes:
-        """This worker's contribution record (checkpoint codec bytes); opens a blend round."""
+    def publish(self) -> list[bytes]:
+        """This worker's contribution records, one per shard (checkpoint codec bytes)."""
         self.fold()
+        n = self._fit()
+        self.mine.fit(n)
         self.seq += 1
-        self.win_mf, self.win_n = self.since_mf, self.since_n
-        self.since_mf, self.since_n = np.zeros_like(self.win_mf), np.zeros_like(self.win_n)
-        self.win_rk, self.win_rk_n = self.since_rk, self.since_rk_n
-        self.since_rk = {h: np.zeros(self.nf + 1) for h in MODELS}
-        self.since_rk_n = dict.fromkeys(MODELS, 0)
-        return encode_record(self.rec, self.worker, self.seq, self.mine)
+        parts = sharded(self.mine, self.shard_of_row, self.shards)
+        self.history[self.seq] = parts
+        for old in [s for s in self.history if s <= self.seq - HISTORY]:
+            del self.history[old]
+        ids, version = list(self.rec.titles.ids), self.rec.model_version
+        return [
+            encode_contribution(
+                Contribution(self.worker, self.run, self.seq, s, self.shards, p), ids, version
+            )
+            for s, p in enumerate(parts)
+        ]
 
-    # --- peers -------------------------------------------------------------------------
+    # --- the global snapshots ----------------------------------------------------------
 
-    def merge(self, raw: bytes) -> bool:
-        """Apply a peer's record (its contribution minus what was applied before).
+    def decode(self, raw: bytes) -> Snapshot:
+        """A snapshot record in this worker's title rows (CheckpointError if invalid)."""
+        snap = decode_snapshot(raw, self._rows_of, self.dims)
+        if snap.shards != self.shards or not 0 <= snap.shard < self.shards:
+            raise CheckpointError(f"shard {snap.shard} of {snap.shards}, not of {self.shards}")
+        return snap
 
-        Returns False for this worker's own record. Raises :class:`CheckpointError` for
-        a record that is not a valid contribution (nothing is applied then).
-        """
-        worker, seq, part = decode_record(raw, self.rec)
-        if worker == self.worker:
+    def _own_part(self, snap: Snapshot) -> Sparse | bool | None:
+        """This worker's part that ``snap`` holds (None: none; False: one it does not know)."""
+        inc = snap.included.get(self.worker)
+        if inc is None:
+            return None
+        run, seq = inc
+        if run != self.run or seq not in self.history:
             return False
+        return self.history[seq][snap.shard]
+
+    def merge(self, snapshots: list[Snapshot]) -> int:
+        """Apply the latest snapshot of each shard given (later ones win); returns how many
+        shards were applied. A snapshot holding a part of this worker it does not know is
+        skipped: the models keep the shard's last applied state until a later snapshot."""
+        latest = {s.shard: s for s in snapshots}
+        n = self._fit()
+        new: Part | None = None
+        applied = 0
+        for shard, snap in sorted(latest.items()):
+            own = self._own_part(snap)
+            if own is False:
+                continue
+            if new is None:
+                new = self.applied.copy()
+                new.fit(n)
+            ranker = shard == 0 and self.ranker_rule != "local"  # "local": never merged
+            new.clear(self.shard_of_row[:n] == shard, ranker=ranker)
+            new.add(snap.part, 1.0, self.dims, ranker=ranker)
+            if isinstance(own, Sparse):
+                new.add(own, -1.0, self.dims, ranker=ranker)
+            self.received[shard] = {
+                "by": snap.by,
+                "included": {w: seq for w, (_, seq) in snap.included.items()},
+            }
+            applied += 1
+        if new is not None:
+            self._apply(new)
+        return applied
+
+    def _apply(self, part: Part) -> None:
+        """Make the models hold ``part`` from elsewhere instead of :attr:`applied`."""
         n = self._fit()
         part.fit(n)
-        old = self.applied.get(worker) or Part.empty(n, self.k, self.nf)
+        old = self.applied
         rec = self.rec
-        # counts: additive differences, in the peer's clock units
+        # counts: additive differences, in the part's clock units
         cw = rec.cowatch
-        f = _factor(cw.clock.inv_tau, old.cw_ref, part.cw_ref)
+        f = factor(cw.clock.inv_tau, old.cw_ref, part.cw_ref)
         dc = part.cw_counts - old.cw_counts * f
         pairs = {key: v - old.cw_pairs.get(key, 0.0) * f for key, v in part.cw_pairs.items()}
         for key, v in old.cw_pairs.items():
@@ -296,7 +344,7 @@ class TitleExchange:
                 {int(i): float(dc[i]) for i in np.flatnonzero(dc)},
                 {key: v for key, v in pairs.items() if v != 0.0},
             )
-        for name in ("trending", "popular"):
+        for name in DECAYED:
             model = getattr(rec, name)
             ref, counts = part.decayed[name]
             old_ref, old_counts = old.decayed[name]
@@ -304,49 +352,27 @@ class TitleExchange:
                 ref = old_ref
             if ref is None:
                 continue
-            f = _factor(model.clock.inv_tau, old_ref, ref)
+            f = factor(model.clock.inv_tau, old_ref, ref)
             delta = {c: a - old_counts.get(c, 0.0) * f for c, a in counts.items()}
             for c, a in old_counts.items():
                 if c not in counts:
                     delta[c] = -a * f
             model.add(ref, delta)
-        # MF title factors and biases
-        d = part.mf - old.mf
-        dn = part.mf_n - old.mf_n
+        # MF title factors and biases: the aggregators applied the rule, so add
         cur = self._mf_params()
-        if self.factors == "sum":
-            step = d
-        else:
-            w = np.maximum(dn, 0.0)
-            blended = blend_title_factors(self.win_mf, self.win_n, [(d, w)])
-            step = np.where((w > 0)[:, None], blended - self.win_mf, d)
-            self.win_mf = self.win_mf + step
-            self.win_n = self.win_n + w
-        self._set_mf(cur + step)
+        self._set_mf(cur + (part.mf - old.mf))
         self.mf_ref = self.mf_ref + (self._mf_params() - cur)  # not a local displacement
-        # ranker
         if self.ranker_rule != "local":
             for h in MODELS:
-                dr = part.rk[h] - old.rk[h]
-                drn = part.rk_n[h] - old.rk_n[h]
                 cur_w = self._rk_params(h)
-                if self.ranker_rule == "blend" and drn > 0:
-                    nb = blend_title_factors(
-                        self.win_rk[h][None, :],
-                        np.array([float(self.win_rk_n[h])]),
-                        [(dr[None, :], np.array([float(drn)]))],
-                    )[0]
-                    step_r = nb - self.win_rk[h]
-                    self.win_rk[h] = nb
-                    self.win_rk_n[h] += drn
-                else:
-                    step_r = dr
-                self._set_rk(h, cur_w + step_r)
+                self._set_rk(h, cur_w + (part.rk[h] - old.rk[h]))
                 self.rk_ref[h] = self.rk_ref[h] + (self._rk_params(h) - cur_w)
-        self.applied[worker] = part
-        self.received[worker] = seq
+        self.applied = part
         rec._ctx = None
-        return True
+
+    def peers(self) -> set[str]:
+        """Other workers whose contributions the applied snapshots include."""
+        return {w for r in self.received.values() for w in r["included"]} - {self.worker}
 
     # --- checkpoints -------------------------------------------------------------------
 
@@ -358,56 +384,73 @@ class TitleExchange:
         return {
             "worker": self.worker,
             "seq": self.seq,
-            "mine": _part_state(self.mine, ids),
-            "applied": {w: _part_state(p, ids) for w, p in self.applied.items()},
-            "received": dict(self.received),
-            "rounds": {
-                "ids": ids,
-                "since_mf": self.since_mf,
-                "since_n": self.since_n,
-                "win_mf": self.win_mf,
-                "win_n": self.win_n,
-                "since_rk": self.since_rk,
-                "since_rk_n": self.since_rk_n,
-                "win_rk": self.win_rk,
-                "win_rk_n": self.win_rk_n,
-            },
+            "mine": part_state(self.mine, ids),
+            "applied": {APPLIED: part_state(self.applied, ids)},
+            "received": {str(s): r for s, r in self.received.items()},
         }
 
     def load(self, st: dict[str, Any]) -> None:
-        """Restore the bookkeeping (call after the models' shared state was imported)."""
+        """Restore the bookkeeping (call after the models' shared state was imported).
+
+        ``applied`` of a checkpoint written before the sharded exchange holds one part per
+        peer: the models hold their sum (exact for counts and ``sum``)."""
+        rec = self.rec
         try:
-            rec = self.rec
             n = self._fit()
-            self.seq = int(st["seq"])
-            self.mine = _part_from_state(st["mine"], rec)
-            self.applied = {str(w): _part_from_state(p, rec) for w, p in st["applied"].items()}
-            self.received = {str(w): int(s) for w, s in st["received"].items()}
-            r = st["rounds"]
-            rows = _rows(rec, r["ids"])
-            ok = rows >= 0
-            for name in ("since_mf", "since_n", "win_mf", "win_n"):
-                arr = np.asarray(r[name], dtype=np.float64)
-                out = np.zeros((n, *arr.shape[1:]))
-                out[rows[ok]] = arr[ok]
-                setattr(self, name, out)
-            for name in ("since_rk", "win_rk"):
-                setattr(self, name, {h: np.asarray(r[name][h], dtype=np.float64) for h in MODELS})
-            for name in ("since_rk_n", "win_rk_n"):
-                setattr(self, name, {h: int(r[name][h]) for h in MODELS})
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            seq = int(st["seq"])
+            mine = part_from_state(st["mine"], rec)
+            parts = {str(w): part_from_state(p, rec) for w, p in st["applied"].items()}
+            received = {
+                int(s): {"by": str(r["by"]), "included": dict(r["included"])}
+                for s, r in st.get("received", {}).items()
+                if isinstance(r, dict) and "included" in r
+            }
+            owner = str(st["worker"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"bad exchange state ({exc!r})") from None
-        owner = str(st["worker"])
+        resume = False
         if owner != self.worker:
             # Another worker's shared state (a restart under a new id, or a hand-over at
-            # start): the models hold its contribution and the ones it had applied.
-            applied = {owner: self.mine, **self.applied}
-            self.mine = applied.pop(self.worker, None) or Part.empty(n, self.k, self.nf)
-            self.applied = applied
-            self.received.pop(self.worker, None)
+            # start): the models hold its contribution and what it had applied, this
+            # worker's published contribution among it (see :meth:`resume`). A checkpoint
+            # of the per-peer exchange may hold this worker's part itself.
+            parts[owner] = mine
+            own = parts.pop(self.worker, None)
+            mine = own or Part.empty(n, self.k, self.nf)
+            resume = own is None
+        applied = Part.empty(n, self.k, self.nf)
+        for p in parts.values():
+            applied.add(whole(p), 1.0, self.dims)
+        self.seq, self.mine, self.applied, self.received = seq, mine, applied, received
+        self.history = {}  # parts published before the restart are this run's no longer
+        self.resume_needed = resume
         for model in (rec.cowatch, rec.trending, rec.popular):
             model.take_outbox()  # the checkpoint was folded: nothing local is pending
         self._reset_refs()
+
+    def resume(self, records: list[bytes]) -> int:
+        """Take back this worker's contribution as last published, from its latest record
+        of each shard (read from the contributions topic), after adopting another worker's
+        state: the models hold it from elsewhere already, so it moves from :attr:`applied`
+        to :attr:`mine`, and the next publication continues it instead of replacing it
+        with nothing. Returns the records taken; CheckpointError (nothing taken) if one
+        is not this worker's or not of this shard count."""
+        dims, shards = self.dims, set()
+        n = self._fit()
+        parts = []
+        for raw in records:
+            c = decode_contribution(raw, self._rows_of, dims)
+            if c.worker != self.worker or c.shards != self.shards or c.shard in shards:
+                raise CheckpointError(f"not one of {self.worker}'s latest records per shard")
+            shards.add(c.shard)
+            parts.append(c.part)
+        self.mine.fit(n)
+        self.applied.fit(n)
+        for p in parts:
+            self.mine.add(p, 1.0, dims)
+            self.applied.add(p, -1.0, dims)
+        self.resume_needed = False
+        return len(parts)
 
     def adopt_all(self) -> None:
         """Count everything the models hold as this worker's own learning (state restored
@@ -415,7 +458,7 @@ class TitleExchange:
         rec = self.rec
         n = self._fit()
         self.mine = Part.empty(n, self.k, self.nf)
-        self.applied, self.received = {}, {}
+        self.applied, self.received = Part.empty(n, self.k, self.nf), {}
         for model in (rec.cowatch, rec.trending, rec.popular):
             model.take_outbox()
         self._reset_refs()
@@ -430,7 +473,7 @@ class TitleExchange:
         self.mine.cw_ref = cw.clock.ref_ts
         self.mine.cw_counts = grow(cw.counts.copy(), n)
         self.mine.cw_pairs = {(a, b): v for a, row in cw.rows.items() for b, v in row.items()}
-        for name in ("trending", "popular"):
+        for name in DECAYED:
             model = getattr(rec, name)
             self.mine.decayed[name] = (
                 model.clock.ref_ts,
@@ -438,8 +481,12 @@ class TitleExchange:
             )
 
     def dirty(self) -> bool:
-        """Whether this worker learned anything since its last fold (worth publishing)."""
+        """Whether there is anything to publish: this run published nothing yet (its
+        aggregators must hear of it to include a part it knows), or it learned something
+        since its last fold."""
         rec = self.rec
+        if not self.history:
+            return True
         if rec.cowatch.outbox or rec.cowatch.outbox_counts:
             return True
         if rec.trending.outbox or rec.popular.outbox:
@@ -450,125 +497,6 @@ class TitleExchange:
         return bool((rec.mf.updates[:n] != self.n_ref[:n]).any())
 
 
-# --- the record: a contribution keyed by title id --------------------------------------
-
-
-def _part_state(p: Part, ids: list[str]) -> dict[str, Any]:
-    """A contribution over the titles it touches only (a title left out contributes 0):
-    its size follows what the worker learned about, not the catalog (a dense record was
-    15 MB per worker and round at 50,000 titles, docs/scaling.md)."""
-    n = len(ids)
-    keys = sorted(p.cw_pairs)
-    cw_a = np.array([a for a, _ in keys], dtype=np.int64)
-    cw_b = np.array([b for _, b in keys], dtype=np.int64)
-    used = (p.mf[:n] != 0).any(axis=1) | (p.mf_n[:n] != 0) | (p.cw_counts[:n] != 0)
-    for _, counts in p.decayed.values():
-        for arr in counts.values():
-            used |= arr[:n] != 0
-    used[cw_a] = True
-    used[cw_b] = True
-    rows = np.flatnonzero(used)
-    at = np.full(n, -1, dtype=np.int64)  # catalog row -> position in this record
-    at[rows] = np.arange(len(rows))
-    return {
-        "ids": [ids[i] for i in rows.tolist()],
-        "mf": p.mf[rows],
-        "mf_n": p.mf_n[rows],
-        "cw_ref": p.cw_ref,
-        "cw_counts": p.cw_counts[rows],
-        "cw_a": at[cw_a],
-        "cw_b": at[cw_b],
-        "cw_v": np.array([p.cw_pairs[key] for key in keys], dtype=np.float64),
-        "decayed": {
-            name: {"ref": ref, "counts": {c: a[rows] for c, a in counts.items()}}
-            for name, (ref, counts) in p.decayed.items()
-        },
-        "ranker": {h: {"w": p.rk[h], "n": p.rk_n[h]} for h in MODELS},
-    }
-
-
-def _rows(rec: Recommender, ids: Any) -> np.ndarray:
-    if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
-        raise CheckpointError("title ids must be a list of strings")
-    index = rec.titles.index
-    return np.array([index.get(t, -1) for t in ids], dtype=np.int64)
-
-
-def _placed(arr: Any, rows: np.ndarray, n: int, name: str, ndim: int) -> np.ndarray:
-    if not isinstance(arr, np.ndarray) or arr.ndim != ndim or arr.shape[0] != len(rows):
-        raise CheckpointError(f"{name}: expected {ndim}-d rows for {len(rows)} titles")
-    out = np.zeros((n, *arr.shape[1:]))
-    ok = rows >= 0
-    out[rows[ok]] = arr[ok]
-    return out
-
-
-def _part_from_state(st: dict[str, Any], rec: Recommender) -> Part:
-    try:
-        rec.titles.sync()
-        n = rec.titles.n
-        rows = _rows(rec, st["ids"])
-        k, nf = rec.mf.k, len(rec.ranker.features)
-        mf = _placed(st["mf"], rows, n, "mf", 2)
-        if mf.shape[1] != k + 1:
-            raise CheckpointError(f"mf displacements of width {mf.shape[1]}, not {k + 1}")
-        a = np.asarray(st["cw_a"], dtype=np.int64)
-        b = np.asarray(st["cw_b"], dtype=np.int64)
-        v = np.asarray(st["cw_v"], dtype=np.float64)
-        if not (len(a) == len(b) == len(v)) or (len(a) and (a.max() >= len(rows) or a.min() < 0)):
-            raise CheckpointError("co-watch pairs out of range")
-        if len(b) and (b.max() >= len(rows) or b.min() < 0):
-            raise CheckpointError("co-watch pairs out of range")
-        la, lb = rows[a], rows[b]
-        keep = (la >= 0) & (lb >= 0)
-        pairs = dict(
-            zip(
-                zip(la[keep].tolist(), lb[keep].tolist(), strict=True),
-                v[keep].tolist(),
-                strict=True,
-            )
-        )
-        decayed = {}
-        for name in ("trending", "popular"):
-            d = st["decayed"][name]
-            decayed[name] = (
-                None if d["ref"] is None else int(d["ref"]),
-                {str(c): _placed(arr, rows, n, name, 1) for c, arr in d["counts"].items()},
-            )
-        rk, rk_n = {}, {}
-        for h in MODELS:
-            w = np.asarray(st["ranker"][h]["w"], dtype=np.float64)
-            if w.shape != (nf + 1,):
-                raise CheckpointError(f"ranker {h}: {w.shape} weights for {nf} features")
-            rk[h], rk_n[h] = w, int(st["ranker"][h]["n"])
-        return Part(
-            mf=mf,
-            mf_n=_placed(st["mf_n"], rows, n, "mf_n", 1),
-            cw_ref=None if st["cw_ref"] is None else int(st["cw_ref"]),
-            cw_counts=_placed(st["cw_counts"], rows, n, "cw_counts", 1),
-            cw_pairs=pairs,
-            decayed=decayed,
-            rk=rk,
-            rk_n=rk_n,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"bad contribution ({exc!r})") from None
-
-
-def encode_record(rec: Recommender, worker: str, seq: int, part: Part) -> bytes:
-    state = {"kind": RECORD_KIND, "worker": worker, "seq": seq}
-    state["part"] = _part_state(part, list(rec.titles.ids))
-    return codec.encode(state, {}, rec.model_version, seq)
-
-
-def decode_record(raw: bytes, rec: Recommender) -> tuple[str, int, Part]:
-    """(worker, seq, contribution in ``rec``'s title rows); CheckpointError if invalid."""
-    st = codec.decode(raw).state
-    if st.get("kind") != RECORD_KIND or not isinstance(st.get("worker"), str):
-        raise CheckpointError("not a title-exchange record")
-    return st["worker"], int(st["seq"]), _part_from_state(st["part"], rec)
-
-
 # --- the simulation --------------------------------------------------------------------
 
 
@@ -577,15 +505,35 @@ def round_robin(partitions: int, workers: int) -> list[int]:
     return [p % workers for p in range(partitions)]
 
 
+@dataclass
+class RoundCost:
+    """One exchange round, per worker: bytes published and read, CPU seconds per phase.
+    Read is the snapshots (every shard's) plus the contributions to the shards the worker
+    aggregates, as a worker reads them from Kafka."""
+
+    published: list[int]
+    read: list[int]
+    publish_cpu: list[float]
+    aggregate_cpu: list[float]
+    merge_cpu: list[float]
+    snapshot_bytes: int = 0
+
+    @classmethod
+    def zeros(cls, workers: int) -> RoundCost:
+        return cls(*([0] * workers for _ in range(2)), *([0.0] * workers for _ in range(3)))
+
+
 class Federation:
     """N engines fed like N workers of one consumer group, exchanging title-side state.
 
-    ``partition_of(user_id, partitions)`` must be the producer's partitioner
+    ``partition_of(key, partitions)`` must be the producer's partitioner
     (``streams.adapters.kafka_admin.kafka_partition``: murmur2 of the key bytes, as aiokafka and
-    the Java client do). ``exchange_every`` counts events over all workers; None (or 0)
-    means the workers never exchange. An exchange is one synchronous round: every worker
-    publishes, then every worker merges every peer's record; the lag it models is the
-    exchange interval (a real worker also waits for Kafka, well under a second).
+    the Java client do): users go to event partitions, titles to shards with it, and
+    partition ``p`` of both belongs to worker ``p % workers``. ``exchange_every`` counts
+    events over all workers; None (or 0) means the workers never exchange. An exchange is
+    one synchronous round: every worker publishes, every shard's aggregator folds the
+    records and snapshots, every worker merges the snapshots; the lag it models is the
+    exchange interval (a real worker also waits for Kafka and the aggregator's timer).
     """
 
     def __init__(
@@ -605,18 +553,31 @@ class Federation:
         self.partitions = partitions
         self.partition_of = partition_of
         self.exchange_every = exchange_every or 0
-        self.exchanges = (
-            [
-                TitleExchange(e.models, f"worker-{i}", factors=factors, ranker=ranker)
-                for i, e in enumerate(self.engines)
-            ]
-            if self.exchange_every and workers > 1
-            else []
-        )
+        on = bool(self.exchange_every) and workers > 1
+        self.exchanges = [
+            TitleExchange(
+                e.models,
+                f"worker-{i}",
+                factors=factors,
+                ranker=ranker,
+                shards=partitions,
+                partition_of=partition_of,
+                run=f"run-{i}",
+            )
+            for i, e in enumerate(self.engines)
+            if on
+        ]
+        dims = Dims.of(self.engines[0].models)
+        self.aggregators = [
+            ShardAggregator(s, partitions, dims, f"worker-{self.owner[s]}", factors, ranker)
+            for s in range(partitions)
+            if on
+        ]
         self._worker: dict[str, int] = {}
         self.events = 0
         self.rounds = 0
         self.record_bytes = 0
+        self.last: RoundCost | None = None
 
     def worker_of(self, user_id: str) -> int:
         w = self._worker.get(user_id)
@@ -634,9 +595,29 @@ class Federation:
             self.exchange()
 
     def exchange(self) -> None:
-        records = [x.publish() for x in self.exchanges]
-        self.record_bytes = max(self.record_bytes, *(len(r) for r in records))
-        for x in self.exchanges:
-            for raw in records:
-                x.merge(raw)
+        cost = RoundCost.zeros(len(self.exchanges))
+        records = []
+        for i, x in enumerate(self.exchanges):
+            c0 = time.process_time()
+            records.append(x.publish())
+            cost.publish_cpu[i] = time.process_time() - c0
+            cost.published[i] = sum(len(r) for r in records[-1])
         self.rounds += 1
+        snaps = []
+        version = self.engines[0].models.model_version
+        for s, agg in enumerate(self.aggregators):
+            w = self.owner[s]
+            c0 = time.process_time()
+            for recs in records:
+                agg.fold(recs[s])
+                cost.read[w] += len(recs[s])
+            snaps.append(agg.publish(version, self.rounds))
+            cost.aggregate_cpu[w] += time.process_time() - c0
+        cost.snapshot_bytes = sum(len(r) for r in snaps)
+        for i, x in enumerate(self.exchanges):
+            c0 = time.process_time()
+            x.merge([x.decode(raw) for raw in snaps])
+            cost.merge_cpu[i] = time.process_time() - c0
+            cost.read[i] += cost.snapshot_bytes
+        self.record_bytes = max(self.record_bytes, *(len(r) for recs in records for r in recs))
+        self.last = cost

@@ -219,23 +219,29 @@ PROFILES_REWOUND = Counter(
 # --- title-side exchange between workers (docs/models.md, "Title factors across workers")
 TITLE_EXCHANGE_PUBLISHED = Counter(
     "reelstream_title_exchange_published_total",
-    "Contribution records this worker published to the title-factors topic.",
+    "Contributions (one record per title shard) this worker published.",
     registry=REGISTRY,
 )
 TITLE_EXCHANGE_MERGED = Counter(
     "reelstream_title_exchange_merged_total",
-    "Peers' contribution records merged into this worker's title-side models, by outcome.",
+    "Title shards' global snapshots read by this worker, by outcome (merged, skipped: "
+    "holds a part of this worker it does not know, rejected).",
     ["outcome"],
     registry=REGISTRY,
 )
 TITLE_EXCHANGE_BYTES = Gauge(
     "reelstream_title_exchange_bytes",
-    "Size of this worker's last contribution record.",
+    "Size of this worker's last contribution, all shards' records.",
+    registry=REGISTRY,
+)
+TITLE_EXCHANGE_SNAPSHOTS = Counter(
+    "reelstream_title_exchange_snapshots_total",
+    "Global snapshots of the title shards this worker aggregates, published.",
     registry=REGISTRY,
 )
 TITLE_EXCHANGE_PEERS = Gauge(
     "reelstream_title_exchange_peers",
-    "Peers whose contributions this worker's title-side models include.",
+    "Other workers whose contributions this worker's title-side models include.",
     registry=REGISTRY,
 )
 

@@ -208,9 +208,16 @@ class Settings:
         return f"{self.app_id}-model-checkpoints"
 
     @property
-    def title_factors_topic(self) -> str:
-        """Compacted topic of each worker's title-side contribution (adapters/title_exchange.py)."""
-        return f"{self.app_id}-title-factors"
+    def title_contributions_topic(self) -> str:
+        """Compacted topic of each worker's title-side contribution, one partition per title
+        shard (streams/adapters/title_exchange.py)."""
+        return f"{self.app_id}-title-contributions"
+
+    @property
+    def title_global_topic(self) -> str:
+        """Compacted topic of each title shard's global snapshot, read whole by every worker
+        (streams/adapters/title_exchange.py)."""
+        return f"{self.app_id}-title-global"
 
     def isolated(self, name: str, **overrides: object) -> Settings:
         """A copy whose topics, consumer group and Redis prefix all carry ``name``.

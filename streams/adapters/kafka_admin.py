@@ -38,9 +38,16 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         # Model checkpoints: partition p holds events partition p's checkpoints (chunks of
         # up to 0.9 MB); compaction keeps the latest record per key (docs/models.md).
         settings.checkpoint_topic: (n, {"cleanup.policy": "compact", "segment.ms": "600000"}),
-        # Each worker's cumulative title-side contribution (chunks + manifest keyed by worker),
-        # read whole by every worker. One partition keeps a worker's chunks before its manifest.
-        settings.title_factors_topic: (1, {"cleanup.policy": "compact", "segment.ms": "600000"}),
+        # The title-side exchange (streams/adapters/title_exchange.py), one partition per title
+        # shard (= title-events partition): each worker's cumulative contribution to shard s
+        # (chunks + manifest keyed by worker) in partition s, read by the shard's aggregator;
+        # each shard's global snapshot (keyed by shard) in partition s, read whole by every
+        # worker. A key's chunks and manifest share a partition, in order.
+        settings.title_contributions_topic: (
+            n,
+            {"cleanup.policy": "compact", "segment.ms": "600000"},
+        ),
+        settings.title_global_topic: (n, {"cleanup.policy": "compact", "segment.ms": "600000"}),
         # Released titles' first-28-day results, keyed by title, read whole by every worker's
         # forecaster. One partition: every worker learns them in the same order.
         settings.title_results_topic: (1, {"cleanup.policy": "compact"}),

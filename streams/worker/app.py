@@ -170,10 +170,14 @@ durable = ModelDurability(settings, engine, store, _commit_offsets, lambda: drai
 
 
 async def _send(
-    topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    headers: list[tuple[str, bytes]] | None = None,
+    partition: int | None = None,
 ) -> None:
     try:
-        await app.producer.send(topic, key, value, None, None, headers)
+        await app.producer.send(topic, key, value, partition, None, headers)
     except Exception:
         m.KAFKA_SEND_ERRORS.labels(topic=topic).inc()
         raise
@@ -197,18 +201,35 @@ poison.init_series(
     ]
 )
 
+
 # Title-side state across workers (docs/models.md, "Title factors across workers"): each
-# worker's contribution on a compacted topic, merged by every peer between batches.
+# worker's contribution, cut by title shard; the holder of title-events partition s
+# aggregates shard s; every worker merges the shards' global snapshots between batches.
+async def _send_exchange(
+    topic: str, key: bytes | None, value: bytes, partition: int | None
+) -> None:
+    await _send(topic, key, value, partition=partition)
+
+
 title_exchange = (
-    TitleFactorExchange(settings, engine, _send) if settings.exchange_interval_s > 0 else None
+    TitleFactorExchange(settings, engine, _send_exchange)
+    if settings.exchange_interval_s > 0
+    else None
 )
 
 
 @app.task
-async def follow_title_factors() -> None:
+async def follow_title_snapshots() -> None:
     if title_exchange is not None:
         await ensure_topics_async(settings)
-        await title_exchange.follower.run()
+        await title_exchange.snapshots.run()
+
+
+@app.task
+async def aggregate_title_shards() -> None:
+    if title_exchange is not None:
+        await ensure_topics_async(settings)
+        await title_exchange.contributions.run()
 
 
 @app.timer(max(settings.exchange_interval_s, 0.1))
@@ -217,8 +238,15 @@ async def exchange_title_state() -> None:
     # the first record), so a contribution is never published from empty models.
     if title_exchange is None or not follower.ready.is_set() or durable.to_import:
         return
+    owned = None  # mid-rebalance the assignment is in flux: keep the aggregated shards
+    if not app.rebalancing:
+        owned = {
+            tp.partition
+            for tp in app.consumer.assignment()
+            if tp.topic == settings.title_events_topic
+        }
     async with durable.lock:
-        await title_exchange.tick()
+        await title_exchange.tick(owned)
 
 
 @app.task

@@ -1,9 +1,13 @@
-"""Two workers exchange title-side state over `<app_id>-title-factors`, counted once.
+"""Two workers exchange title-side state through sharded aggregation, counted once.
 
-After traffic, worker A's MF title factors hold the displacement worker B learned
-(exactly: A's factors = initial vector + A's own displacement + B's published one,
-under the ``sum`` rule), and each worker's trending, popularity and co-watch masses
-equal an in-process run of the whole stream: nothing double counted, nothing lost.
+Each worker publishes its contribution cut by title shard to
+`<app_id>-title-contributions`; the holder of title-events partition ``s`` aggregates
+shard ``s`` and publishes its global snapshot to `<app_id>-title-global`; both workers
+merge every shard's snapshot. After traffic, worker A's MF title factors hold the
+displacement worker B learned (exactly: A's factors = initial vector + A's own
+displacement + what A holds from elsewhere, which is B's published displacement under
+the ``sum`` rule), and each worker's trending, popularity and co-watch masses equal an
+in-process run of the whole stream: nothing double counted, nothing lost.
 """
 
 from __future__ import annotations
@@ -72,17 +76,27 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
         truth.ingest(ev, now)
     models = truth.models
 
+    shards = {str(s) for s in range(run_settings.partitions)}
+
     def settled() -> tuple[dict, dict] | None:
         da, db = debug(a.port), debug(b.port)
-        # each has merged the other's latest record, and neither learned since publishing
+        # neither learned since publishing, and each has merged, for every shard, the
+        # snapshot that includes both workers' latest contributions
         if da["dirty"] or db["dirty"]:
             return None
-        if da["received"].get("wb") != db["seq"] or db["received"].get("wa") != da["seq"]:
-            return None
+        latest = {"wa": da["seq"], "wb": db["seq"]}
+        for d in (da, db):
+            if set(d["snapshots"]) != shards:
+                return None
+            if any(snap["included"] != latest for snap in d["snapshots"].values()):
+                return None
         return da, db
 
-    da, db = await wait_for(settled, "both workers to merge each other's latest record")
+    da, db = await wait_for(settled, "both workers to merge snapshots of both contributions")
     assert da["seq"] >= 1 and db["seq"] >= 1
+    # every shard aggregated by one of them: the holder of its title-events partition
+    assert set(da["aggregating"]) | set(db["aggregating"]) == shards
+    assert not set(da["aggregating"]) & set(db["aggregating"])
 
     # Both workers learned title factors from their own users ...
     own_b = np.array([t["own"] for t in db["titles"].values()])
@@ -90,7 +104,7 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
     assert np.abs(own_a).max() > 1e-3 and np.abs(own_b).max() > 1e-3
     # ... and A's factor vector of every title is its own learning plus B's.
     for tid, t in da["titles"].items():
-        np.testing.assert_allclose(t["applied"]["wb"], db["titles"][tid]["own"], atol=1e-5)
+        np.testing.assert_allclose(t["applied"], db["titles"][tid]["own"], atol=1e-5)
         np.testing.assert_allclose(
             t["q"],
             np.array(t["init"]) + np.array(t["own"]) + np.array(db["titles"][tid]["own"]),
@@ -121,7 +135,10 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
             d["cowatch"]["counts"], d["cowatch"]["ref_ts"], cw.clock.ref_ts, cw.clock.inv_tau
         )
         assert mine == pytest.approx(want, rel=1e-9, abs=1e-12), d["worker"]
+    snapshots = 0.0
     for w in (a, b):
         m = w.metrics()
         assert m.get("reelstream_title_exchange_published_total", 0) >= 1
         assert m.get("reelstream_title_exchange_peers") == 1
+        snapshots += m.get("reelstream_title_exchange_snapshots_total", 0)
+    assert snapshots >= len(shards)

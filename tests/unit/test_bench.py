@@ -147,17 +147,21 @@ def test_sweep_table_has_one_row_per_size_with_the_rate_against_the_smallest():
     assert "ingest <= 60 us/event" in lines[4]
 
 
-def test_exchange_bench_counts_every_peers_record_as_read():
+def test_exchange_bench_reads_the_snapshots_and_its_shards_records():
     from streams.tools.bench_exchange import run
 
-    two = run(titles=30, workers=2, events=600, every=200, users=60)
-    three = run(titles=30, workers=3, events=600, every=200, users=60)
-    assert two["rounds"] == three["rounds"] == 3
-    for r, peers in ((two, 1), (three, 2)):
+    two = run(titles=30, workers=2, events=600, every=200, users=60, partitions=4)
+    four = run(titles=30, workers=4, events=600, every=200, users=60, partitions=4)
+    assert two["rounds"] == four["rounds"] == 3
+    for r in (two, four):
         x = r["last_round"]
-        assert x["bytes_published"] > 0 and x["merge_cpu_ms"] >= 0
-        # each worker reads every peer's record: about (workers - 1) records
-        assert 0.5 * peers < x["bytes_read"] / x["bytes_published"] < 1.5 * peers
+        assert x["bytes_published"] > 0 and x["merge_cpu_ms"] >= 0 and x["aggregate_cpu_ms"] >= 0
+        # every shard's snapshot, plus the records of the shards the worker aggregates
+        assert (
+            x["snapshot_bytes"] < x["bytes_read"] < x["snapshot_bytes"] + 4 * x["bytes_published"]
+        )
+    # reading does not grow with the workers: the snapshots are the catalog's, not theirs
+    assert four["last_round"]["bytes_read"] < 1.1 * two["last_round"]["bytes_read"]
 
 
 def test_sigterm_cancels_a_run_and_its_cleanup_still_runs() -> None:
