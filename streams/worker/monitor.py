@@ -35,7 +35,7 @@ K = TypeVar("K", bound=Hashable)  # a partition: its number, or a Faust TP
 
 # RocksDB's memory properties, by the ``kind`` label of reelstream_rocksdb_memory_bytes.
 ROCKSDB_MEMORY_PROPERTIES = {
-    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "memtables": "rocksdb.size-all-mem-tables",  # with those iterators pin
     "table_readers": "rocksdb.estimate-table-readers-mem",
     "block_cache": "rocksdb.block-cache-usage",
 }
