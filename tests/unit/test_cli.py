@@ -33,3 +33,21 @@ def test_the_api_command_serves_with_its_flags(monkeypatch):
     with mock.patch.dict(os.environ):
         assert args.func(args) == 0
     assert [(s.api_port, s.api_host) for s in served] == [(7002, "0.0.0.0")]
+
+
+def test_every_command_runs_blas_on_one_thread_unless_told(monkeypatch) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    cli.one_blas_thread()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # an operator's choice is kept
+
+
+def test_the_command_loads_numpy_only_after_main_set_the_threads() -> None:
+    """OpenBLAS reads its thread count once, when numpy is first imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, streams.cli; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
