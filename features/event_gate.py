@@ -30,19 +30,35 @@ Verdicts, checked in this order:
 'duplicate'
 >>> g.check("e2", 0, now_ms=None, reordered=True)  # refused before: refused again
 'too_late'
+
+Ids are remembered as 12-character digests (72 bits of BLAKE2b), not as sent: a row's
+size does not depend on how long producers make their ids (a UUID is 36 characters; the
+contract allows longer), and 256 UUIDs were a third of a long-lived viewer's row. Two ids
+of one viewer's last 256 share a digest with odds of about 2^-57.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
 
 ALLOWED_LATENESS_MS = 3_600_000  # 1 h behind the user's high-water event time
 MAX_FUTURE_MS = 300_000  # 5 min ahead of the wall clock
 DEDUPE_IDS_MAX = 256  # most recent event ids remembered per user
 LATE_IDS_MAX = 32  # most recent too-late ids remembered per user
 
+GATE_FORMAT = 2  # ids as digests; rows written before it hold the ids as sent
+
 OK = "ok"
 DUPLICATE = "duplicate"
 TOO_LATE = "too_late"
 FROM_FUTURE = "from_future"
+
+
+def digest(event_id: str) -> str:
+    """The 12-character form of an event id the gate remembers."""
+    raw = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=9).digest()
+    return base64.b64encode(raw).decode("ascii")
 
 
 class EventGate:
@@ -63,18 +79,19 @@ class EventGate:
         lateness bound does not apply.
         """
         ids = self.ids
-        if event_id in ids:
+        key = digest(event_id)
+        if key in ids:
             return DUPLICATE
-        if event_id in self.late:
+        if key in self.late:
             return TOO_LATE
         if now_ms is not None and ts > now_ms + MAX_FUTURE_MS:
             return FROM_FUTURE
         if not reordered and ts < self.high_water - ALLOWED_LATENESS_MS:
-            self.late[event_id] = None
+            self.late[key] = None
             if len(self.late) > LATE_IDS_MAX:
                 del self.late[next(iter(self.late))]
             return TOO_LATE
-        ids[event_id] = None
+        ids[key] = None
         if len(ids) > DEDUPE_IDS_MAX:
             del ids[next(iter(ids))]
         if ts > self.high_water:
@@ -82,13 +99,17 @@ class EventGate:
         return OK
 
     def to_list(self) -> list:
-        return [self.high_water, list(self.ids), list(self.late)]
+        return [self.high_water, list(self.ids), list(self.late), GATE_FORMAT]
 
     @classmethod
     def from_list(cls, raw: list | None) -> EventGate:
         g = cls()
         if raw:
             g.high_water = int(raw[0])
-            g.ids = dict.fromkeys(raw[1])
-            g.late = dict.fromkeys(raw[2] if len(raw) > 2 else ())  # older rows: none
+            late = raw[2] if len(raw) > 2 else ()  # older rows: none
+            if len(raw) > 3 and raw[3] == GATE_FORMAT:
+                g.ids, g.late = dict.fromkeys(raw[1]), dict.fromkeys(late)
+            else:  # a row written before the digests: the ids as sent
+                g.ids = dict.fromkeys(digest(i) for i in raw[1])
+                g.late = dict.fromkeys(digest(i) for i in late)
         return g

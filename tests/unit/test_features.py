@@ -1,5 +1,6 @@
 """Exact feature values for hand-written sequences (pure code, no broker)."""
 
+import orjson
 import pytest
 
 from features.event_gate import ALLOWED_LATENESS_MS, EventGate
@@ -163,3 +164,23 @@ def test_profile_round_trip_keeps_features_and_gate():
     assert q.to_dict() == p.to_dict()
     assert q.gate.check("z", MON, None) == "duplicate"
     assert q.features.plays == 1
+
+
+def test_gate_remembers_ids_in_a_fixed_size_whatever_their_length():
+    g = EventGate()
+    for i in range(300):
+        assert g.check(f"{i:04d}-" + "x" * 200, MON, None) == "ok"
+    assert g.check("0299-" + "x" * 200, MON, None) == "duplicate"
+    row = orjson.dumps(g.to_list())
+    assert len(row) < 256 * 16  # 256 digests of 12 characters, quoted, comma-separated
+
+
+def test_gate_rows_written_before_the_digests_still_dedupe():
+    old = [MON, ["e1", "e2"], ["late1"]]  # the ids as sent, no format marker
+    g = EventGate.from_list(old)
+    assert g.check("e2", MON, None) == "duplicate"
+    assert g.check("late1", MON, None, reordered=True) == "too_late"
+    assert g.check("e3", MON, None) == "ok"
+    again = EventGate.from_list(orjson.loads(orjson.dumps(g.to_list())))
+    assert again.check("e1", MON, None) == "duplicate"
+    assert again.check("e3", MON, None) == "duplicate"
