@@ -147,6 +147,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         sample_s=args.sample_s,
         partitions=args.partitions,
         keep=args.keep,
+        history=args.history,
     )
     return main(cfg, args.json, args.quiet)
 
@@ -397,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-minutes", type=float, default=5.0, help="warm-up at least (5)")
     p.add_argument("--sample-s", type=float, default=10.0, help="RSS sample period (10 s)")
     p.add_argument("--partitions", type=int, default=4, help="events topic partitions")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="events per viewer sent first, as fast as the worker takes them (default 0)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results and samples as JSON")
     p.add_argument("--keep", action="store_true", help="keep topics, keys and data dir")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

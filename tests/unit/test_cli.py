@@ -51,3 +51,9 @@ def test_the_command_loads_numpy_only_after_main_set_the_threads() -> None:
     code = "import sys, streams.cli; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_soak_takes_a_history_per_viewer() -> None:
+    args = cli.build_parser().parse_args(["soak", "--history", "250", "--viewers", "4000"])
+    assert (args.history, args.viewers) == (250, 4000)
+    assert cli.build_parser().parse_args(["soak"]).history == 0
