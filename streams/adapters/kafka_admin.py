@@ -105,6 +105,21 @@ def ensure_topics(settings: Settings) -> list[str]:
     return asyncio.run(ensure_topics_async(settings))
 
 
+def earliest_reader(settings: Settings, **kwargs: object) -> AIOKafkaConsumer:
+    """A consumer outside any group (nothing committed) that starts at the earliest
+    offset: how a topic is read whole (compacted followers, rebuilds, checkpoints)."""
+    from streams.adapters import kafka_internals
+
+    kafka_internals.install_client_guards()
+    return AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kwargs,
+    )
+
+
 async def assign_all(
     consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0
 ) -> list[TopicPartition]:

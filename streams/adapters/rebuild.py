@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from streams.adapters.kafka_admin import assign_all
+from streams.adapters.kafka_admin import assign_all, earliest_reader
 from streams.adapters.redis_keys import recs_key
 from streams.adapters.redis_sink import connect
 from streams.contract import is_valid_id
@@ -63,12 +62,7 @@ class RebuildReport:
 
 async def latest_scores(settings: Settings) -> tuple[int, dict[str, bytes | None]]:
     """(records read, user -> latest score blob or None for a tombstone) up to today's end."""
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = earliest_reader(settings)
     await consumer.start()
     latest: dict[str, bytes | None] = {}
     n = 0

@@ -44,8 +44,7 @@ from online_models.engine import Engine
 from online_models.exchange_aggregator import ShardAggregator
 from online_models.federation import TitleExchange
 from streams import metrics as m
-from streams.adapters import kafka_internals
-from streams.adapters.kafka_admin import assign_all, kafka_partition
+from streams.adapters.kafka_admin import assign_all, earliest_reader, kafka_partition
 from streams.adapters.topic_follower import CompactedTopicFollower
 from streams.contract import Rejection
 from streams.settings import Settings
@@ -177,13 +176,7 @@ class ContributionReader(CompactedTopicFollower):
         log.info("aggregating title shards %s (gained %s)", sorted(wanted), gained)
 
     async def run(self) -> None:
-        kafka_internals.install_client_guards()
-        consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(),
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
+        consumer = earliest_reader(self.settings)
         await consumer.start()
         try:
             while True:
@@ -208,13 +201,7 @@ class ContributionReader(CompactedTopicFollower):
 async def read_own_records(settings: Settings, worker: str) -> list[bytes]:
     """This worker's latest contribution record of each shard on the contributions topic
     (read to the end seen at start), for :meth:`TitleExchange.resume`."""
-    kafka_internals.install_client_guards()
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client_kwargs(),
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
+    consumer = earliest_reader(settings)
     await consumer.start()
     try:
         tps = await assign_all(consumer, settings.title_contributions_topic)

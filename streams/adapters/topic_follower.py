@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams import poison
-from streams.adapters import kafka_internals
-from streams.adapters.kafka_admin import assign_all
+from streams.adapters.kafka_admin import assign_all, earliest_reader
 from streams.contract import Rejection, dead_letter
 from streams.settings import Settings
 
@@ -71,13 +70,7 @@ class CompactedTopicFollower:
         """Called after each fetched batch (metrics)."""
 
     async def run(self) -> None:
-        kafka_internals.install_client_guards()
-        consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(),
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
+        consumer = earliest_reader(self.settings)
         await consumer.start()
         try:
             tps = await assign_all(consumer, self.topic)

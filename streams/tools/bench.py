@@ -50,7 +50,12 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.adapters.kafka_admin import assign_all, delete_topics_async, ensure_topics_async
+from streams.adapters.kafka_admin import (
+    assign_all,
+    delete_topics_async,
+    earliest_reader,
+    ensure_topics_async,
+)
 from streams.adapters.scrape import histogram_share, scrape, scrape_buckets
 from streams.contract import decode_record
 from streams.settings import Settings
@@ -247,13 +252,8 @@ async def _load(
 
 async def _bare_read(settings: Settings, expect_records: int, decode: bool) -> dict[str, Any]:
     """Read the whole events topic with a group-less aiokafka consumer."""
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_client_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
+    consumer = earliest_reader(
+        settings, max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024
     )
     await consumer.start()
     try:

@@ -48,6 +48,7 @@ from online_models.durable import (
 )
 from online_models.engine import Engine
 from streams import metrics as m
+from streams.adapters.kafka_admin import earliest_reader
 from streams.settings import Settings
 
 log = logging.getLogger("reelstream.checkpoints")
@@ -96,13 +97,7 @@ class CheckpointIO:
         """Latest value per key in the given checkpoint partitions (tombstones removed)."""
         if not partitions:
             return {}
-        consumer = AIOKafkaConsumer(
-            **self.settings.kafka_client_kwargs(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        consumer = earliest_reader(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
