@@ -138,6 +138,7 @@ def replay(
     ranker: str = "blend",
     split_ts: int | None = None,
     ingest: Callable[[Engine, dict[str, Any]], bool] | None = None,
+    exact_scan: bool = False,
 ) -> dict[str, Any]:
     """Run events (already validated, in event-time order) through fresh engines.
 
@@ -151,7 +152,8 @@ def replay(
     is the producer's partitioner), which exchange title-side state every
     ``exchange_every`` events (never when None). Metrics are pooled over all workers;
     the baselines learn from every event, as one process would. ``split_ts`` (default:
-    the middle event's time) splits the log in two halves.
+    the middle event's time) splits the log in two halves. ``exact_scan``: the served
+    row ranks every allowed title, not the candidate union (the two-stage reference).
 
     Returns the report: model and baseline ranking metrics, ranker metrics, counts, speed.
     """
@@ -168,6 +170,7 @@ def replay(
     )
     for e in fed.engines:  # the report's AUC is over every prediction of the log
         e.models.ranker.keep_all_predictions()
+        e.models.exact_scan = exact_scan
     events = events if isinstance(events, list) else list(events)
     if split_ts is None and events:
         split_ts = events[len(events) // 2]["ts"]
@@ -243,6 +246,7 @@ def replay(
             "max_record_bytes": fed.record_bytes,
         },
         "split_ts": split_ts,
+        "exact_scan": exact_scan,
         "model": {"version": models.model_version, **ours.summary(size)},
         # kept for readers of earlier reports: the most-popular-so-far baseline
         "baseline": {"version": bases[0].name, **theirs[0].summary(size)},

@@ -235,6 +235,9 @@ class Recommender:
         self.unreadable_states = 0
         # The worker's title-side exchange (online_models/federation.py), when it has one.
         self.exchange: Any = None
+        # Reference only (``reelstream replay --exact-scan``): the main row ranks every
+        # allowed title instead of the candidate union, to measure what two stages cost.
+        self.exact_scan = False
 
     def state(self, user_id: str, profile: UserProfile) -> UserState:
         """The models' part of the user's record (``profile.model``), read on first use.
@@ -635,7 +638,11 @@ class Recommender:
         if ix.n == 0:
             return Rows([], [])
         keep = self.allow(user_id, profile)
-        cand = self.candidates(ctx, keep, sources=sources)
+        if self.exact_scan:
+            every = np.arange(ix.n, dtype=np.int64)
+            cand = every[keep(every)]
+        else:
+            cand = self.candidates(ctx, keep, sources=sources)
         items: list[RecItem] = []
         rows: list[int] = []
         per_genre: dict[str, int] = {}

@@ -208,6 +208,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         factors=args.factors,
         ranker=args.ranker_merge,
+        exact_scan=args.exact_scan,
     )
     return 0
 
@@ -459,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["sum", "blend", "local"],
         default="blend",
         help="merge rule for the ranker's weights",
+    )
+    p.add_argument(
+        "--exact-scan",
+        action="store_true",
+        help="reference run: rank every allowed title per request instead of the "
+        "candidate union (slow on large catalogs)",
     )
     p.set_defaults(func=cmd_replay)
     from streams.tools import catalog_intel_cli

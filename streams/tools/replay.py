@@ -258,6 +258,7 @@ def run(
     partitions: int | None = None,
     factors: str = "sum",
     ranker: str = "blend",
+    exact_scan: bool = False,
 ) -> dict[str, Any]:
     """Replay and print the report; with ``workers`` > 1, also replay one worker and
     ``workers`` workers without exchange (and with, if ``exchange_every``) and compare."""
@@ -324,6 +325,7 @@ def run(
             progress_every=max(1000, total // 100),
             partition_of=kafka_partition,
             ingest=core,
+            exact_scan=exact_scan,
             **plan,
         )
         if progress:
