@@ -184,3 +184,51 @@ def test_gate_rows_written_before_the_digests_still_dedupe():
     again = EventGate.from_list(orjson.loads(orjson.dumps(g.to_list())))
     assert again.check("e1", MON, None) == "duplicate"
     assert again.check("e3", MON, None) == "duplicate"
+
+
+def test_kept_trending_lists_equal_a_full_scan_through_hops_drops_and_forgets(monkeypatch):
+    """The incremental lists (recount changed titles, merge) against counting every
+    title, while the windows move, a title is forgotten and an older snapshot returns;
+    lists kept 6 deep so that titles move in and out of them."""
+    import copy
+    import random
+
+    import features.title_view
+    from features.title_stats import ALL, WINDOWS
+
+    monkeypatch.setattr(features.title_view, "TOP_KEPT", 6)
+
+    rng = random.Random(7)
+    view = GlobalTitleView()
+    stats: dict[str, TitleStats] = {}
+    history: dict[str, list[dict]] = {}
+    ts = MON
+    checked = 0
+    for step in range(3000):
+        ts += rng.randint(0, 40_000)  # about 4 hours in all: both windows move
+        tid = f"t{rng.randint(0, 120):03d}"
+        r = rng.random()
+        if r < 0.02 and tid in stats:
+            view.apply(tid, None)
+            del stats[tid]
+        elif r < 0.05 and history.get(tid):
+            view.apply(tid, rng.choice(history[tid]))  # an older snapshot: counts fall
+        else:
+            s = stats.setdefault(tid, TitleStats())
+            s.update({"t": tid, "e": "play", "ts": ts, "c": rng.choice("AB C") * 2, "f": 1})
+            snap = copy.deepcopy(s.snapshot())
+            history.setdefault(tid, []).append(snap)
+            view.apply(tid, snap)
+        if step % 7 == 0:
+            for window in WINDOWS:
+                for country in sorted(view.countries()):
+                    for n in (1, 6, 20):  # 20: longer than kept, scanned
+                        assert view.trending(country, window, n) == view.scan(country, window, n), (
+                            step,
+                            window,
+                            country,
+                            n,
+                        )
+                        checked += 1
+    assert checked > 1000
+    assert view.trending(ALL, "1h", 20)  # the lists are not all empty
