@@ -72,6 +72,10 @@ class Settings:
     # makes full collections (each a pause) rare and cut freshness p99 by a quarter, but
     # tripled memory growth in a soak: streams/worker/gc_pauses.py, docs/performance.md.
     gc_young_threshold: int = 0
+    # Full (generation-2) collections only on this period, not whenever CPython's
+    # promotion rule asks (every few seconds under load, each a 0.1-0.3 s pause); 0: the
+    # rule (streams/worker/gc_pauses.py).
+    gc_full_every_s: float = 0.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. lz4 costs the least CPU;
     # zstd packs about twice as tight for 3-4x the CPU (README, Configuration).

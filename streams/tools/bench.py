@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +65,7 @@ from streams.tools.traffic import envelopes
 T = TypeVar("T")
 
 CONSUMED = "reelstream_events_consumed_total"
+TITLE_APPLIED = "reelstream_title_records_applied_total"
 POLL_S = 0.25
 
 
@@ -282,13 +283,19 @@ async def _bare_read(settings: Settings, expect_records: int, decode: bool) -> d
 
 
 async def _watch(
-    workers: list[Worker], target: float, say: Progress, label: str, stall_s: float
+    workers: list[Worker],
+    target: float,
+    say: Progress,
+    label: str,
+    stall_s: float,
+    until: Callable[[], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
-    """Poll the workers' counters until together they have processed ``target`` events.
+    """Poll the workers' counters until together they have processed ``target`` events
+    (and ``until`` says the work those events caused elsewhere is done too).
 
     The window opens at the first poll where every worker has processed
     something (for one worker: the first event) and closes at the first poll
-    where the total reaches ``target``.
+    where the total reaches ``target`` and ``until`` holds.
     """
     t_open = None
     counts_open: list[float] = []
@@ -314,7 +321,7 @@ async def _watch(
                 f"{label}: stuck at {total:,.0f}/{target:,.0f} events for {stall_s:.0f}s;"
                 f" worker log tail:\n{workers[0].tail()}"
             )
-        if total >= target:
+        if total >= target and (until is None or await until()):
             if t_open is None:  # some worker never got a partition: time from the first event
                 t_open, counts_open = first_any or now, [first_any_total]
                 cpu_open = cpu_first
@@ -345,6 +352,27 @@ async def _watch(
         out["events_per_s_from_first_event"] = round((total - first_any_total) / (now - first_any))
     say(f"{label}: {out['events_per_s']:,} events/s over {window:.1f}s")
     return out
+
+
+class _TitleRecordsEnd:
+    """How many title records the run's events have produced so far (the title-events
+    topic's end offsets, summed; the topic is the run's own, so it starts empty)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = earliest_reader(settings)
+        self.tps: list[Any] = []
+
+    async def __aenter__(self) -> _TitleRecordsEnd:
+        await self.consumer.start()
+        self.tps = await assign_all(self.consumer, self.settings.title_events_topic)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def total(self) -> int:
+        return sum((await self.consumer.end_offsets(self.tps)).values())
 
 
 async def _freshness(
@@ -573,7 +601,20 @@ async def _phases(
     profiler = None
     if cfg.profile_out:
         profiler = _start_py_spy(w1.pid, cfg.profile_out)
-    one = await _watch([w1], cfg.events, say, "1 worker", cfg.stall_timeout_s)
+    # The rate counts the title side too: a worker has taken a load when it has also
+    # folded every title record the load's events produced (otherwise that work spills
+    # into the next phase and the rate overstates what the worker sustains).
+    async with _TitleRecordsEnd(settings) as title_end:
+
+        async def title_side_done() -> bool:
+            applied = await asyncio.to_thread(
+                lambda: scrape(w1.settings.web_port).total(TITLE_APPLIED)
+            )
+            return applied >= await title_end.total()
+
+        one = await _watch(
+            [w1], cfg.events, say, "1 worker", cfg.stall_timeout_s, until=title_side_done
+        )
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         profiler.wait(30)

@@ -661,4 +661,10 @@ async def _signal_dump() -> None:
     diagnostics.install_signal_dump()  # kill -USR2 <pid>: task stacks to the log
 
 
-gc_pauses.install(settings.gc_young_threshold)  # pauses timed; young generation sized
+# Pauses timed; young generation sized; full collections on a timer when configured.
+gc_pauses.install(settings.gc_young_threshold, scheduled_full=settings.gc_full_every_s > 0)
+if settings.gc_full_every_s > 0:
+
+    @app.timer(settings.gc_full_every_s)
+    async def collect_full_garbage() -> None:
+        gc_pauses.collect_full()

@@ -40,15 +40,27 @@ class GcPauses:
         m.GC_PAUSE_SECONDS.labels(generation=str(info.get("generation", "?"))).observe(took)
 
 
-def install(young_threshold: int = 0) -> GcPauses:
+NEVER = 2**31 - 1  # a generation-2 threshold no count of young collections reaches
+
+
+def install(young_threshold: int = 0, scheduled_full: bool = False) -> GcPauses:
     """Time collections (once per process); a ``young_threshold`` > 0 replaces CPython's
-    generation-0 threshold (the older generations' thresholds are kept)."""
+    generation-0 threshold; ``scheduled_full``: CPython never starts a full collection
+    itself, the caller runs :func:`collect_full` on a timer."""
+    t0, t1, t2 = gc.get_threshold()
     if young_threshold > 0:
-        _, t1, t2 = gc.get_threshold()
-        gc.set_threshold(young_threshold, t1, t2)
+        t0 = young_threshold
+    if scheduled_full:
+        t2 = NEVER
+    gc.set_threshold(t0, t1, t2)
     for cb in gc.callbacks:
         if isinstance(cb, GcPauses):
             return cb
     watch = GcPauses()
     gc.callbacks.append(watch)
     return watch
+
+
+def collect_full() -> int:
+    """One full collection (timed by the callback like any other); objects freed."""
+    return gc.collect(2)
