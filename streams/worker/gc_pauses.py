@@ -1,20 +1,26 @@
-"""Garbage-collector pauses: measured, and a knob for the young generation's size.
+"""Garbage-collector pauses: measured, full collections on a timer, the young generation's size.
 
-A worker's heap holds a few hundred thousand long-lived objects (cached profiles, model
+A worker's heap holds several hundred thousand long-lived objects (cached profiles, model
 state). CPython's full (generation 2) collection walks all of them, about 0.1 s for a
-worker with 2,000 viewers and 400 titles and 0.25 s for 660,000 objects, and nothing is
-processed meanwhile, so each one lands in the score-freshness tail. They are exported as
-``reelstream_gc_pause_seconds{generation}``.
+worker with 2,000 viewers and 400 titles and 0.25 s with 100,000 viewers and 10,000
+titles, and nothing is processed meanwhile, so each one lands in the score-freshness
+tail. They are exported as ``reelstream_gc_pause_seconds{generation}``.
 
 Why they are frequent: a full collection runs once the objects promoted into the old
 generation since the last one exceed a quarter of it. With CPython's default young
 threshold (700 container allocations) a batch's own temporaries outlive two young
-collections and are promoted; they die right after, but the promotions were counted.
-At 2,700 events/s that was a full collection every 4 s (5 in 20 s, 440 ms in all). A
-young generation of 20,000 (``REELSTREAM_GC_YOUNG_THRESHOLD``) left none in the same
-20 s and cut freshness p99 from 443 to 337 ms, but in a 1,200 events/s soak RSS grew
-about three times as fast (why is open: not cyclic garbage, of which a probe found
-almost none), so it is not the default (docs/performance.md, "Garbage collection").
+collections and are promoted; they die right after (by reference count), but the
+promotions were counted. Under load that is a full collection every 5-10 s: at 10,000
+titles and half load, 3 pauses in 30 s took freshness p99 from 306 to 433 ms.
+
+What a full collection frees is only reference cycles that lived long enough to be
+promoted; everything else is freed by reference counting, and young cycles by the young
+collections. So by default (``REELSTREAM_GC_FULL_EVERY_S``, 120 s) CPython never starts
+a full collection itself and a worker timer runs one every 120 s: one pause per two
+minutes instead of several per minute. A young generation of 20,000
+(``REELSTREAM_GC_YOUNG_THRESHOLD``) is the other knob: it also left no full collection
+in 20 s of load, but in a 1,200 events/s soak RSS grew about three times as fast, so it
+is not the default (docs/performance.md, "Garbage collection").
 """
 
 from __future__ import annotations

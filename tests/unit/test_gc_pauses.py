@@ -37,3 +37,23 @@ def test_the_young_threshold_replaces_only_generation_0s():
         assert gc.get_threshold() == (20_000, old[1], old[2])
     finally:
         gc.set_threshold(*old)
+
+
+def test_scheduled_full_collections_leave_generation_2_to_the_timer():
+    old = gc.get_threshold()
+    try:
+        gc_pauses.install(scheduled_full=True)
+        assert gc.get_threshold() == (old[0], old[1], gc_pauses.NEVER)
+        gc.collect(2)
+        before = _count("2")
+        keep = []
+        for i in range(200_000):  # many young and middle collections, and promotions
+            a: list = [i]
+            a.append(a)  # a cycle: only a collection frees it
+            keep.append([i])  # tracked survivors: CPython's rule would run full collections
+        assert _count("1") > 0
+        assert _count("2") == before  # CPython started none
+        gc_pauses.collect_full()
+        assert _count("2") == before + 1
+    finally:
+        gc.set_threshold(*old)
