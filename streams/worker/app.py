@@ -595,11 +595,7 @@ async def publish_titles() -> None:
     tp0 = faust.types.TP(settings.title_events_topic, 0)
     if tp0 in app.consumer.assignment() and title_view.snapshots:
         as_of = title_view.high_water
-        await _features.write_trending(
-            (c, w, as_of, title_view.trending(c, w, 20))
-            for c in sorted(title_view.countries())
-            for w in ("1h", "1d")
-        )
+        await _features.write_trending((c, w, as_of, top) for c, w, top in title_view.lists(20))
 
 
 @web_lockdown.debug_page(app, settings.debug_token, "/debug/title-exchange")

@@ -232,3 +232,43 @@ def test_kept_trending_lists_equal_a_full_scan_through_hops_drops_and_forgets(mo
                         checked += 1
     assert checked > 1000
     assert view.trending(ALL, "1h", 20)  # the lists are not all empty
+
+
+def test_after_the_window_moves_titles_are_recounted_a_chunk_per_read(monkeypatch):
+    """The hop recount is spread: each read counts at most RECOUNT_CHUNK titles and
+    serves the previous hop's lists meanwhile; once done, the lists equal a full scan."""
+    import features.title_view
+    from features.title_stats import ALL
+
+    monkeypatch.setattr(features.title_view, "RECOUNT_CHUNK", 10)
+    view = GlobalTitleView()
+    for i in range(45):
+        s = TitleStats()
+        for k in range(i % 7 + 1):
+            s.update({"t": f"t{i}", "e": "play", "ts": MON + k * 1000, "c": "FR", "f": 1})
+        view.apply(f"t{i}", s.snapshot())
+    before = view.lists(5)
+    assert before == [(c, w, view.scan(c, w, 5)) for c, w, _ in before]
+    counted = []
+    real = GlobalTitleView._counted
+
+    def counting(self, title_id, window, hi):
+        counted.append(title_id)
+        return real(self, title_id, window, hi)
+
+    monkeypatch.setattr(GlobalTitleView, "_counted", counting)
+    late = TitleStats()  # one play 90 minutes later: the 1h window moves on
+    late.update({"t": "t0", "e": "play", "ts": MON + 90 * 60_000, "c": "FR", "f": 1})
+    view.apply("t0", late.snapshot())
+    reads = 0
+    while True:
+        counted.clear()
+        got = view.lists(5)
+        reads += 1
+        assert len(counted) <= 2 * (10 + 1)  # two windows, a chunk and the changed title
+        if got == [(c, w, view.scan(c, w, 5)) for c, w, _ in got]:
+            break
+        assert got == before  # the previous hop's lists meanwhile
+        assert reads < 10
+    assert reads >= 5  # 45 titles, 10 per read
+    assert view.trending(ALL, "1h", 5) == [("t0", 1)]
