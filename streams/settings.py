@@ -76,8 +76,10 @@ class Settings:
     gc_young_threshold: int = 0
     # Full (generation-2) collections only on this period, not whenever CPython's
     # promotion rule asks (every few seconds under load, each a 0.1-0.3 s pause that
-    # lands in the freshness tail); 0: the rule (streams/worker/gc_pauses.py).
-    gc_full_every_s: float = 120.0
+    # lands in the freshness tail). Off by default: reference cycles then wait for the
+    # timer, and with long-lived viewers' records that held about 530 MiB more
+    # (streams/worker/gc_pauses.py, docs/performance.md "Memory under a soak", run 9).
+    gc_full_every_s: float = 0.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. snappy costs the least CPU on
     # the small batches of live traffic (aiokafka compresses lz4 at level 9, LZ4HC:

@@ -15,12 +15,16 @@ titles and half load, 3 pauses in 30 s took freshness p99 from 306 to 433 ms.
 
 What a full collection frees is only reference cycles that lived long enough to be
 promoted; everything else is freed by reference counting, and young cycles by the young
-collections. So by default (``REELSTREAM_GC_FULL_EVERY_S``, 120 s) CPython never starts
-a full collection itself and a worker timer runs one every 120 s: one pause per two
-minutes instead of several per minute. A young generation of 20,000
-(``REELSTREAM_GC_YOUNG_THRESHOLD``) is the other knob: it also left no full collection
-in 20 s of load, but in a 1,200 events/s soak RSS grew about three times as fast, so it
-is not the default (docs/performance.md, "Garbage collection").
+collections. ``REELSTREAM_GC_FULL_EVERY_S`` (off by default) stops CPython from starting
+full collections itself and runs one on a worker timer instead: at 10,000 titles and
+half load, freshness p99 306 ms against 433 ms with the rule. It is off because the
+cycles are not small: in a soak with long-lived viewers (10-20 KB records) a 120 s
+timer held about 530 MiB more than the rule (924 against 398 MiB; docs/performance.md,
+"Memory under a soak", run 9). What forms them is not traced yet; the engine's own code
+makes almost none (a unit-size probe: 0 cyclic objects from 1,000 record decodes and
+encodes, 824 from 2,000 ingests). A young generation of 20,000
+(``REELSTREAM_GC_YOUNG_THRESHOLD``) has the same trade-off: no full collection in 20 s
+of load, RSS growing about three times as fast in a soak.
 """
 
 from __future__ import annotations
