@@ -187,11 +187,11 @@ class GlobalTitleView(TitlePopularity):
         self._windows[window] = nxt
         return nxt
 
-    def _count(self, wt: _WindowTop, window: str) -> dict[str, list[str]]:
+    def _count(self, wt: _WindowTop, window: str) -> tuple[dict[str, list[str]], set[str]]:
         """Recount ``wt.dirty`` into ``wt.counts``; the titles touched per country, and
-        (under the key ``""``) the countries where a count fell."""
+        the countries where a count fell."""
         touched: dict[str, list[str]] = {}
-        fell: list[str] = []
+        fell: set[str] = set()
         assert wt.hi is not None
         for tid in wt.dirty:
             old = wt.per_title.pop(tid, {})
@@ -201,7 +201,7 @@ class GlobalTitleView(TitlePopularity):
             for c in old.keys() | new.keys():
                 n = new.get(c, 0)
                 if n < old.get(c, 0):
-                    fell.append(c)
+                    fell.add(c)
                 per = wt.counts.setdefault(c, {})
                 if n:
                     per[tid] = n
@@ -209,15 +209,13 @@ class GlobalTitleView(TitlePopularity):
                     per.pop(tid, None)
                 touched.setdefault(c, []).append(tid)
         wt.dirty.clear()
-        touched[""] = fell
-        return touched
+        return touched, fell
 
     def _fold(self, wt: _WindowTop, window: str) -> None:
         """Recount the changed titles and bring the touched countries' lists up to date."""
         if not wt.dirty and wt.top:
             return
-        touched = self._count(wt, window)
-        fell = set(touched.pop(""))
+        touched, fell = self._count(wt, window)
         if not wt.top:  # a new recount: every country's list from its counts
             touched = {c: [] for c in wt.counts}
         for c, tids in touched.items():
