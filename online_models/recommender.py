@@ -147,7 +147,11 @@ class UserContext:
     :meth:`Recommender.features`."""
 
     user_id: str
-    state: UserState
+    # Not the UserState itself: the state keeps its pending impressions' context, and a
+    # context pointing back would make every such record a reference cycle that only a
+    # full collection frees once the record leaves the cache.
+    mf: np.ndarray | None  # the user's MF vector (learned in place, so always current)
+    seen: dict[int, int]  # the user's live ``UserState.seen``
     country: str | None
     content: np.ndarray | None  # TitleIndex.tag_vector, normalised and trusted by events
     mf_conf: float
@@ -227,7 +231,7 @@ class Recommender:
             self.exposure,
         ):
             self.titles.listeners.append(model.resize)
-        self._ctx: tuple[str, int, int, UserContext] | None = None
+        self._ctx: tuple[str, int, int, UserState, UserContext] | None = None
         self._prior = np.zeros(len(FEATURES), dtype=np.float32)
         for f, v in PRIOR.items():
             self._prior[_F[f]] = v
@@ -271,8 +275,8 @@ class Recommender:
         self.titles.sync()
         st = self.state(user_id, profile)
         key = (user_id, now_ts, self.learn_steps)
-        if self._ctx is not None and self._ctx[:3] == key and self._ctx[3].state is st:
-            return self._ctx[3]
+        if self._ctx is not None and self._ctx[:3] == key and self._ctx[3] is st:
+            return self._ctx[4]
         ix = self.titles
         content = None
         if profile.affinity and len(ix.tags):
@@ -315,7 +319,8 @@ class Recommender:
                     tag_cols[:, j] = v
         ctx = UserContext(
             user_id=user_id,
-            state=st,
+            mf=st.mf,
+            seen=st.seen,
             country=profile.country,
             content=content,
             mf_conf=self.mf.confidence(st.mf_n) if st.mf is not None else 0.0,
@@ -332,7 +337,7 @@ class Recommender:
             skip_rate=skip_rate,
             mobile=device == "mobile",
         )
-        self._ctx = (*key, ctx)
+        self._ctx = (*key, st, ctx)
         return ctx
 
     def features(self, ctx: UserContext, rows: np.ndarray | list[int]) -> np.ndarray:
@@ -340,14 +345,13 @@ class Recommender:
         cost of the rows asked for, whatever the catalog size."""
         rows = np.asarray(rows, dtype=np.int64)
         ix = self.titles
-        st = ctx.state
         x = np.repeat(ctx.base[None, :], len(rows), axis=0)
         if len(rows) == 0:
             return x
         if ctx.tag_cols is not None:
             x[:, _TAG_COLS] = ix.tag_scores(rows, ctx.tag_cols)
         if ctx.mf_conf > 0:
-            x[:, _F["mf"]] = np.tanh(self.mf.scores(st.mf, rows)) * ctx.mf_conf
+            x[:, _F["mf"]] = np.tanh(self.mf.scores(ctx.mf, rows)) * ctx.mf_conf
         x[:, _F["cowatch"]] = np.minimum(_lookup(ctx.cw_idx, ctx.cw_val, rows), 2.0)
         x[:, _F["seq"]] = np.minimum(_lookup(ctx.seq_idx, ctx.seq_val, rows), 2.0)
         rl = rows.tolist()
@@ -357,8 +361,8 @@ class Recommender:
         peak = self.popular.peak(None)
         if peak > 0:
             x[:, _F["pop"]] = np.log1p(self.popular.raw(None)[rows]) / math.log1p(peak)
-        if st.seen:
-            x[:, _F["seen"]] = [i in st.seen for i in rl]
+        if ctx.seen:
+            x[:, _F["seen"]] = [i in ctx.seen for i in rl]
         x[:, _F["is_episode"]] = ix.is_episode[rows]
         x[:, _F["long_runtime"]] = ix.long_runtime[rows]
         x[:, _F["skip_x_episode"]] = ctx.skip_rate * ix.is_episode[rows]
@@ -578,7 +582,7 @@ class Recommender:
         if ctx.content is not None and use("content"):
             best("content", *self.titles.content_top(ctx.content, k, keep), kept=True)
         if ctx.mf_conf > 0 and use("mf"):
-            best("mf", *self.mf.nearest(ctx.state.mf, k, keep), kept=True)
+            best("mf", *self.mf.nearest(ctx.mf, k, keep), kept=True)
         best("cowatch", ctx.cw_idx, ctx.cw_val)
         best("seq", ctx.seq_idx, ctx.seq_val)
         if ctx.next_ep:

@@ -218,3 +218,36 @@ def test_the_experiment_fold_forgets_an_expired_user_and_keeps_the_sums():
     before = fold.snapshot(0)
     fold.forget("u1")
     assert "u1" not in fold.users and fold.snapshot(0) == before
+
+
+# --- a record that leaves the cache is freed at once, not by a full collection ---------
+
+
+def test_a_users_record_leaving_the_cache_leaves_no_reference_cycle():
+    """Cached records live in the oldest generation; a cycle among an evicted record's
+    objects would wait for a full collection, and a worker whose full collections are
+    rare would hold every evicted record until then."""
+    import gc
+
+    from features.catalog import parse_title
+    from online_models.engine import Engine
+    from streams.tools.synthetic import SimConfig, Simulation
+
+    sim = Simulation(SimConfig(users=40, titles=60, seed=3))
+    eng = Engine()
+    for rec in sim.catalog:
+        eng.catalog.upsert(parse_title(rec))
+    evs = list(sim.events(limit=3000))
+    assert any(ev["event_type"] == "impression" for ev in evs)
+    for ev in evs:
+        eng.ingest(ev)
+    pending = [u for u, p in eng.profiles.items() if p.model.impressions]
+    assert pending, "some record must hold pending impressions (and their context)"
+    gc.collect()
+    gc.disable()
+    try:
+        for uid in list(eng.profiles):
+            del eng.profiles[uid]
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
