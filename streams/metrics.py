@@ -66,6 +66,11 @@ GC_PAUSE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
     registry=REGISTRY,
 )
+GC_FROZEN_OBJECTS = Gauge(
+    "reelstream_gc_frozen_objects",
+    "Objects frozen after the last timed full collection (walked again only at a thaw).",
+    registry=REGISTRY,
+)
 REDIS_ERRORS = Counter(
     "reelstream_redis_errors_total", "Failed Redis writes or reads.", ["op"], registry=REGISTRY
 )

@@ -74,12 +74,15 @@ class Settings:
     # makes full collections (each a pause) rare and cut freshness p99 by a quarter, but
     # tripled memory growth in a soak: streams/worker/gc_pauses.py, docs/performance.md.
     gc_young_threshold: int = 0
-    # Full (generation-2) collections only on this period, not whenever CPython's
-    # promotion rule asks (every few seconds under load, each a 0.1-0.3 s pause that
-    # lands in the freshness tail). Off by default: reference cycles then wait for the
-    # timer, and with long-lived viewers' records that held about 530 MiB more
-    # (streams/worker/gc_pauses.py, docs/performance.md "Memory under a soak", run 9).
-    gc_full_every_s: float = 0.0
+    # Full (generation-2) collections on this period, not whenever CPython's promotion
+    # rule asks (every few seconds under load, each a 0.1-0.3 s pause over the whole
+    # heap that lands in the freshness tail). 0: CPython's rule.
+    gc_full_every_s: float = 10.0
+    # With the timer, what survives a timed collection is frozen (gc.freeze), so the
+    # next one walks only what was promoted since: milliseconds, not a heap walk. Once
+    # per this period the frozen heap is thawed and collected (one whole-heap pause) to
+    # free cycles formed among frozen objects. 0: no freezing. streams/worker/gc_pauses.py.
+    gc_thaw_every_s: float = 3600.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. snappy costs the least CPU on
     # the small batches of live traffic (aiokafka compresses lz4 at level 9, LZ4HC:

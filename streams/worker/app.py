@@ -657,10 +657,11 @@ async def _signal_dump() -> None:
     diagnostics.install_signal_dump()  # kill -USR2 <pid>: task stacks to the log
 
 
-# Pauses timed; young generation sized; full collections on a timer when configured.
+# Pauses timed; young generation sized; full collections on a timer, survivors frozen.
 gc_pauses.install(settings.gc_young_threshold, scheduled_full=settings.gc_full_every_s > 0)
 if settings.gc_full_every_s > 0:
+    gc_sweeps = gc_pauses.TimedCollections(settings.gc_thaw_every_s)
 
     @app.timer(settings.gc_full_every_s)
     async def collect_full_garbage() -> None:
-        gc_pauses.collect_full()
+        gc_sweeps.tick()

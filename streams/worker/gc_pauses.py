@@ -1,39 +1,38 @@
-"""Garbage-collector pauses: measured, full collections on a timer, the young generation's size.
+"""Garbage-collector pauses: measured, full collections on a timer over what is new.
 
-A worker's heap holds several hundred thousand long-lived objects (cached profiles, model
-state). CPython's full (generation 2) collection walks all of them, about 0.1 s for a
-worker with 2,000 viewers and 400 titles and 0.25 s with 100,000 viewers and 10,000
-titles, and nothing is processed meanwhile, so each one lands in the score-freshness
-tail. They are exported as ``reelstream_gc_pause_seconds{generation}``.
+A worker's heap holds several hundred thousand long-lived objects (imported code, the
+catalog, cached profiles, model state). CPython's full (generation 2) collection walks
+all of them: about 0.25 s with 100,000 viewers and 10,000 titles, during which nothing
+is processed, and under load CPython's rule (a full collection once the objects promoted
+since the last one exceed a quarter of the old generation) starts one every 5-20 s.
+Each landed in the score-freshness tail. Pauses are exported as
+``reelstream_gc_pause_seconds{generation}``.
 
-Why they are frequent: a full collection runs once the objects promoted into the old
-generation since the last one exceed a quarter of it. With CPython's default young
-threshold (700 container allocations) a batch's own temporaries outlive two young
-collections and are promoted; they die right after (by reference count), but the
-promotions were counted. Under load that is a full collection every 5-10 s: at 10,000
-titles and half load, 3 pauses in 30 s took freshness p99 from 306 to 433 ms.
+Those collections free almost nothing: in a 10,000-title bench, 16 full collections of
+150,000-350,000 objects freed 0-428 objects each. Everything else dies by reference
+count. The one large source of cycles was ours: a user's pending-impression context
+pointed back at the user's state, so every record evicted from the cache was a cycle
+(about 530 MiB waited for a 120 s timer in a soak, docs/performance.md run 9). That
+back-reference is gone (unit test: an evicted record leaves no cycle).
 
-What a full collection frees is only reference cycles that lived long enough to be
-promoted; everything else is freed by reference counting, and young cycles by the young
-collections. ``REELSTREAM_GC_FULL_EVERY_S`` (off by default) stops CPython from starting
-full collections itself and runs one on a worker timer instead: at 10,000 titles and
-half load, freshness p99 306 ms against 433 ms with the rule. It is off because the
-cycles are not small: in a soak with long-lived viewers (10-20 KB records) a 120 s
-timer held about 530 MiB more than the rule (924 against 398 MiB; docs/performance.md,
-"Memory under a soak", run 9). What forms them is not traced yet; the engine's own code
-makes almost none (a unit-size probe: 0 cyclic objects from 1,000 record decodes and
-encodes, 824 from 2,000 ingests). A young generation of 20,000
-(``REELSTREAM_GC_YOUNG_THRESHOLD``) has the same trade-off: no full collection in 20 s
-of load, RSS growing about three times as fast in a soak.
+So the worker (``REELSTREAM_GC_FULL_EVERY_S``, 10 s by default) runs full collections
+on a timer instead of CPython's rule, and freezes what survives each one (``gc.freeze``):
+the next timed collection walks only what was promoted since, a few milliseconds.
+Frozen objects are still freed by reference count; only a cycle formed among them would
+wait, so once per ``REELSTREAM_GC_THAW_EVERY_S`` (an hour by default) the frozen heap is
+thawed and collected (one whole-heap pause), and the count it freed is logged.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from typing import Any
 
 from streams import metrics as m
+
+log = logging.getLogger("reelstream.gc")
 
 
 class GcPauses:
@@ -71,6 +70,32 @@ def install(young_threshold: int = 0, scheduled_full: bool = False) -> GcPauses:
     return watch
 
 
-def collect_full() -> int:
-    """One full collection (timed by the callback like any other); objects freed."""
-    return gc.collect(2)
+class TimedCollections:
+    """The worker's timer body: a full collection over what is not frozen, then the
+    survivors frozen; every ``thaw_every_s`` the whole heap thawed and collected once.
+    ``thaw_every_s`` <= 0: nothing is frozen (each collection walks the whole heap)."""
+
+    def __init__(self, thaw_every_s: float, clock: Any = time.monotonic) -> None:
+        self.thaw_every_s = thaw_every_s
+        self.clock = clock
+        self.last_thaw = clock()
+
+    def tick(self) -> int:
+        """One timed collection; the objects it freed."""
+        if self.thaw_every_s <= 0:
+            return gc.collect(2)
+        now = self.clock()
+        thaw = now - self.last_thaw >= self.thaw_every_s
+        if thaw:
+            gc.unfreeze()
+            self.last_thaw = now
+        freed = gc.collect(2)
+        gc.freeze()
+        m.GC_FROZEN_OBJECTS.set(gc.get_freeze_count())
+        if thaw:
+            log.info(
+                "thawed and collected the frozen heap: %d objects freed, %d frozen again",
+                freed,
+                gc.get_freeze_count(),
+            )
+        return freed

@@ -53,7 +53,62 @@ def test_scheduled_full_collections_leave_generation_2_to_the_timer():
             keep.append([i])  # tracked survivors: CPython's rule would run full collections
         assert _count("1") > 0
         assert _count("2") == before  # CPython started none
-        gc_pauses.collect_full()
+        gc.collect(2)  # the worker's timer
         assert _count("2") == before + 1
     finally:
         gc.set_threshold(*old)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cycle() -> None:
+    a: list = []
+    a.append(a)
+
+
+def test_timed_collections_freeze_survivors_and_free_new_cycles():
+    clock = _Clock()
+    sweeps = gc_pauses.TimedCollections(thaw_every_s=3600, clock=clock)
+    try:
+        sweeps.tick()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert m.REGISTRY.get_sample_value("reelstream_gc_frozen_objects") == frozen
+        for _ in range(100):
+            _cycle()
+        assert sweeps.tick() >= 100  # cycles made after the freeze are collected
+    finally:
+        gc.unfreeze()
+
+
+def test_a_cycle_among_frozen_objects_waits_for_the_thaw():
+    clock = _Clock()
+    sweeps = gc_pauses.TimedCollections(thaw_every_s=3600, clock=clock)
+    try:
+        held: list = [[] for _ in range(50)]
+        for a in held:
+            a.append(a)
+        del a
+        sweeps.tick()  # the 50 cycles are alive: frozen
+        held.clear()  # now garbage, but frozen
+        clock.now = 3599
+        assert sweeps.tick() < 50
+        clock.now = 3600
+        assert sweeps.tick() >= 50  # the thaw frees them
+        assert gc.get_freeze_count() > 0  # and freezes the survivors again
+    finally:
+        gc.unfreeze()
+
+
+def test_no_thaw_period_means_nothing_is_frozen():
+    sweeps = gc_pauses.TimedCollections(thaw_every_s=0)
+    gc.unfreeze()
+    _cycle()
+    assert sweeps.tick() >= 1
+    assert gc.get_freeze_count() == 0
