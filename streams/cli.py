@@ -163,6 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         envelope=args.envelope,
         freshness_seconds=args.freshness_seconds,
+        freshness_warmup_s=args.freshness_warmup_seconds,
         freshness_rate=args.freshness_rate,
         scale=not args.no_scale,
         profile_out=args.profile,
@@ -359,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--envelope", type=int, default=0, metavar="N", help="load as envelopes of <= N events"
     )
     p.add_argument("--freshness-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--freshness-warmup-seconds",
+        type=float,
+        default=10.0,
+        help="live traffic before the measured window, reported apart (default 10)",
+    )
     p.add_argument(
         "--freshness-rate", type=float, default=None, help="default: half the 1-worker rate"
     )

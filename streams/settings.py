@@ -77,7 +77,7 @@ class Settings:
     # Full (generation-2) collections on this period, not whenever CPython's promotion
     # rule asks (every few seconds under load, each a 0.1-0.3 s pause over the whole
     # heap that lands in the freshness tail). 0: CPython's rule.
-    gc_full_every_s: float = 10.0
+    gc_full_every_s: float = 2.0
     # With the timer, what survives a timed collection is frozen (gc.freeze), so the
     # next one walks only what was promoted since: milliseconds, not a heap walk. Once
     # per this period the frozen heap is thawed and collected (one whole-heap pause) to

@@ -11,7 +11,9 @@ its own (all removed at the end):
 3. one ``reelstream worker`` process consumes the topic through the full
    pipeline: events/s, CPU seconds per 1,000 events, peak RSS;
 4. freshness, on that same warm worker: live traffic (``ts`` stamped at send)
-   offered at half the measured single-worker rate; for every score message the
+   offered at half the measured single-worker rate, first for a warm-up (10 s by
+   default, reported apart: the worker finishes what the load left it), then for
+   the measured window (20 s by default); for every score message the
    worker publishes, the time from its triggering event's ``ts`` to the message
    reaching this process from the score topic. The worker writes Redis before it
    sends to the score topic, so that is an upper bound on event -> score in
@@ -78,6 +80,8 @@ class BenchConfig:
     partitions: int = 4
     envelope: int = 0  # events per record at most; 0 or 1: one event per record
     freshness_seconds: float = 20.0
+    # Live traffic at the same rate before the measured window (see _freshness).
+    freshness_warmup_s: float = 10.0
     freshness_rate: float | None = None  # default: half the single-worker rate
     scale: bool = True  # run the two-worker phase
     stall_timeout_s: float = 90.0
@@ -385,12 +389,17 @@ async def _freshness(
     envelope: int,
     say: Progress,
     stall_s: float,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Offer live traffic at ``rate`` events/s for ``seconds``; time the scores it triggers.
+    """Offer live traffic at ``rate`` events/s for ``warmup_s`` + ``seconds``; time the
+    scores of the last ``seconds``' events.
 
     Records have the load's shape: single events, or with ``envelope`` > 1 one
     session's consecutive events per record, every event stamped ``ts`` = now
-    as its record is sent (so a client's batching delay is not included).
+    as its record is sent (so a client's batching delay is not included). The warm-up
+    lets the worker finish what the load left it (its first timed full collection, the
+    title publish, exchange round and checkpoint that carry the load's changes), so the
+    figures are the steady state at this rate; the warm-up's own p99 is reported apart.
     """
     from streams.adapters.producer import EventProducer
 
@@ -401,10 +410,9 @@ async def _freshness(
     lags_arrival: list[float] = []
     lags_generated: list[float] = []
     timeline: dict[int, list[float]] = {}  # second since start -> lags of arrivals then
-    hist_before = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
-    gc_before = await asyncio.to_thread(scrape, worker.settings.web_port)
-    cpu0 = proc_cpu_s(worker.pid)
+    lags_warmup: list[float] = []
     start_ms = int(time.time() * 1000)
+    measured_from = [float("inf")]  # event time from which scores count (the warm-up's end)
     stop = asyncio.Event()
 
     async def read_scores() -> None:
@@ -416,20 +424,30 @@ async def _freshness(
             for recs in batches.values():
                 for r in recs:
                     msg = orjson.loads(r.value)
-                    if msg["event_ts"] >= start_ms:
+                    if msg["event_ts"] >= measured_from[0]:
                         lags_arrival.append(arrived - msg["event_ts"])
-                        timeline.setdefault(int((arrived - start_ms) // 1000), []).append(
-                            arrived - msg["event_ts"]
-                        )
+                        second = int((arrived - measured_from[0]) // 1000)
+                        timeline.setdefault(second, []).append(arrived - msg["event_ts"])
                         lags_generated.append(msg["generated_at"] - msg["event_ts"])
+                    elif msg["event_ts"] >= start_ms:
+                        lags_warmup.append(arrived - msg["event_ts"])
 
     reader = asyncio.create_task(read_scores())
     await asyncio.sleep(0.5)  # let the reader take its position at the end of the topic
     sent = records = 0
+    warm_sent = 0  # events offered during the warm-up
+    hist_before = gc_before = None
+    cpu0 = 0.0
     groups = envelopes(events, envelope) if envelope > 1 else ([e] for e in events)
     started = time.monotonic()
     async with EventProducer(settings, validate=False) as producer:
-        while (elapsed := time.monotonic() - started) < seconds:
+        while (elapsed := time.monotonic() - started) < warmup_s + seconds:
+            if hist_before is None and elapsed >= warmup_s:
+                measured_from[0] = int(time.time() * 1000)
+                warm_sent = sent
+                hist_before = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
+                gc_before = await asyncio.to_thread(scrape, worker.settings.web_port)
+                cpu0 = proc_cpu_s(worker.pid)
             target = int(elapsed * rate)
             while sent < target:
                 now_ms = int(time.time() * 1000)
@@ -440,10 +458,13 @@ async def _freshness(
                     await producer.send_envelope(group)
                 sent += len(group)
                 records += 1
-            say(f"freshness: offered {sent:,} events at {rate:,.0f}/s", end="")
+            phase = "warm-up" if hist_before is None else "measured"
+            say(f"freshness: offered {sent:,} events at {rate:,.0f}/s ({phase})", end="")
             await asyncio.sleep(0.005)
+    assert hist_before is not None and gc_before is not None
     await _watch([worker], already + sent, say, "freshness: draining", stall_s)
     cpu = proc_cpu_s(worker.pid) - cpu0
+    measured = sent - warm_sent
     hist_after = await asyncio.to_thread(scrape_buckets, worker.settings.web_port)
     gc_after = await asyncio.to_thread(scrape, worker.settings.web_port)
     await asyncio.sleep(1.0)  # the last score messages are on their way
@@ -462,7 +483,10 @@ async def _freshness(
     out = {
         "offered_events_per_s": round(rate),
         "seconds": seconds,
-        "events": sent,
+        "warmup_seconds": warmup_s,
+        "warmup_events": warm_sent,
+        "warmup_event_to_score_topic": stats(lags_warmup) if lags_warmup else None,
+        "events": measured,
         "records": records,
         "score_messages": len(lags_arrival),
         "event_to_score_topic": stats(lags_arrival),
@@ -470,7 +494,7 @@ async def _freshness(
         "worker_redis_written_within": {
             f"{le}s": v for le, v in share.items() if le in ("0.1", "0.25", "0.5", "1.0")
         },
-        "cpu_s_per_1k_events": round(1000 * cpu / sent, 4) if sent else None,
+        "cpu_s_per_1k_events": round(1000 * cpu / measured, 4) if measured else None,
         # Full collections meanwhile: each stops the worker (streams/worker/gc_pauses.py).
         "gc_full_collections": {
             k: round(
@@ -633,8 +657,9 @@ async def _phases(
         cfg.envelope,
         say,
         cfg.stall_timeout_s,
+        cfg.freshness_warmup_s,
     )
-    total = cfg.events + result["freshness"]["events"]
+    total = cfg.events + result["freshness"]["warmup_events"] + result["freshness"]["events"]
     result["one_worker"]["workers"][0]["peak_rss_mb"] = round(proc_peak_rss_mb(w1.pid), 1)
     w1.stop()
 
@@ -709,6 +734,13 @@ def format_table(r: dict[str, Any]) -> str:
             "  ".join(f"{k} {v:.1%}" for k, v in w.items()),
         )
         add("  CPU s per 1,000 events", f"{f['cpu_s_per_1k_events']:.3f}")
+        wu = f.get("warmup_event_to_score_topic")
+        if wu:
+            add(
+                f"  warm-up before ({f['warmup_seconds']:.0f}s, not counted)",
+                f"p50 {wu['p50_ms']:,.0f} ms  p99 {wu['p99_ms']:,.0f} ms"
+                f"  max {wu['max_ms']:,.0f} ms",
+            )
         gcf = f.get("gc_full_collections") or {}
         if gcf:
             add("  full GC pauses", f"{gcf['count']:.0f}, {gcf['sum'] * 1000:,.0f} ms in all")

@@ -246,7 +246,10 @@ async def exchange_title_state() -> None:
             if tp.topic == settings.title_events_topic
         }
     async with durable.lock:
-        await title_exchange.tick(owned)
+        title_exchange.take_in(owned)
+    await asyncio.sleep(0)  # a batch waiting for the lock runs between the halves
+    async with durable.lock:
+        await title_exchange.send_out()
 
 
 @app.task
@@ -577,21 +580,32 @@ async def _fold_title_records(batch: list) -> None:
     m.TABLE_ENTRIES.labels(table="title-stats").set(len(title_store.cache))
 
 
+TITLE_PUBLISH_CHUNK = 500  # titles per block of the publisher (about 20 ms at 40 µs each)
+
+
 @app.timer(settings.title_publish_interval_s)
 async def publish_titles() -> None:
-    """Snapshots of changed titles to the compacted topic and Redis; trending from one worker."""
+    """Snapshots of changed titles to the compacted topic and Redis; trending from one worker.
+
+    In chunks, yielding to the event loop between them: at 50,000 titles a second of live
+    traffic changes a few thousand titles (about 40 µs each), and a republish after a
+    rebalance all of them; in one block that stalled the batches behind it."""
     if title_store.republish_all and tables_settled():
         title_store.republish_all = False
         title_store.changed.update(titles_table.keys())
-    changed = title_store.take_changed()
-    for title_id, stats in changed:
-        snap = orjson.dumps(stats.snapshot())
-        await _send(settings.title_snapshots_topic, title_id.encode(), snap)
+    todo = len(title_store.changed)  # what changes meanwhile waits for the next tick
+    while todo > 0:
+        changed = title_store.take_changed(min(todo, TITLE_PUBLISH_CHUNK))
+        todo -= TITLE_PUBLISH_CHUNK
+        for title_id, stats in changed:
+            snap = orjson.dumps(stats.snapshot())
+            await _send(settings.title_snapshots_topic, title_id.encode(), snap)
+        if _features is not None and changed:
+            await _features.write_titles(changed)
+            m.TITLE_SNAPSHOTS_PUBLISHED.inc(len(changed))
+        await asyncio.sleep(0)  # a batch waiting for the loop runs between chunks
     if _features is None:
         return
-    if changed:
-        await _features.write_titles(changed)
-        m.TITLE_SNAPSHOTS_PUBLISHED.inc(len(changed))
     tp0 = faust.types.TP(settings.title_events_topic, 0)
     if tp0 in app.consumer.assignment() and title_view.snapshots:
         as_of = title_view.high_water

@@ -15,7 +15,7 @@ pointed back at the user's state, so every record evicted from the cache was a c
 (about 530 MiB waited for a 120 s timer in a soak, docs/performance.md run 9). That
 back-reference is gone (unit test: an evicted record leaves no cycle).
 
-So the worker (``REELSTREAM_GC_FULL_EVERY_S``, 10 s by default) runs full collections
+So the worker (``REELSTREAM_GC_FULL_EVERY_S``, every 2 s by default) runs full collections
 on a timer instead of CPython's rule, and freezes what survives each one (``gc.freeze``):
 the next timed collection walks only what was promoted since, a few milliseconds.
 Frozen objects are still freed by reference count; only a cycle formed among them would

@@ -46,9 +46,13 @@ class TableTitleStore:
         self.dirty.clear()
         return n
 
-    def take_changed(self) -> list[tuple[str, TitleStats]]:
+    def take_changed(self, limit: int | None = None) -> list[tuple[str, TitleStats]]:
+        """Up to ``limit`` (all by default) changed titles with their stats; the rest stay."""
         out = []
-        for t in self.changed:
+        take = self.changed
+        if limit is not None and limit < len(self.changed):
+            take = {self.changed.pop() for _ in range(limit)}
+        for t in take:
             s = self.cache.get(t)
             if s is None:
                 raw = self.table.get(t)
@@ -56,7 +60,8 @@ class TableTitleStore:
                     continue
                 s = self.cache[t] = TitleStats.from_dict(raw)
             out.append((t, s))
-        self.changed.clear()
+        if take is self.changed:
+            self.changed.clear()
         return out
 
     def forget(self) -> None:

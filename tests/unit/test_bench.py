@@ -89,6 +89,8 @@ def test_table_shows_every_measured_figure():
             "event_to_batch_start": stats,
             "worker_redis_written_within": {"0.1s": 0.99},
             "cpu_s_per_1k_events": 0.07,
+            "warmup_seconds": 10,
+            "warmup_event_to_score_topic": {"p50_ms": 70.0, "p99_ms": 612.0, "max_ms": 700.0},
         },
         "two_workers": {
             "events_per_s": 20_000,
@@ -105,6 +107,8 @@ def test_table_shows_every_measured_figure():
         "p99 90 ms",
         "x1.62",
         "0.1s 99.0%",
+        "warm-up before (10s, not counted)",
+        "p99 612 ms",
     ):
         assert text in table
 
