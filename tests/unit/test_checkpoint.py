@@ -68,6 +68,20 @@ def test_encode_refuses_objects_it_cannot_represent_safely():
         encode({"x": np.array([object()], dtype=object)}, offsets={})
     with pytest.raises(CheckpointError):
         encode({"x": {1: 2}}, offsets={})
+    with pytest.raises(CheckpointError):  # in a list of otherwise plain values too
+        encode({"x": ["a", 1, object()]}, offsets={})
+
+
+def test_lists_of_plain_values_and_of_mixed_ones_round_trip():
+    state = {
+        "ids": ["t1", "t2", "t3"],
+        "plain": [1, 2.5, True, None, "s"],
+        "mixed": [np.float32(0.5), np.arange(3, dtype=np.int32), [1, "a"], ("x", 2)],
+    }
+    back = decode(encode(state, offsets={})).state
+    assert back["ids"] == ["t1", "t2", "t3"] and back["plain"] == [1, 2.5, True, None, "s"]
+    assert back["mixed"][0] == 0.5 and back["mixed"][2:] == [[1, "a"], ["x", 2]]
+    assert np.array_equal(back["mixed"][1], np.arange(3)) and back["mixed"][1].dtype == np.int32
 
 
 def test_ledger_restored_from_a_checkpoint_learns_each_offset_once():
