@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from pathlib import Path
 
 import orjson
@@ -205,8 +206,14 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
     ),
 )
 def test_no_event_is_lost_in_the_handovers(scale_run):
+    lost = _lost(scale_run)
+    missing = sorted(set(scale_run["sent_per_user"]) - set(scale_run["profiles"]))
+    if lost or missing:
+        # An xfail's captured output is not shown; pytest's warnings summary is.
+        detail = f"scale-out loss (sent, counted, peak): {lost}; no row: {missing[:10]}"
+        warnings.warn(detail, stacklevel=1)
     assert set(scale_run["profiles"]) == set(scale_run["sent_per_user"])
-    assert _lost(scale_run) == {}
+    assert lost == {}
 
 
 def test_no_event_is_counted_twice_after_the_handovers(scale_run):
