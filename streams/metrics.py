@@ -68,7 +68,7 @@ GC_PAUSE_SECONDS = Histogram(
 )
 GC_FROZEN_OBJECTS = Gauge(
     "reelstream_gc_frozen_objects",
-    "Objects frozen after the last timed full collection (walked again only at a thaw).",
+    "Objects frozen by the timed full collections (walked again only at a thaw); once a minute.",
     registry=REGISTRY,
 )
 REDIS_ERRORS = Counter(

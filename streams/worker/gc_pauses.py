@@ -70,6 +70,9 @@ def install(young_threshold: int = 0, scheduled_full: bool = False) -> GcPauses:
     return watch
 
 
+GAUGE_EVERY_S = 60.0  # reelstream_gc_frozen_objects refresh
+
+
 class TimedCollections:
     """The worker's timer body: a full collection over what is not frozen, then the
     survivors frozen; every ``thaw_every_s`` the whole heap thawed and collected once.
@@ -79,6 +82,7 @@ class TimedCollections:
         self.thaw_every_s = thaw_every_s
         self.clock = clock
         self.last_thaw = clock()
+        self.last_gauge = float("-inf")
 
     def tick(self) -> int:
         """One timed collection; the objects it freed."""
@@ -91,11 +95,15 @@ class TimedCollections:
             self.last_thaw = now
         freed = gc.collect(2)
         gc.freeze()
-        m.GC_FROZEN_OBJECTS.set(gc.get_freeze_count())
-        if thaw:
-            log.info(
-                "thawed and collected the frozen heap: %d objects freed, %d frozen again",
-                freed,
-                gc.get_freeze_count(),
-            )
+        # Counting walks the frozen list (about 4 ms at 500,000 objects): once a minute.
+        if thaw or now - self.last_gauge >= GAUGE_EVERY_S:
+            self.last_gauge = now
+            frozen = gc.get_freeze_count()
+            m.GC_FROZEN_OBJECTS.set(frozen)
+            if thaw:
+                log.info(
+                    "thawed and collected the frozen heap: %d objects freed, %d frozen again",
+                    freed,
+                    frozen,
+                )
         return freed
