@@ -199,6 +199,11 @@ CHECKPOINTS_REJECTED = Counter(
     "Checkpoints refused on load (format, version, sizes, hash, missing chunks).",
     registry=REGISTRY,
 )
+CHECKPOINT_FAILURES = Counter(
+    "reelstream_checkpoint_write_failures_total",
+    "Checkpoint rounds whose write to Kafka failed (the round is written again when next due).",
+    registry=REGISTRY,
+)
 CHECKPOINT_BYTES = Gauge(
     "reelstream_checkpoint_bytes",
     "Size of the last checkpoint round this worker wrote.",
@@ -206,7 +211,7 @@ CHECKPOINT_BYTES = Gauge(
 )
 CHECKPOINT_SECONDS = Histogram(
     "reelstream_checkpoint_duration_seconds",
-    "Time to write a checkpoint round or restore checkpoints, by operation.",
+    "Checkpoint time by operation: take (between batches), write (alongside them), restore.",
     ["op"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,

@@ -25,6 +25,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -186,6 +187,19 @@ def reject(where: str, exc: Exception) -> None:
     log.error("model checkpoint %s rejected, falling back: %s", where, exc)
 
 
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """One checkpoint round as taken between batches: its bytes and where they go."""
+
+    gen: int
+    shared: bytes
+    shared_slot: int
+    blobs: list[tuple[int, str, bytes]]  # (events partition, "p/<p>/<slot>", blob)
+    meta: dict[str, Any]
+    taken_s: float
+    flush_s: float
+
+
 class ModelDurability:
     """The worker's checkpoint/restore logic around the shared :class:`Engine`.
 
@@ -220,6 +234,9 @@ class ModelDurability:
         self.lock = asyncio.Lock()
         self.last_gen = 0
         self.to_import: list[codec.Checkpoint] = []
+        # The round taken and not yet on Kafka, and the task writing it.
+        self.unlanded: _Round | None = None
+        self.writing: asyncio.Task[int] | None = None
 
     # --- per record / event ------------------------------------------------------------
 
@@ -269,35 +286,69 @@ class ModelDurability:
                 )
         self.store.capture(uid)
 
+    def _due(self) -> bool:
+        # A round that failed to land is due again after the interval, events or not.
+        return self.policy.due(self.guard.events_since + (self.unlanded is not None))
+
     async def after_batch(self) -> None:
         """Call with :attr:`lock` held, after a batch."""
-        if self.policy.due(self.guard.events_since):
-            await self.checkpoint()
+        if self._due() and not self.writing_now:
+            await self.checkpoint(wait=False)
 
     async def tick(self) -> None:
         """Periodic: checkpoint an idle worker whose interval has passed."""
-        if self.policy.due(self.guard.events_since) and not self.lock.locked():
+        if self._due() and not self.writing_now and not self.lock.locked():
             async with self.lock:
-                await self.checkpoint()
+                await self.checkpoint(wait=False)
 
     # --- writing -----------------------------------------------------------------------
+
+    @property
+    def writing_now(self) -> bool:
+        return self.writing is not None and not self.writing.done()
 
     def _slot(self, prefix: str) -> int:
         slot = self.next_slot.get(prefix, 0)
         self.next_slot[prefix] = 1 - slot
         return slot
 
-    async def checkpoint(self, partitions: set[int] | None = None) -> int:
-        """Write the shared state and every owned partition's offsets; returns bytes written."""
+    async def checkpoint(self, partitions: set[int] | None = None, *, wait: bool = True) -> int:
+        """Take a round of the shared state and every owned partition's offsets, and write
+        it; call with :attr:`lock` held. Returns the bytes written when ``wait``; else the
+        write runs on while the next batches do (0 returned).
+
+        A round that has not landed is written again first (same round, same slots: the
+        other slot keeps the last round that did), and no new round is taken before it
+        lands."""
+        await self.settle()
+        if self.unlanded is not None:
+            self.writing = asyncio.create_task(self._land(self.unlanded))
+            if not wait or not await self.writing:
+                return 0
+        rnd = await self._take(partitions)
+        if rnd is None:
+            return 0
+        self.writing = asyncio.create_task(self._land(rnd))
+        return await self.writing if wait else 0
+
+    async def settle(self) -> None:
+        """Wait for a round being written (its failure is logged, and it stays unlanded)."""
+        if self.writing is not None:
+            await asyncio.shield(self.writing)
+            self.writing = None
+
+    async def _take(self, partitions: set[int] | None) -> _Round | None:
+        """The round's bytes at one instant between batches (the lock is held)."""
         parts = sorted(self.owned if partitions is None else partitions)
         topic = self.settings.events_topic
         parts = [p for p in parts if self.guard.ledger.known(OffsetLedger.key(topic, p))]
         if not parts:
-            return 0
+            return None
         started = time.perf_counter()
         # Profile rows and their changelog (and everything sent so far) reach the broker
         # before a checkpoint claims the offsets they cover.
         await self.flush()
+        flushed = time.perf_counter()
         gen = max(int(time.time() * 1000), self.last_gen + 1)
         self.last_gen = gen
         rec = self.engine.models
@@ -308,29 +359,67 @@ class ModelDurability:
             key = OffsetLedger.key(topic, p)
             offset, ahead = self.guard.ledger.covered(key)
             blobs.append((p, codec.encode({"ahead": ahead}, {key: offset}, "", gen)))
-        n = self.settings.partitions
         sprefix = f"s/{self.worker}"
-        sslot = self._slot(sprefix)
-        meta = {"created_ms": gen, "worker": self.worker, "model_version": rec.model_version}
-        total = await self.io.write(
-            shared_partition(self.worker, n), f"{sprefix}/{sslot}", gen, shared, meta
+        rnd = _Round(
+            gen=gen,
+            shared=shared,
+            shared_slot=self._slot(sprefix),
+            blobs=[(p, f"p/{p}/{self._slot(f'p/{p}')}", blob) for p, blob in blobs],
+            meta={"created_ms": gen, "worker": self.worker, "model_version": rec.model_version},
+            taken_s=time.perf_counter() - started,
+            flush_s=flushed - started,
         )
-        ref = {"worker": self.worker, "slot": sslot, "gen": gen}
-        for p, blob in blobs:
-            prefix = f"p/{p}"
-            total += await self.io.write(
-                p % n, f"{prefix}/{self._slot(prefix)}", gen, blob, {**meta, "shared": ref}
-            )
-        # Rows changed from now on keep their state as of this round.
-        self.store.gen = gen
-        elapsed = time.perf_counter() - started
+        # Rows changed from now on keep their state as of this round (and, until it lands,
+        # as of the last one that did: TableProfileStore.capture).
+        self.store.round_taken(gen)
+        self.unlanded = rnd
         self.guard.events_since = 0
         self.policy.last = time.monotonic()
+        m.CHECKPOINT_SECONDS.labels(op="take").observe(rnd.taken_s)
+        return rnd
+
+    async def _land(self, rnd: _Round) -> int:
+        """Write a taken round: shared state, then each partition's manifest; bytes written,
+        0 when it failed (logged and counted; it is written again when next due)."""
+        started = time.perf_counter()
+        n = self.settings.partitions
+        try:
+            total = await self.io.write(
+                shared_partition(self.worker, n),
+                f"s/{self.worker}/{rnd.shared_slot}",
+                rnd.gen,
+                rnd.shared,
+                rnd.meta,
+            )
+            ref = {"worker": self.worker, "slot": rnd.shared_slot, "gen": rnd.gen}
+            for p, at, blob in rnd.blobs:
+                total += await self.io.write(p % n, at, rnd.gen, blob, {**rnd.meta, "shared": ref})
+        except Exception as exc:
+            m.CHECKPOINT_FAILURES.inc()
+            self.policy.last = time.monotonic()
+            log.error(
+                "model checkpoint %d not written, retried in %.0f s: %r",
+                rnd.gen,
+                self.policy.every_s,
+                exc,
+            )
+            return 0
+        if self.unlanded is rnd:
+            self.unlanded = None
+        self.store.round_landed(rnd.gen)
+        sent = time.perf_counter() - started
         m.CHECKPOINTS_WRITTEN.inc()
         m.CHECKPOINT_BYTES.set(total)
-        m.CHECKPOINT_SECONDS.labels(op="write").observe(elapsed)
+        m.CHECKPOINT_SECONDS.labels(op="write").observe(sent)
         log.info(
-            "model checkpoint %d: %d partitions, %d bytes, %.3f s", gen, len(parts), total, elapsed
+            "model checkpoint %d: %d partitions, %d bytes; taken in %.3f s between batches "
+            "(flush %.3f), written in %.3f s alongside them",
+            rnd.gen,
+            len(rnd.blobs),
+            total,
+            rnd.taken_s,
+            rnd.flush_s,
+            sent,
         )
         return total
 
@@ -349,7 +438,8 @@ class ModelDurability:
         try:
             async with asyncio.timeout(10):
                 async with self.lock:
-                    if self.guard.events_since:
+                    await self.settle()
+                    if self.guard.events_since or self.unlanded is not None:
                         await self.checkpoint()
         except Exception:  # a failed final checkpoint only means a longer replay
             log.exception("checkpoint on revoke failed")
@@ -419,7 +509,7 @@ class ModelDurability:
             commits[p] = offset
             size += man["size"]
         self.to_import.append(shared)
-        self.store.gen = ref[0]
+        self.store.restored(ref[0])
         self.last_gen = max(self.last_gen, ref[0])
         if commits:
             await self.commit(commits)

@@ -14,6 +14,11 @@ events since, so the record and the shared models learn them together, once each
 (docs/models.md, "Durability"). The pre-image lives in the row itself: the row and the
 state it rewinds to are one changelog record and cannot disagree.
 
+A round is taken at one instant between batches and written to Kafka while the next
+batches run, so a worker can die (or the write fail) after rows moved on to the new
+round. A row first changed in that window also keeps ``_prior``/``_prior_gen``: its
+state as of the last round that *was* written, the one a restore then falls back to.
+
 The cache is a least-recently-used map of at most ``cache_max`` decoded records
 (``REELSTREAM_USER_CACHE``): after each flush the records used longest ago are
 dropped, with their ``_src`` and pre-image, which the row carries and the next read
@@ -61,6 +66,9 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         # The worker's last checkpoint round (0: none yet) and each row's pre-image.
         self.gen = 0
         self.base: dict[str, tuple[int, str | None]] = {}  # user -> (round, JSON record)
+        # The last round known to be on Kafka; below ``gen`` while ``gen`` is being written.
+        self.landed = 0
+        self.prior: dict[str, tuple[int, str | None]] = {}  # user -> (landed, JSON record)
         self.rewinds_refused = 0
 
     def bind(self, event: Any) -> None:
@@ -83,7 +91,30 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             gen = raw.get("_base_gen") if isinstance(raw, dict) else None
             if isinstance(gen, int):
                 self.base[user_id] = (gen, raw.get("_base"))
+            prior = raw.get("_prior_gen") if isinstance(raw, dict) else None
+            if isinstance(prior, int) and prior == self.landed:  # else superseded since
+                self.prior[user_id] = (prior, raw.get("_prior"))
         return p
+
+    @property
+    def in_flight(self) -> bool:
+        """A round is taken (rows keep their state as of it) but not yet on Kafka."""
+        return 0 < self.landed < self.gen
+
+    def round_taken(self, gen: int) -> None:
+        """Rows changed from now on keep their state as of round ``gen``."""
+        self.gen = gen
+
+    def round_landed(self, gen: int) -> None:
+        """Round ``gen`` is on Kafka: the state as of the round before is no longer needed."""
+        self.landed = max(self.landed, gen)
+        if not self.in_flight:
+            self.prior.clear()
+
+    def restored(self, gen: int) -> None:
+        """A restore adopted round ``gen``: the rows rewind to it."""
+        self.gen = self.landed = gen
+        self.prior.clear()
 
     def stored_src(self, user_id: str) -> int | None:
         """Offset of the source record that last wrote the user's row (None if unknown)."""
@@ -107,18 +138,30 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         if held is not None and held[0] == self.gen:
             return
         # A copy: to_dict shares the live containers, which the event is about to change.
-        self.base[user_id] = (self.gen, _frozen(p.to_dict()) if p is not None else None)
+        now = _frozen(p.to_dict()) if p is not None else None
+        if self.in_flight:
+            # The row's state as of the landed round: its pre-image of that round, else
+            # (unchanged since that round, or new) what it is now.
+            self.prior[user_id] = (
+                held if held is not None and held[0] == self.landed else (self.landed, now)
+            )
+        self.base[user_id] = (self.gen, now)
 
     def rewind(self, user_id: str, gen: int) -> bool:
         """Put the row back to its state as of checkpoint round ``gen``; False when it
         is unchanged since (nothing to do) or holds a later round (cannot)."""
-        self.get(user_id)  # loads the row's pre-image
+        self.get(user_id)  # loads the row's pre-images
         held = self.base.get(user_id)
         if held is None or held[0] < gen:
             return False
         if held[0] > gen:
-            self.rewinds_refused += 1
-            return False
+            prior = self.prior.get(user_id)
+            if prior is None or prior[0] != gen:
+                self.rewinds_refused += 1
+                return False
+            # Round ``held[0]`` never landed: the state as of ``gen`` is the prior one.
+            held = self.base[user_id] = prior
+            del self.prior[user_id]
         before = held[1]
         # from_dict keeps the containers it is given: the kept pre-image must not change.
         self[user_id] = _thawed(before) if before is not None else UserProfile()
@@ -159,6 +202,9 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
             held = self.base.get(user_id)
             if held is not None:
                 row["_base_gen"], row["_base"] = held
+            prior = self.prior.get(user_id)
+            if prior is not None:
+                row["_prior_gen"], row["_prior"] = prior
             self.table[user_id] = row
         self.dirty.clear()
         self.evict()
@@ -180,6 +226,7 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.cache.pop(user_id, None)
         self.src.pop(user_id, None)
         self.base.pop(user_id, None)
+        self.prior.pop(user_id, None)
 
     def forget(self) -> None:
         """Drop cached profiles (after a rebalance the partitions may belong to others)."""
@@ -187,3 +234,4 @@ class TableProfileStore(MutableMapping[str, UserProfile]):
         self.dirty.clear()
         self.src.clear()
         self.base.clear()
+        self.prior.clear()

@@ -4,6 +4,8 @@ is refused."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import orjson
 import pytest
@@ -22,8 +24,9 @@ from online_models.durable import (
 )
 from online_models.engine import Engine
 from online_models.health import ModelHealth
+from streams.settings import Settings
 from streams.tools.synthetic import SimConfig, Simulation
-from streams.worker.checkpoints import candidates
+from streams.worker.checkpoints import ModelDurability, candidates
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +181,90 @@ def test_health_hit_rate_and_ranker_window(sim):
     auc, loss = h.ranker(eng.models.ranker)
     assert 0.5 < auc <= 1.0 and 0 < loss < 1.0
     assert np.isnan(h.hit_rate())
+
+
+# --- the worker's rounds: taken between batches, written alongside them ------------------
+
+
+class _GatedIO:
+    """CheckpointIO's write, held until the test opens the gate; can fail."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.fail = False
+        self.writes: list[tuple[int, str, int]] = []
+
+    async def write(self, partition: int, prefix: str, gen: int, blob: bytes, meta: dict) -> int:
+        await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.writes.append((partition, prefix, gen))
+        return len(blob)
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.gen = self.landed = 0
+
+    def round_taken(self, gen: int) -> None:
+        self.gen = gen
+
+    def round_landed(self, gen: int) -> None:
+        self.landed = gen
+
+
+def _durability(sim: Simulation) -> tuple[ModelDurability, _GatedIO, _Store]:
+    store = _Store()
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    d = ModelDurability(Settings(), _engine(sim), store, nothing, nothing)
+    d.io = _GatedIO()  # type: ignore[assignment]
+    d.on_assigned({0, 1})
+    for off in range(3):
+        d.guard.admit(Settings().events_topic, 0, off)
+    d.guard.events_since = 3
+    return d, d.io, store  # type: ignore[return-value]
+
+
+def test_a_round_is_written_while_the_next_batches_run(sim):
+    async def run() -> None:
+        d, io, store = _durability(sim)
+        async with d.lock:
+            assert await d.checkpoint(wait=False) == 0
+        assert not d.lock.locked() and d.writing_now  # the next batch can take the lock
+        assert store.gen > 0 and store.landed == 0 and d.unlanded is not None
+        async with d.lock:
+            await d.after_batch()  # due or not, no second round while one is written
+        io.gate.set()
+        await d.settle()
+        assert store.landed == store.gen and d.unlanded is None
+        # Shared state, then the one partition with learned records.
+        assert [w[1] for w in io.writes] == [f"s/{d.worker}/0", "p/0/0"]
+
+    asyncio.run(run())
+
+
+def test_a_failed_round_is_written_again_into_the_same_slots_before_a_new_one(sim):
+    async def run() -> None:
+        d, io, store = _durability(sim)
+        io.fail = True
+        io.gate.set()
+        async with d.lock:
+            await d.checkpoint(wait=False)
+        await d.settle()
+        taken = store.gen
+        assert d.unlanded is not None and store.landed == 0 and io.writes == []
+        d.guard.events_since = 5
+        io.fail = False
+        async with d.lock:
+            assert await d.checkpoint() > 0  # the failed round first, then a new one
+        assert [(w[1], w[2]) for w in io.writes[:2]] == [
+            (f"s/{d.worker}/0", taken),
+            ("p/0/0", taken),
+        ]
+        assert [w[1] for w in io.writes[2:]] == [f"s/{d.worker}/1", "p/0/1"]
+        assert store.landed == store.gen > taken
+
+    asyncio.run(run())

@@ -195,6 +195,61 @@ def test_a_row_keeps_its_state_as_of_the_checkpoint_round_through_the_table(prof
     assert profile_store["carol"].events == 0
 
 
+def _change(store, user: str, partition: int, offset: int) -> None:
+    from features.user_profile import UserProfile
+
+    store.bind(_Event(_Msg(partition, offset)))
+    store.capture(user)
+    prof = store.get(user) or UserProfile()
+    prof.events = offset
+    store[user] = prof
+    store.flush()
+
+
+def test_a_row_changed_while_its_round_is_written_can_rewind_to_the_last_landed_one(
+    profile_store,
+):
+    """A round is written alongside the next batches: a worker that dies before it lands
+    restores the round before, and every row changed in between rewinds to that one."""
+    store = profile_store
+    _write(store, "bob", 0, 9)  # before any round; unchanged in round 100
+    store.round_taken(100)
+    store.round_landed(100)
+    _change(store, "alice", 0, 7)  # keeps (100, as of 100): new then
+    _change(store, "alice", 0, 8)
+    store.round_taken(200)  # taken, being written
+    assert store.in_flight
+    _change(store, "alice", 0, 10)
+    _change(store, "bob", 0, 11)
+    _change(store, "carol", 0, 12)
+    store.forget()  # the worker dies before round 200 lands
+    store.restored(100)  # its successor adopts round 100
+    store.bind(_Event(_Msg(0, 13)))
+    assert store["alice"].events == 10
+    assert store.rewind("alice", 100) is True and store["alice"].events == 0  # new at 100
+    assert store.rewind("bob", 100) is True and store["bob"].events == 9
+    assert store.rewind("carol", 100) is True and store["carol"].events == 0
+    assert store.rewinds_refused == 0
+
+
+def test_once_the_round_lands_the_prior_state_is_dropped(profile_store):
+    store = profile_store
+    store.round_taken(100)
+    store.round_landed(100)
+    _change(store, "alice", 0, 7)
+    store.round_taken(200)
+    _change(store, "alice", 0, 8)
+    assert store.prior["alice"] == (100, store.prior["alice"][1])
+    store.round_landed(200)
+    assert not store.in_flight and store.prior == {}
+    _change(store, "alice", 0, 9)  # the row is written again without its prior state
+    store.forget()
+    store.bind(_Event(_Msg(0, 10)))
+    assert store["alice"].events == 9 and "alice" not in store.prior
+    assert store.rewind("alice", 100) is False and store.rewinds_refused == 1
+    assert store.rewind("alice", 200) is True and store["alice"].events == 7
+
+
 def test_faust_producer_keeps_its_aiokafka_producer_in_producer_attribute():
     source = inspect.getsource(faust_aiokafka.Producer)
     assert "self._producer" in source
