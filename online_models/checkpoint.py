@@ -16,6 +16,7 @@ the product of the shape times the item size. Anything else is a
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,21 +105,66 @@ def _dec(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
+def snapshot(obj: Any, depth: int = 0) -> Any:
+    """A copy of a state that shares no array or container with it: cheap (arrays are
+    copied whole, plain values kept), so a worker takes it at one instant between batches
+    and encodes it later, while the models go on learning."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError("state nested too deeply")
+    if isinstance(obj, np.ndarray):
+        return np.array(obj, copy=True, order="C")
+    if isinstance(obj, dict):
+        return {k: snapshot(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        if all(type(v) in _PLAIN for v in obj):
+            return list(obj)
+        return [snapshot(v, depth + 1) for v in obj]
+    return obj
+
+
+def encode_pieces(
+    state: dict[str, Any],
+    offsets: dict[str, int],
+    model_version: str = "",
+    created_ts: int = 0,
+    split_depth: int = 2,
+) -> Iterator[bytes]:
+    """The checkpoint as consecutive pieces of one JSON document, one per entry of the
+    state down to ``split_depth`` levels: a caller can let other work run between them
+    (the whole encode of a 50,000-title state is 25-30 ms of CPU in one go)."""
+    head = {
+        "format": FORMAT,
+        "v": VERSION,
+        "model_version": model_version,
+        "created_ts": created_ts,
+        "offsets": {str(k): int(v) for k, v in offsets.items()},
+    }
+    yield orjson.dumps(head)[:-1] + b',"state":'
+    yield from _pieces(state, split_depth, 0)
+    yield b"}"
+
+
+def _pieces(obj: Any, split: int, depth: int) -> Iterator[bytes]:
+    if split <= 0 or not isinstance(obj, dict) or not obj:
+        yield orjson.dumps(_enc(obj, depth))
+        return
+    sep = b"{"
+    for k, v in obj.items():
+        if not isinstance(k, str) or k == "__nd__":
+            raise CheckpointError(f"keys must be strings (not {type(k).__name__})")
+        yield sep + orjson.dumps(k) + b":"
+        yield from _pieces(v, split - 1, depth + 1)
+        sep = b","
+    yield b"}"
+
+
 def encode(
     state: dict[str, Any],
     offsets: dict[str, int],
     model_version: str = "",
     created_ts: int = 0,
 ) -> bytes:
-    doc = {
-        "format": FORMAT,
-        "v": VERSION,
-        "model_version": model_version,
-        "created_ts": created_ts,
-        "offsets": {str(k): int(v) for k, v in offsets.items()},
-        "state": _enc(state),
-    }
-    return orjson.dumps(doc)
+    return b"".join(encode_pieces(state, offsets, model_version, created_ts))
 
 
 def decode(raw: bytes) -> Checkpoint:

@@ -187,12 +187,13 @@ def reject(where: str, exc: Exception) -> None:
     log.error("model checkpoint %s rejected, falling back: %s", where, exc)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Round:
-    """One checkpoint round as taken between batches: its bytes and where they go."""
+    """One checkpoint round as taken between batches: its state, bytes and where they go."""
 
     gen: int
-    shared: bytes
+    state: dict[str, Any] | None  # the shared state's snapshot, until encoded
+    shared: bytes | None  # encoded: kept for a write that has to be tried again
     shared_slot: int
     blobs: list[tuple[int, str, bytes]]  # (events partition, "p/<p>/<slot>", blob)
     meta: dict[str, Any]
@@ -352,8 +353,9 @@ class ModelDurability:
         gen = max(int(time.time() * 1000), self.last_gen + 1)
         self.last_gen = gen
         rec = self.engine.models
-        # Everything below is exported synchronously: one consistent instant.
-        shared = codec.encode(export_shared(rec), {}, rec.model_version, gen)
+        # Everything below is taken synchronously: one consistent instant. A snapshot
+        # (arrays copied) is encoded afterwards, while the next batches run.
+        state = codec.snapshot(export_shared(rec))
         blobs = []
         for p in parts:
             key = OffsetLedger.key(topic, p)
@@ -362,7 +364,8 @@ class ModelDurability:
         sprefix = f"s/{self.worker}"
         rnd = _Round(
             gen=gen,
-            shared=shared,
+            state=state,
+            shared=None,
             shared_slot=self._slot(sprefix),
             blobs=[(p, f"p/{p}/{self._slot(f'p/{p}')}", blob) for p, blob in blobs],
             meta={"created_ms": gen, "worker": self.worker, "model_version": rec.model_version},
@@ -383,6 +386,14 @@ class ModelDurability:
         0 when it failed (logged and counted; it is written again when next due)."""
         started = time.perf_counter()
         n = self.settings.partitions
+        if rnd.shared is None:
+            assert rnd.state is not None
+            pieces = []
+            for piece in codec.encode_pieces(rnd.state, {}, rnd.meta["model_version"], rnd.gen):
+                pieces.append(piece)
+                await asyncio.sleep(0)  # a batch (or an API request) can run in between
+            rnd.shared, rnd.state = b"".join(pieces), None
+        encoded = time.perf_counter()
         try:
             total = await self.io.write(
                 shared_partition(self.worker, n),
@@ -413,13 +424,14 @@ class ModelDurability:
         m.CHECKPOINT_SECONDS.labels(op="write").observe(sent)
         log.info(
             "model checkpoint %d: %d partitions, %d bytes; taken in %.3f s between batches "
-            "(flush %.3f), written in %.3f s alongside them",
+            "(flush %.3f), encoded and written in %.3f + %.3f s alongside them",
             rnd.gen,
             len(rnd.blobs),
             total,
             rnd.taken_s,
             rnd.flush_s,
-            sent,
+            encoded - started,
+            sent - (encoded - started),
         )
         return total
 

@@ -7,6 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
+from online_models import checkpoint as codec
 from online_models.checkpoint import CheckpointError, OffsetLedger, decode, encode
 from online_models.cowatch import CoWatch
 from online_models.mf import ImplicitMF
@@ -153,3 +154,38 @@ def test_the_ledger_says_which_records_arrived_after_higher_offsets():
         ledger.take("ev", 0, off)
         flags.append(ledger.last_reordered)
     assert flags == [False, False, True, True, False]
+
+
+def test_the_pieces_of_an_encode_are_one_document_equal_to_the_state():
+    state = {
+        "ids": ["a", "b"],
+        "mf": {"q": np.ones((2, 3), dtype=np.float32), "rng": {"s": [1, 2]}, "empty": {}},
+        "n": 3,
+        "none": None,
+    }
+    pieces = list(codec.encode_pieces(state, {"ev:0": 4}, "m1", 9))
+    assert len(pieces) > 4  # split at the state's entries
+    ck = codec.decode(b"".join(pieces))
+    assert ck.offsets == {"ev:0": 4} and ck.model_version == "m1" and ck.created_ts == 9
+    assert ck.state["mf"]["q"].tolist() == state["mf"]["q"].tolist()
+    assert ck.state["ids"] == ["a", "b"] and ck.state["n"] == 3 and ck.state["none"] is None
+    assert ck.state["mf"]["rng"] == {"s": [1, 2]} and ck.state["mf"]["empty"] == {}
+    assert b"".join(pieces) == codec.encode(state, {"ev:0": 4}, "m1", 9)
+
+
+def test_a_snapshot_shares_nothing_the_models_go_on_changing():
+    live = {"q": np.zeros(3), "counts": {"1h": np.zeros(2)}, "ids": ["a"], "rows": [[1, 2]]}
+    snap = codec.snapshot(live)
+    live["q"][0] = 5.0
+    live["counts"]["1h"][1] = 2.0
+    live["ids"].append("b")
+    live["rows"][0].append(3)
+    ck = codec.decode(codec.encode(snap, {}))
+    assert ck.state["q"].tolist() == [0.0, 0.0, 0.0]
+    assert ck.state["counts"]["1h"].tolist() == [0.0, 0.0]
+    assert ck.state["ids"] == ["a"] and ck.state["rows"] == [[1, 2]]
+
+
+def test_pieces_refuse_keys_that_are_not_strings():
+    with pytest.raises(CheckpointError):
+        b"".join(codec.encode_pieces({1: 2}, {}))  # type: ignore[dict-item]
