@@ -81,7 +81,9 @@ class CheckpointIO:
 
     async def write(self, partition: int, prefix: str, gen: int, blob: bytes, meta: dict) -> int:
         """Chunks then manifest of one blob under ``prefix`` (e.g. ``p/3/0``); returns bytes."""
-        man, chunks = split_blob(blob, gen)
+        # In a thread: the SHA-256 of a 50,000-title state is 6-10 ms, and hashlib lets
+        # the event loop run meanwhile.
+        man, chunks = await asyncio.to_thread(split_blob, blob, gen)
         prod = await self.producer()
         futs = [
             await prod.send(self.topic, c, key=f"{prefix}/{i}".encode(), partition=partition)
