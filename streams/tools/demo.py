@@ -118,7 +118,8 @@ def run_demo(*, seconds: float, rate: float | None, users: int, titles: int, see
     rate = rate or DEFAULT_RATE
     settings = Settings.from_env()
     stack.up(settings)
-    sim = Simulation(SimConfig(users=users, titles=titles, seed=seed))
+    # The run in the event ids: a demo run again on the same stack is new traffic.
+    sim = Simulation(SimConfig(users=users, titles=titles, seed=seed, run=f"{time.time_ns():x}"))
     demo_dir = stack_dir() / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(_publish_catalog(settings, sim))

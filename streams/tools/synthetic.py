@@ -139,6 +139,9 @@ class SimConfig:
     # and no Simulation.artwork_chooser leave the traffic exactly as before.
     artwork_effect: float = 0.0
     artwork_outside: float = 1.0  # weight of "click nothing" relative to the row's weight
+    # Part of every event id: runs that share a seed on one stack (a second `make demo`)
+    # must not send ids the users' event gates already hold, or they read as replays.
+    run: str = ""
 
 
 @dataclass
@@ -334,7 +337,7 @@ class Simulation:
     ) -> dict[str, Any]:
         self._seq += 1
         ev = {
-            "event_id": f"e{self.cfg.seed}-{self._seq:09d}",
+            "event_id": f"e{self.cfg.seed}{self.cfg.run and '.' + self.cfg.run}-{self._seq:09d}",
             "user_id": user.user_id,
             "title_id": title_id,
             "event_type": etype,

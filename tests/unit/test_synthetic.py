@@ -60,3 +60,17 @@ def test_ground_truth_names_each_users_favourites():
     truth = sim.ground_truth()
     assert len(truth["users"]) == 10
     assert all(len(u["favorite_tags"]) == 4 for u in truth["users"].values())
+
+
+def test_a_run_tag_changes_only_the_event_ids():
+    from itertools import islice
+
+    base = list(islice(Simulation(SimConfig(users=20, titles=30, seed=3)).events(), 50))
+    again = list(islice(Simulation(SimConfig(users=20, titles=30, seed=3, run="b")).events(), 50))
+    assert base[0]["event_id"].startswith("e3-0")  # the default keeps the ids replays hold
+    assert all(
+        a["event_id"] == f"e3.b-{b['event_id'][3:]}" for a, b in zip(again, base, strict=True)
+    )
+    assert all(validate_event(e)["event_id"] == e["event_id"] for e in again)
+    strip = [{k: v for k, v in e.items() if k != "event_id"} for e in base]
+    assert [{k: v for k, v in e.items() if k != "event_id"} for e in again] == strip
