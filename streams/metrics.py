@@ -66,6 +66,17 @@ GC_PAUSE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
     registry=REGISTRY,
 )
+EVENT_LOOP_LAG = Histogram(
+    "reelstream_event_loop_lag_seconds",
+    "How late a 100 ms beat on the worker's event loop ran (time the loop was held).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+EVENT_LOOP_BLOCKED = Counter(
+    "reelstream_event_loop_blocked_total",
+    "Times the event loop was held past REELSTREAM_LOOP_BLOCKED_S (each logged with a stack).",
+    registry=REGISTRY,
+)
 GC_FROZEN_OBJECTS = Gauge(
     "reelstream_gc_frozen_objects",
     "Objects frozen by the timed full collections (walked again only at a thaw); once a minute.",

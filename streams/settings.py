@@ -83,6 +83,9 @@ class Settings:
     # per this period the frozen heap is thawed and collected (one whole-heap pause) to
     # free cycles formed among frozen objects. 0: no freezing. streams/worker/gc_pauses.py.
     gc_thaw_every_s: float = 3600.0
+    # An event loop held this long is logged once with the Python stack that holds it
+    # (streams/worker/loop_watch.py). 0: off.
+    loop_blocked_s: float = 1.0
     # Compression of every record this project produces (events, scores, dead letters,
     # internal topics): none, gzip, snappy, lz4 or zstd. snappy costs the least CPU on
     # the small batches of live traffic (aiokafka compresses lz4 at level 9, LZ4HC:

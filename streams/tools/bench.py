@@ -504,6 +504,12 @@ async def _freshness(
             )
             for k in ("count", "sum")
         },
+        # Stops of the worker's event loop past REELSTREAM_LOOP_BLOCKED_S, each with its
+        # stack in the worker's log (streams/worker/loop_watch.py).
+        "event_loop_held": round(
+            gc_after.value("reelstream_event_loop_blocked_total")
+            - gc_before.value("reelstream_event_loop_blocked_total")
+        ),
         "p50_ms_by_second": [
             round(percentile(timeline[sec], 50)) for sec in sorted(timeline) if timeline[sec]
         ],
@@ -744,6 +750,8 @@ def format_table(r: dict[str, Any]) -> str:
         gcf = f.get("gc_full_collections") or {}
         if gcf:
             add("  full GC pauses", f"{gcf['count']:.0f}, {gcf['sum'] * 1000:,.0f} ms in all")
+        if f.get("event_loop_held"):
+            add("  event loop held > 1 s", f"{f['event_loop_held']} times (stacks: worker log)")
     if "two_workers" in r:
         t = r["two_workers"]
         add("2 workers, one group", f"{t['events_per_s']:,} events/s (x{t['scaling']:.2f})")

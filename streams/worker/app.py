@@ -39,7 +39,7 @@ from streams.api import web as web_api
 from streams.api import web_lockdown
 from streams.contract import TRACEPARENT_HEADER, Rejection, dead_letter
 from streams.settings import Settings
-from streams.worker import diagnostics, experiment_metrics, gc_pauses, monitor
+from streams.worker import diagnostics, experiment_metrics, gc_pauses, loop_watch, monitor
 from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
@@ -669,6 +669,13 @@ api.stalled = lambda: worker_monitor.stalled
 @app.task
 async def _signal_dump() -> None:
     diagnostics.install_signal_dump()  # kill -USR2 <pid>: task stacks to the log
+
+
+if settings.loop_blocked_s > 0:
+
+    @app.task
+    async def _watch_the_loop() -> None:
+        await loop_watch.LoopWatch(settings.loop_blocked_s).run()
 
 
 # Pauses timed; young generation sized; full collections on a timer, survivors frozen.
