@@ -405,20 +405,21 @@ class ModelDurability:
         0 when it failed (logged and counted; it is written again when next due)."""
         started = time.perf_counter()
         n = self.settings.partitions
-        if rnd.shared is None:
-            assert rnd.state is not None
-            pieces = []
-            it = codec.encode_pieces(rnd.state, {}, rnd.meta["model_version"], rnd.gen)
-            while True:
-                t0 = time.perf_counter()
-                piece = next(it, None)
-                if piece is None:
-                    break
-                pieces.append(piece)
-                await pace(time.perf_counter() - t0)
-            rnd.shared, rnd.state = b"".join(pieces), None
-        encoded = time.perf_counter()
+        encoded = started
         try:
+            if rnd.shared is None:
+                assert rnd.state is not None
+                pieces = []
+                it = codec.encode_pieces(rnd.state, {}, rnd.meta["model_version"], rnd.gen)
+                while True:
+                    t0 = time.perf_counter()
+                    piece = next(it, None)
+                    if piece is None:
+                        break
+                    pieces.append(piece)
+                    await pace(time.perf_counter() - t0)
+                rnd.shared, rnd.state = b"".join(pieces), None
+            encoded = time.perf_counter()
             total = await self.io.write(
                 shared_partition(self.worker, n),
                 f"s/{self.worker}/{rnd.shared_slot}",

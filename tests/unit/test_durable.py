@@ -268,3 +268,17 @@ def test_a_failed_round_is_written_again_into_the_same_slots_before_a_new_one(si
         assert store.landed == store.gen > taken
 
     asyncio.run(run())
+
+
+def test_a_round_that_cannot_be_encoded_is_reported_not_raised(sim):
+    async def run() -> None:
+        d, io, store = _durability(sim)
+        io.gate.set()
+        async with d.lock:
+            rnd = await d._take(None)
+        assert rnd is not None
+        rnd.state = {"bad": np.array([object()])}  # not a dtype a checkpoint may hold
+        assert await d._land(rnd) == 0
+        assert d.unlanded is rnd and store.landed == 0 and io.writes == []
+
+    asyncio.run(run())
