@@ -119,6 +119,10 @@ class Settings:
     # (default: host name and web port, stable for a StatefulSet pod).
     checkpoint_interval_s: float = 30.0
     checkpoint_events: int = 50_000
+    # Seconds a checkpoint round's encode and write wait per second of their own work,
+    # so batches keep their pace meanwhile (docs/performance.md, "The checkpoint off the
+    # batch path"): 1 is at most half the event loop, 3 at most a quarter.
+    checkpoint_pace: float = 1.0
     worker_id: str = ""
     # Title-side exchange between workers (docs/models.md, "Title factors across workers"):
     # publish this worker's contribution and merge its peers' every this many seconds
@@ -154,6 +158,8 @@ class Settings:
             raise ValueError("REELSTREAM_ROCKSDB_WRITE_BUFFER_MB and _BLOCK_CACHE_MB must be >= 1")
         if self.user_ttl_s < 0 or self.user_expiry_scan < 1:
             raise ValueError("REELSTREAM_USER_TTL_S must be >= 0, REELSTREAM_USER_EXPIRY_SCAN >= 1")
+        if self.checkpoint_pace < 0:
+            raise ValueError("REELSTREAM_CHECKPOINT_PACE must be >= 0")
         if self.compression not in COMPRESSION_TYPES:
             raise ValueError(
                 f"REELSTREAM_COMPRESSION={self.compression!r}: one of {sorted(COMPRESSION_TYPES)}"

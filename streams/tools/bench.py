@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import os
@@ -69,6 +70,7 @@ T = TypeVar("T")
 CONSUMED = "reelstream_events_consumed_total"
 TITLE_APPLIED = "reelstream_title_records_applied_total"
 POLL_S = 0.25
+OFFER_GAP_S = 0.1  # a turn of the offering loop later than this is reported
 
 
 @dataclass
@@ -439,9 +441,26 @@ async def _freshness(
     hist_before = gc_before = None
     cpu0 = 0.0
     groups = envelopes(events, envelope) if envelope > 1 else ([e] for e in events)
-    started = time.monotonic()
+    # The offering loop's own stops (its GC, a slow send): after one, the events it owed
+    # go out at once, stamped late, and the worker sees a burst it did not cause.
+    offer_gaps_ms: list[float] = []
+    bench_gc_ms: list[float] = []
+    gc_started = [0.0]
+
+    def gc_pause(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        elif hist_before is not None and info["generation"] == 2:
+            bench_gc_ms.append(1000 * (time.perf_counter() - gc_started[0]))
+
+    gc.callbacks.append(gc_pause)
+    started = last_turn = time.monotonic()
     async with EventProducer(settings, validate=False) as producer:
         while (elapsed := time.monotonic() - started) < warmup_s + seconds:
+            turn = time.monotonic()
+            if hist_before is not None and turn - last_turn > OFFER_GAP_S:
+                offer_gaps_ms.append(1000 * (turn - last_turn))
+            last_turn = turn
             if hist_before is None and elapsed >= warmup_s:
                 measured_from[0] = int(time.time() * 1000)
                 warm_sent = sent
@@ -461,6 +480,7 @@ async def _freshness(
             phase = "warm-up" if hist_before is None else "measured"
             say(f"freshness: offered {sent:,} events at {rate:,.0f}/s ({phase})", end="")
             await asyncio.sleep(0.005)
+    gc.callbacks.remove(gc_pause)
     assert hist_before is not None and gc_before is not None
     await _watch([worker], already + sent, say, "freshness: draining", stall_s)
     cpu = proc_cpu_s(worker.pid) - cpu0
@@ -510,6 +530,10 @@ async def _freshness(
             gc_after.value("reelstream_event_loop_blocked_total")
             - gc_before.value("reelstream_event_loop_blocked_total")
         ),
+        # The bench's own stops while offering, past OFFER_GAP_S: the load was bursty then.
+        "offer_gaps_ms": [round(g) for g in offer_gaps_ms],
+        "bench_full_gc_ms": [round(g) for g in bench_gc_ms],
+        "measured_from_ms": measured_from[0],  # to line the timeline up with worker logs
         "p50_ms_by_second": [
             round(percentile(timeline[sec], 50)) for sec in sorted(timeline) if timeline[sec]
         ],
@@ -750,6 +774,12 @@ def format_table(r: dict[str, Any]) -> str:
         gcf = f.get("gc_full_collections") or {}
         if gcf:
             add("  full GC pauses", f"{gcf['count']:.0f}, {gcf['sum'] * 1000:,.0f} ms in all")
+        if f.get("offer_gaps_ms"):
+            gaps = f["offer_gaps_ms"]
+            add(
+                f"  offering held > {OFFER_GAP_S * 1000:.0f} ms",
+                f"{len(gaps)} times, longest {max(gaps):,} ms (the load came in bursts)",
+            )
         if f.get("event_loop_held"):
             add("  event loop held > 1 s", f"{f['event_loop_held']} times (stacks: worker log)")
     if "two_workers" in r:

@@ -55,18 +55,19 @@ from streams.settings import Settings
 log = logging.getLogger("reelstream.checkpoints")
 
 
-# A checkpoint is written at most at half the event loop's time: after each step of
-# its encode and write it waits as long as the step took, so the batches that run
-# meanwhile keep their pace (at 50,000 titles a round is 100-200 ms of CPU, and taken
-# in one go it queued a second of events behind it at half capacity).
+# A checkpoint is written at a fraction of the event loop's time: after each step of
+# its encode and write it waits ``REELSTREAM_CHECKPOINT_PACE`` times as long as the step
+# took, so the batches that run meanwhile keep their pace (at 50,000 titles a round is
+# 100-200 ms of CPU, and taken in one go it queued a second of events behind it at half
+# capacity).
 MIN_PACE_S = 0.002
 # The producer's work for one 0.9 MB chunk (batching, CRC), done by its sender task
 # after ``send`` returns: counted in the pause after each chunk.
 CHUNK_SEND_S = 0.003
 
 
-async def pace(step_s: float) -> None:
-    await asyncio.sleep(max(step_s, MIN_PACE_S))
+async def pace(step_s: float, ratio: float) -> None:
+    await asyncio.sleep(max(step_s * ratio, MIN_PACE_S))
 
 
 def shared_partition(worker: str, partitions: int) -> int:
@@ -105,7 +106,7 @@ class CheckpointIO:
             futs.append(
                 await prod.send(self.topic, c, key=f"{prefix}/{i}".encode(), partition=partition)
             )
-            await pace(time.perf_counter() - t0 + CHUNK_SEND_S)
+            await pace(time.perf_counter() - t0 + CHUNK_SEND_S, self.settings.checkpoint_pace)
         await asyncio.gather(*futs)  # every chunk on the broker before the manifest
         doc = {"format": MANIFEST_FORMAT, "v": MANIFEST_VERSION, **man, **meta}
         await prod.send_and_wait(
@@ -417,7 +418,7 @@ class ModelDurability:
                     if piece is None:
                         break
                     pieces.append(piece)
-                    await pace(time.perf_counter() - t0)
+                    await pace(time.perf_counter() - t0, self.settings.checkpoint_pace)
                 rnd.shared, rnd.state = b"".join(pieces), None
             encoded = time.perf_counter()
             total = await self.io.write(

@@ -282,3 +282,20 @@ def test_a_round_that_cannot_be_encoded_is_reported_not_raised(sim):
         assert d.unlanded is rnd and store.landed == 0 and io.writes == []
 
     asyncio.run(run())
+
+
+def test_a_round_waits_the_configured_share_of_its_own_work(monkeypatch):
+    from streams.worker import checkpoints
+
+    asked: list[float] = []
+
+    async def sleep(s: float) -> None:
+        asked.append(s)
+
+    monkeypatch.setattr(checkpoints.asyncio, "sleep", sleep)
+    for step, ratio in ((0.01, 1.0), (0.01, 3.0), (0.0001, 3.0), (0.01, 0.0)):
+        asyncio.run(checkpoints.pace(step, ratio))
+    floor = checkpoints.MIN_PACE_S
+    assert asked == pytest.approx([0.01, 0.03, floor, floor])
+    with pytest.raises(ValueError, match="REELSTREAM_CHECKPOINT_PACE"):
+        Settings(checkpoint_pace=-1)
