@@ -38,6 +38,10 @@ def test_round_trip_of_model_state_with_offsets():
     assert np.allclose(cw2.scores([1])[0], cw.scores([1])[0])
 
 
+def _b64(values, dtype):
+    return base64.b64encode(np.array(values, dtype=dtype).tobytes()).decode()
+
+
 def _doc(state):
     return orjson.dumps(
         {"format": "reelstream-model-checkpoint", "v": 1, "offsets": {}, "state": state}
@@ -53,10 +57,18 @@ def _doc(state):
         _doc({"x": {"__nd__": ["float32", [3], base64.b64encode(b"1234").decode()]}}),
         _doc({"x": {"__nd__": ["float32", [-1], ""]}}),
         _doc({"x": {"__nd__": ["float32", [1], "!!not base64!!"]}}),
-        orjson.dumps({"format": "reelstream-model-checkpoint", "v": 2, "offsets": {}, "state": {}}),
+        orjson.dumps({"format": "reelstream-model-checkpoint", "v": 3, "offsets": {}, "state": {}}),
         orjson.dumps(
             {"format": "reelstream-model-checkpoint", "v": 1, "offsets": {"e:0": -1}, "state": {}}
         ),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([0, 9], "<i8"), _b64([1, 2], "<f8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([2, 1], "<i8"), _b64([1, 2], "<f8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([1, 1], "<i8"), _b64([1, 2], "<f8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([-1], "<i8"), _b64([1], "<f8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([1, 2], "<i8"), _b64([1], "<f8")]}}),
+        _doc({"x": {"__sp__": ["object", [4], _b64([1], "<i8"), _b64([1], "<f8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([1], "<i8")]}}),
+        _doc({"x": {"__sp__": ["float64", [4], _b64([1], "<i8"), _b64([1], "<f8")], "y": 1}}),
     ],
 )
 def test_decode_rejects_unsafe_or_malformed(raw):
@@ -189,3 +201,35 @@ def test_a_snapshot_shares_nothing_the_models_go_on_changing():
 def test_pieces_refuse_keys_that_are_not_strings():
     with pytest.raises(CheckpointError):
         b"".join(codec.encode_pieces({1: 2}, {}))  # type: ignore[dict-item]
+
+
+def test_mostly_zero_arrays_are_stored_sparse_and_come_back_equal():
+    rng = np.random.default_rng(3)
+    counts = np.zeros(50_000)
+    counts[rng.choice(50_000, 2_000, replace=False)] = rng.random(2_000) * 10
+    grid = np.zeros((100, 40), dtype=np.float32)
+    grid[3, 7] = 1.5
+    state = {
+        "counts": counts,
+        "grid": grid,
+        "flags": counts > 5,
+        "empty": np.zeros(4096, dtype=np.int64),
+        "dense": rng.random(5_000),
+        "short": np.zeros(10),
+    }
+    blob = encode(state, offsets={})
+    doc = orjson.loads(blob)["state"]
+    assert {k for k, v in doc.items() if "__sp__" in v} == {"counts", "grid", "flags", "empty"}
+    # 4 % non-zero: 16 bytes per non-zero item (index and value) instead of 8 per item.
+    assert len(encode({"c": counts}, offsets={})) < counts.nbytes / 5
+    back = decode(blob).state
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v)
+
+
+def test_a_version_1_checkpoint_still_decodes():
+    arr = np.zeros(2048)
+    arr[5] = 1.0
+    doc = {"x": {"__nd__": ["float64", [2048], base64.b64encode(arr.tobytes()).decode()]}}
+    assert np.array_equal(decode(_doc(doc)).state["x"], arr)
+    assert orjson.loads(encode({}, offsets={}))["v"] == codec.VERSION == 2

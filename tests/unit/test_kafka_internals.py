@@ -296,6 +296,29 @@ def test_faust_new_offset_is_the_one_the_adapter_replaces() -> None:
         )
 
 
+def test_faust_consumer_adds_gaps_and_seeks_with_the_methods_the_adapter_logs() -> None:
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    assert inspect.iscoroutinefunction(FaustConsumer._add_gap)
+    assert list(inspect.signature(FaustConsumer._add_gap).parameters) == [
+        "self",
+        "tp",
+        "offset_from",
+        "offset_to",
+    ]
+    assert inspect.iscoroutinefunction(FaustConsumer.perform_seek)
+    assert "_add_gap(" in inspect.getsource(FaustConsumer._drain_messages)
+
+
+async def test_a_gap_is_logged_with_its_offsets_and_still_recorded(caplog) -> None:
+    state, tp = _offsets_state([], [], committed=10)
+    state._read_offset = {tp: 10}
+    with caplog.at_level("WARNING", logger="reelstream.kafka"):
+        await kafka_internals.Consumer._add_gap(state, tp, 11, 14)
+    assert "offsets 11-13 of events-0 skipped in delivery (committed 10, read 10)" in caplog.text
+    assert sorted((i.begin, i.end) for i in state._gap[tp]) == [(11, 15)]
+
+
 def _offsets_state(acked: list[int], gaps: list[tuple[int, int]], committed: int | None):
     from collections import defaultdict
 
