@@ -91,6 +91,8 @@ def test_table_shows_every_measured_figure():
             "cpu_s_per_1k_events": 0.07,
             "warmup_seconds": 10,
             "warmup_event_to_score_topic": {"p50_ms": 70.0, "p99_ms": 612.0, "max_ms": 700.0},
+            "offer_gaps_ms": [150, 2030],
+            "bench_full_gc_ms": [2059],
         },
         "two_workers": {
             "events_per_s": 20_000,
@@ -109,6 +111,10 @@ def test_table_shows_every_measured_figure():
         "0.1s 99.0%",
         "warm-up before (10s, not counted)",
         "p99 612 ms",
+        "offering held > 100 ms",
+        "2 times, longest 2,030 ms",
+        "bench's own full GC",
+        "1, longest 2,059 ms",
     ):
         assert text in table
 
