@@ -163,7 +163,17 @@ async def scale_run(run_settings, start_worker, tmp_path_factory, run_topics_del
     offsets: dict[str, list[tuple[int, int]]] = {}  # user -> (partition, offset) of its events
     for rec in await read_topic(run_settings, run_settings.events_topic, timeout=10):
         offsets.setdefault(rec.key.decode(), []).append((rec.partition, rec.offset))
+    # A loss can be a rejection (a handover that reordered a user's records past the
+    # lateness bound dead-letters the earlier one as too late): what the DLQ holds.
+    rejects: dict[str, list[str]] = {}
+    for rec in await read_topic(run_settings, run_settings.dlq_topic, timeout=5):
+        doc = orjson.loads(rec.value)
+        uid = rec.key.decode() if rec.key else "?"
+        src = doc.get("source") or {}
+        where = f"{src.get('partition')}:{src.get('offset')}"
+        rejects.setdefault(uid, []).append(f"{doc.get('reason')} @{where} {doc.get('detail')}")
     return {
+        "rejects": rejects,
         "offsets": offsets,
         "logs": [w.log_path for w in (a, b, c)],
         "events": events,
@@ -227,6 +237,7 @@ def test_no_event_is_lost_in_the_handovers(scale_run):
         ]
         detail = (
             f"scale-out loss (sent, counted, peak): {lost}; no row: {missing[:10]}; "
+            f"their dead letters: { {u: scale_run['rejects'].get(u) for u in lost} }; "
             f"their last (partition, offset)s: {where}; the workers' seeks and gaps: {said}"
         )
         warnings.warn(detail, stacklevel=1)
