@@ -245,8 +245,9 @@ class OffsetLedger:
     lists the ``[start, end)`` ranges learned above it. Ranges ahead exist because a record
     can arrive before the ones below it: after a restore, Faust may hand over records it
     fetched from the previous owner's committed offset before its seek to the checkpoint's
-    offset takes effect, and the records in between arrive later (or after the next
-    rebalance). A plain high-water mark would skip those as already learned and lose them.
+    offset takes effect, and the records in between arrive after them (streams/adapters/
+    kafka_internals.py, ``ReadOffsets``, keeps Faust from dropping those). A plain
+    high-water mark would skip those as already learned and lose them.
 
     After a restore the ledger holds the checkpoint's offsets and ranges, and :meth:`take`
     answers False for any record already learned, so every event is learned exactly once.

@@ -215,12 +215,13 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known residual loss, issue 11: in about 1 run in 5-10, 1-3 events of one to three users "
-        "in a partition kept or restored across the join and the leave never reach a profile "
-        "write (four causes found and fixed on 2026-12-03, the last: rows' changelog records "
-        "not yet on the broker when Faust committed; on 2026-12-05, 8 of 10 runs exact, so "
-        "not gone). The assertion is unchanged; a loss is also raised as a warning with "
-        "the users' counts, which pytest's summary shows."
+        "issue 11: the residual loss's cause is found and fixed (2026-12-05, 5e16922: "
+        "records fetched before a restored checkpoint's seek back moved Faust's read offset "
+        "past the seek, and the records after it were dropped and committed over; "
+        "kafka_internals.ReadOffsets). 10 of 10 runs exact right after, against 2 of 7 with "
+        "a loss just before; the mark stays (non-strict) until more runs, CI's among them, "
+        "confirm it. A loss is raised as a warning with the users' counts, offsets, dead "
+        "letters and the workers' seeks and gaps, which pytest's summary shows."
     ),
 )
 def test_no_event_is_lost_in_the_handovers(scale_run):
@@ -233,7 +234,7 @@ def test_no_event_is_lost_in_the_handovers(scale_run):
             f"{path.name}: {line[:300]}"
             for path in scale_run["logs"]
             for line in path.read_text(errors="replace").splitlines()
-            if "skipped in delivery" in line or "seeked to committed" in line
+            if any(k in line for k in ("skipped in delivery", "seeked to", "before the seek"))
         ]
         detail = (
             f"scale-out loss (sent, counted, peak): {lost}; no row: {missing[:10]}; "
