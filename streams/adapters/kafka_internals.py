@@ -178,7 +178,8 @@ class Consumer(faust_aiokafka.Consumer):
                 read.sought[tp],
             )
             return
-        _log.warning(
+        # INFO: a transactional producer's markers make one gap per transaction.
+        _log.info(
             "offsets %d-%d of %s-%d skipped in delivery (committed %s, read %s): they count "
             "as acked once a later offset is",
             offset_from,

@@ -314,7 +314,7 @@ def test_faust_consumer_adds_gaps_and_seeks_with_the_methods_the_adapter_logs() 
 async def test_a_gap_is_logged_with_its_offsets_and_still_recorded(caplog) -> None:
     state, tp = _offsets_state([], [], committed=10)
     state._read_offset = {tp: 10}
-    with caplog.at_level("WARNING", logger="reelstream.kafka"):
+    with caplog.at_level("INFO", logger="reelstream.kafka"):
         await kafka_internals.Consumer._add_gap(state, tp, 11, 14)
     assert "offsets 11-13 of events-0 skipped in delivery (committed 10, read 10)" in caplog.text
     assert sorted((i.begin, i.end) for i in state._gap[tp]) == [(11, 15)]
