@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,17 @@ class WorkerProcess:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
+    """The workers' seek, gap and early-record lines (INFO): what a loss's report quotes."""
+    keys = ("skipped in delivery", "seeked to", "before the seek")
+    return [
+        f"{path.name}: {line[:300]}"
+        for path in paths
+        for line in path.read_text(errors="replace").splitlines()
+        if any(k in line for k in keys)
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from tests.integration.conftest import (
     delete_run_topics,
     free_port,
     read_topic,
+    seek_and_gap_lines,
     send_paced,
     wait_for,
 )
@@ -230,12 +231,7 @@ def test_no_event_is_lost_in_the_handovers(scale_run):
     if lost or missing:
         # An xfail's captured output is not shown; pytest's warnings summary is.
         where = {u: scale_run["offsets"].get(u, [])[-12:] for u in [*lost, *missing[:3]]}
-        said = [
-            f"{path.name}: {line[:300]}"
-            for path in scale_run["logs"]
-            for line in path.read_text(errors="replace").splitlines()
-            if any(k in line for k in ("skipped in delivery", "seeked to", "before the seek"))
-        ]
+        said = seek_and_gap_lines(scale_run["logs"])
         detail = (
             f"scale-out loss (sent, counted, peak): {lost}; no row: {missing[:10]}; "
             f"their dead letters: { {u: scale_run['rejects'].get(u) for u in lost} }; "
