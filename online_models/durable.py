@@ -226,7 +226,7 @@ def import_shared(rec: Recommender, st: dict) -> None:
             raise CheckpointError("shared state ids must be a list of title ids")
         m = _remap(rec, ids)
         mf = st["mf"]
-        q = _check_array(mf["q"], "mf q", 2)
+        q = rec.mf.full_q(mf)
         if q.shape != (len(ids), rec.mf.k):
             raise CheckpointError(f"MF title factors of shape {q.shape}")
         rec.mf.resize(n)

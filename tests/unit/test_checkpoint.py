@@ -38,6 +38,50 @@ def test_round_trip_of_model_state_with_offsets():
     assert np.allclose(cw2.scores([1])[0], cw.scores([1])[0])
 
 
+def test_title_factors_keep_only_the_rows_that_moved_and_restore_the_rest_from_seeds():
+    mf = ImplicitMF(k=4, seed=1)
+    mf.resize(3000)
+    p = mf.new_user("u1")
+    for t in (5, 17, 2999):
+        mf.learn(p, t, 1.0, popularity=None)
+    st = mf.title_state()
+    moved = st["q_rows"].tolist()
+    assert 3 <= len(moved) <= 3 + 3 * mf.negatives and {5, 17, 2999} <= set(moved)
+    blob = encode({"mf": st}, offsets={})
+    assert len(blob) < 3000 * 4 * 4  # far below the dense factors' own bytes
+    fresh = ImplicitMF(k=4, seed=9)  # holds no rows yet: the seeds give every one back
+    fresh.load_title_state(decode(blob).state["mf"])
+    assert np.array_equal(fresh.q, mf.q)
+
+
+def test_title_factors_of_a_dense_checkpoint_still_load():
+    mf = ImplicitMF(k=4, seed=1)
+    mf.resize(6)
+    mf.learn(mf.new_user("u1"), 2, 1.0, popularity=None)
+    dense = {"q": mf.q.copy(), "bias": mf.bias, "updates": mf.updates}
+    mf2 = ImplicitMF(k=4, seed=2)
+    mf2.load_title_state(decode(encode({"mf": dense}, offsets={})).state["mf"])
+    assert np.array_equal(mf2.q, mf.q)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"n": 4, "q_rows": np.array([2, 1]), "q_at": np.zeros((2, 4), np.float32)},
+        {"n": 4, "q_rows": np.array([1, 4]), "q_at": np.zeros((2, 4), np.float32)},
+        {"n": 4, "q_rows": np.array([-1]), "q_at": np.zeros((1, 4), np.float32)},
+        {"n": 4, "q_rows": np.array([1.0]), "q_at": np.zeros((1, 4), np.float32)},
+        {"n": 4, "q_rows": np.array([1]), "q_at": np.zeros((2, 4), np.float32)},
+        {"n": True, "q_rows": np.array([0]), "q_at": np.zeros((1, 4), np.float32)},
+        {"n": -1, "q_rows": np.array([], np.int64), "q_at": np.zeros((0, 4), np.float32)},
+        {"q": np.zeros((3, 5), np.float32)},
+    ],
+)
+def test_malformed_title_factors_are_refused(bad):
+    with pytest.raises(ValueError):
+        ImplicitMF(k=4).full_q(bad)
+
+
 def _b64(values, dtype):
     return base64.b64encode(np.array(values, dtype=dtype).tobytes()).decode()
 
