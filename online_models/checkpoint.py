@@ -242,12 +242,11 @@ class OffsetLedger:
     """Which source offsets per ``topic:partition`` the models have learned.
 
     ``offsets[k]`` is the first offset not yet learned (everything below it is); ``ahead[k]``
-    lists the ``[start, end)`` ranges learned above it. Ranges ahead exist because a record
-    can arrive before the ones below it: after a restore, Faust may hand over records it
-    fetched from the previous owner's committed offset before its seek to the checkpoint's
-    offset takes effect, and the records in between arrive after them (streams/adapters/
-    kafka_internals.py, ``ReadOffsets``, keeps Faust from dropping those). A plain
-    high-water mark would skip those as already learned and lose them.
+    lists the ``[start, end)`` ranges learned above it. Ranges ahead exist because offsets
+    can be missing below a record (a transaction's markers, compaction) and because a
+    consumer may hand a record over after higher ones (Faust did after a seek back, until
+    streams/adapters/kafka_internals.py, ``ReadOffsets``); a plain high-water mark would
+    skip such a late record as already learned and lose it.
 
     After a restore the ledger holds the checkpoint's offsets and ranges, and :meth:`take`
     answers False for any record already learned, so every event is learned exactly once.

@@ -30,8 +30,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   put an offset in the acked list twice and then commits one offset per commit.
   ``Consumer._add_gap`` and ``perform_seek`` are Faust's, logged.
 - Records fetched before a seek back: :class:`ReadOffsets` replaces the consumer's
-  ``_read_offset`` (Faust's drain loop drops every record below it), so such records
-  no longer push the seek's records out (and no gap is recorded for them meanwhile).
+  ``_read_offset`` (Faust's drain loop drops every record below it) and
+  :meth:`Consumer.getmany` (Faust's) drops the records a seek overtook and seeks their
+  partition again (``Consumer._seek``), so the seek's records are read in order.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 - Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
   that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
@@ -47,7 +48,7 @@ import random
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from aiokafka import errors as kafka_errors
@@ -76,42 +77,87 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class ReadOffsets(defaultdict):
-    """Faust's read offsets (``Consumer._read_offset``), holding a seek's position until
-    a record at or below it arrives.
+    """Faust's read offsets (``Consumer._read_offset``), with each seek's position kept
+    until a record at or below it is handed over, and a count of seeks.
 
     Faust's drain loop hands a record to the agents only if its offset is at or above
     the partition's read offset, then sets the read offset to it. After a seek back
-    (a restored model checkpoint commits its round's offset before Faust seeks there),
-    records fetched from the old position still arrive first: they moved the read
-    offset past the seek position, every record between the two was then dropped as
-    already read, and the gap they left was filled as acked, so the commit passed them
-    too. Rows rewound to the round never saw those events again: the residual loss of
-    ``tests/integration/test_scale_out.py`` (issue 11). Here such records are still
-    handed over (the per-user event gate and the model ledger take them in any order)
-    but do not move the read offset, so the records from the seek position on are
-    handed over as well.
+    (a restored model checkpoint commits its round's offset before Faust seeks there;
+    a partition kept through a rebalance restarts at its committed offset), records
+    aiokafka had already returned from the old position still arrive first. In Faust
+    alone they moved the read offset past the seek position, every record between the
+    two was then dropped as already read, and the gap they left was filled as acked,
+    so the commit passed them too: the residual loss of
+    ``tests/integration/test_scale_out.py`` (issue 11). Handing them over instead
+    processes them before the records below them: order-dependent features (sessions)
+    then differ from an uninterrupted run (``test_fault_join_leave``).
+
+    So :meth:`Consumer.getmany` drops such records (:meth:`stale`) and seeks their
+    partition back to the position again, and they are read again in order. aiokafka
+    never returns a record fetched before a seek from a fetch started after it, so only
+    a fetch that a seek overtook (``epoch`` moved) can hold them; a record above the
+    position from a later fetch is a real gap (a transaction's markers, compaction) and
+    goes through as in Faust.
     """
 
     def __init__(self) -> None:
         super().__init__(lambda: None)
         self.sought: dict[TP, int] = {}  # partition -> seek position not yet read back
-        self.noted: set[TP] = set()  # partitions whose early records were logged since
+        self.epoch = 0  # seeks so far: a fetch that began at an older count may be stale
+        self.resought: dict[TP, int] = {}  # partition -> fetch epoch it was sought again in
+        self.dropped = 0
 
     def seeked(self, positions: dict[TP, int | None]) -> None:
-        self.noted.clear()
+        self.epoch += 1
         for tp, at in positions.items():
             if at is None:
                 self.sought.pop(tp, None)
             else:
                 self.sought[tp] = at
 
-    def __setitem__(self, tp: TP, offset: int | None) -> None:
+    def stale(self, tp: TP, offset: int, fetched_at: int) -> bool:
+        """Whether a record from a fetch that began at seek count ``fetched_at`` is one
+        from before its partition's seek, above the seek's position."""
         at = self.sought.get(tp)
-        if at is not None:
-            if offset is not None and offset > at:
-                return  # fetched before the seek: the records from ``at`` on still come
-            del self.sought[tp]
+        return at is not None and offset > at and fetched_at != self.epoch
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        self.sought.pop(tp, None)  # read back (or a real gap past it)
         super().__setitem__(tp, offset)
+
+
+async def drop_overtaken(
+    consumer: Any, records: AsyncIterator[tuple[TP, Any]]
+) -> AsyncIterator[tuple[TP, Any]]:
+    """``records`` (one of Faust's fetches) without the ones a seek overtook
+    (:class:`ReadOffsets`): each is dropped and its partition sought back to the position
+    once more (``consumer._seek``), so that they are read again, in order, by a later
+    fetch. The seek count is taken before the fetch starts."""
+    read = consumer._read_offset
+    if not isinstance(read, ReadOffsets):
+        async for item in records:
+            yield item
+        return
+    fetched_at = read.epoch
+    async for tp, message in records:
+        if not read.stale(tp, message.offset, fetched_at):
+            yield tp, message
+            continue
+        read.dropped += 1
+        if read.resought.get(tp) != fetched_at:
+            read.resought[tp] = fetched_at
+            at = read.sought[tp]
+            _log.info(
+                "records of %s-%d from %d fetched before the seek to %d: dropped, read "
+                "again from %d",
+                tp.topic,
+                tp.partition,
+                message.offset,
+                at,
+                at,
+            )
+            await consumer._seek(tp, at)
+            read.epoch += 1  # fetches that began before this seek may be stale too
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -159,25 +205,12 @@ class Consumer(faust_aiokafka.Consumer):
         self._acked_index[tp].difference_update(batch)
         return int(batch[-1]) + 1
 
+    def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """Faust's, without the records a seek overtook: :func:`drop_overtaken`."""
+        return drop_overtaken(self, super().getmany(timeout))
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's, logged, and none while a seek's position has not been read back: a
-        gap's offsets count as acked once a later offset is, and the records "skipped"
-        then are the ones a seek back still has to deliver (:class:`ReadOffsets`)."""
-        read = self._read_offset
-        if isinstance(read, ReadOffsets) and tp in read.sought:
-            if tp in read.noted:
-                return
-            read.noted.add(tp)
-            _log.info(
-                "records of %s-%d from %d (to %d so far) arrive before the seek position %d: "
-                "not a gap",
-                tp.topic,
-                tp.partition,
-                offset_from,
-                offset_to - 1,
-                read.sought[tp],
-            )
-            return
+        """Faust's, logged (records a seek overtook never get here: :meth:`getmany`)."""
         # INFO: a transactional producer's markers make one gap per transaction.
         _log.info(
             "offsets %d-%d of %s-%d skipped in delivery (committed %s, read %s): they count "

@@ -25,6 +25,7 @@ import orjson
 import pytest
 import redis
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from streams.adapters.producer import EventProducer
 from streams.adapters.redis_keys import recs_key
@@ -46,11 +47,16 @@ REFRESHING = {"play", "complete", "stop", "click", "thumbs", "intro_skip"}
 
 
 async def group_members(settings: Settings) -> tuple[str, int]:
-    """(state, member count) of the workers' consumer group (the Faust app id)."""
+    """(state, member count) of the workers' consumer group (the Faust app id); ("", 0)
+    while the broker has no coordinator for it yet (a fresh broker creates its offsets
+    topic at the first group)."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
     await admin.start()
     try:
-        (resp,) = await admin.describe_consumer_groups([settings.app_id])
+        try:
+            (resp,) = await admin.describe_consumer_groups([settings.app_id])
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            return "", 0
         _err, _group, state, _ptype, _proto, members, *_ = resp.groups[0]
         return state, len(members)
     finally:

@@ -311,6 +311,19 @@ def test_faust_consumer_adds_gaps_and_seeks_with_the_methods_the_adapter_logs() 
     assert "_add_gap(" in inspect.getsource(FaustConsumer._drain_messages)
 
 
+def test_faust_drain_loop_fetches_through_getmany_and_seeks_with_seek() -> None:
+    """The adapter filters each fetch by overriding ``getmany`` and seeks a partition again
+    with ``_seek(tp, offset)`` (Faust's aiokafka consumer: aiokafka's ``seek``)."""
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    assert inspect.isasyncgenfunction(FaustConsumer.getmany)
+    assert list(inspect.signature(FaustConsumer.getmany).parameters) == ["self", "timeout"]
+    assert "getmany = self.getmany" in inspect.getsource(FaustConsumer._drain_messages)
+    seek = faust_aiokafka.Consumer._seek
+    assert inspect.iscoroutinefunction(seek)
+    assert list(inspect.signature(seek).parameters) == ["self", "partition", "offset"]
+
+
 async def test_a_gap_is_logged_with_its_offsets_and_still_recorded(caplog) -> None:
     state, tp = _offsets_state([], [], committed=10)
     state._read_offset = {tp: 10}
@@ -415,26 +428,43 @@ class _Flag:
         return self.on
 
 
-def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]]):
-    """Run Faust's own ``Consumer._drain_messages`` over scripted fetches, after a seek of
-    partition 0 to ``seek_to``; returns (offsets handed to the agents, gaps recorded)."""
+def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]], overtaken=0):
+    """Run Faust's own ``Consumer._drain_messages`` over scripted fetches after a seek of
+    partition 0 to ``seek_to``; the first ``overtaken`` fetches began before the seek
+    (their records come from the old position). Each fetch goes through the adapter's
+    filter when ``read_offsets`` is the adapter's. Returns (offsets handed to the agents,
+    gaps recorded, the adapter's seeks)."""
     from faust.transport.consumer import Consumer as FaustConsumer
 
     state, tp = _offsets_state([], [], committed=seek_to)
     handed: list[int] = []
+    seeks: list[tuple[int, int]] = []
     stopped, fetcher = _Flag(), SimpleNamespace(_stopped=_Flag())
-    script = iter(batches)
+    script = iter(enumerate(batches))
+    adapter = isinstance(read_offsets, kafka_internals.ReadOffsets)
+
+    def seek() -> None:
+        read_offsets.update({tp: seek_to})  # what Faust's perform_seek does
+        if adapter:
+            read_offsets.seeked({tp: seek_to})  # what the adapter's perform_seek adds
 
     async def callback(message) -> None:
         handed.append(message.offset)
 
-    async def getmany(timeout: float):
-        batch = next(script, None)
+    async def fetch(timeout: float):
+        i, batch = next(script, (None, None))
         if batch is None:
             stopped.on = True
             return
+        if overtaken and i == overtaken - 1:
+            seek()  # the seek lands while this fetch (and those before it) is under way
         for off in batch:
             yield tp, SimpleNamespace(offset=off, topic=tp.topic, key=None, value=None)
+
+    def getmany(timeout: float):
+        if adapter:
+            return kafka_internals.drop_overtaken(state, fetch(timeout))
+        return fetch(timeout)
 
     async def wait_first(*coros):
         await coros[0]
@@ -444,8 +474,12 @@ def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]]):
     async def nothing(*_: object) -> None:
         return None
 
+    async def _seek(tp_: TopicPartition, offset: int) -> None:
+        seeks.append((tp_.partition, offset))
+
     state.callback, state.getmany, state._stopped = callback, getmany, stopped
     state._read_offset = read_offsets
+    state._seek = _seek
     state._commit_every = None
     state.diag = SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None)
     state.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda _t: True))
@@ -455,39 +489,72 @@ def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]]):
     state.consumer_stopped_errors = ()
     state.log = SimpleNamespace(dev=lambda *a, **k: None)
     state._add_gap = lambda *a: kafka_internals.Consumer._add_gap(state, *a)
-    read_offsets.update({tp: seek_to})  # what Faust's perform_seek does
-    if isinstance(read_offsets, kafka_internals.ReadOffsets):
-        read_offsets.seeked({tp: seek_to})  # what the adapter's perform_seek adds
+    if not overtaken:
+        seek()
     asyncio.run(FaustConsumer._drain_messages(state, fetcher))
-    return handed, sorted((i.begin, i.end) for i in state._gap[tp])
+    return handed, sorted((i.begin, i.end) for i in state._gap[tp]), seeks
+
+
+# As seen in test_scale_out (run 2, 2026-12-05): a restored checkpoint seeks events-1 back
+# to 877 while 945 on, fetched from the previous commit, still arrive first; then the
+# fetches from 877.
+RUN_2 = [list(range(945, 951)), list(range(877, 951))]
 
 
 def test_records_fetched_before_a_seek_back_drop_the_ones_after_it_in_faust_alone() -> None:
-    """As seen in test_scale_out (run 2, 2026-12-05): a restored checkpoint seeks events-1
-    back to 877 while 945 on, fetched from the previous commit, still arrive first."""
     from collections import defaultdict
 
-    handed, gaps = _drain_after_seek(
-        defaultdict(lambda: None), 877, [list(range(945, 951)), list(range(877, 951))]
-    )
+    handed, gaps, _ = _drain_after_seek(defaultdict(lambda: None), 877, RUN_2, overtaken=1)
     assert not set(range(878, 945)) & set(handed)  # dropped as already read ...
     assert gaps == [(878, 946)]  # ... and counted as acked once 945 is
 
 
-def test_the_adapter_hands_over_every_record_from_the_seek_position() -> None:
-    handed, gaps = _drain_after_seek(
-        kafka_internals.ReadOffsets(), 877, [list(range(945, 951)), list(range(877, 951))]
-    )
-    assert set(handed) == set(range(877, 951)) and gaps == []
+def test_the_adapter_hands_over_every_record_from_the_seek_position_in_order() -> None:
+    read = kafka_internals.ReadOffsets()
+    handed, gaps, seeks = _drain_after_seek(read, 877, RUN_2, overtaken=1)
+    # The overtaken records are dropped and read again after the seek, in order: a
+    # user's events are never folded in a different order than in the log.
+    assert handed == list(range(877, 951)) and gaps == []
+    assert seeks == [(0, 877)] and read.dropped == 6 and not read.sought
     # In order after a normal seek: nothing changes.
-    handed, gaps = _drain_after_seek(kafka_internals.ReadOffsets(), 10, [list(range(10, 20))])
-    assert handed == list(range(10, 20)) and gaps == []
+    handed, gaps, seeks = _drain_after_seek(kafka_internals.ReadOffsets(), 10, [[*range(10, 20)]])
+    assert handed == list(range(10, 20)) and gaps == [] and seeks == []
+
+
+def test_a_kept_partitions_prefetched_records_wait_for_the_seek_position() -> None:
+    # As seen in test_fault_join_leave (2026-12-05): worker a keeps events-3 through a
+    # rebalance and restarts at its commit, 3427; 3428-3483, fetched before, came first
+    # and 3427 after them, so one user's sessions were counted in another order.
+    handed, gaps, seeks = _drain_after_seek(
+        kafka_internals.ReadOffsets(),
+        3427,
+        [list(range(3428, 3484)), list(range(3427, 3490))],
+        overtaken=1,
+    )
+    assert handed == list(range(3427, 3490)) and gaps == [] and seeks == [(0, 3427)]
+
+
+def test_overtaken_records_at_or_below_the_seek_position_go_through() -> None:
+    # A fetch the seek overtook that holds the position itself: in order from there on.
+    handed, gaps, seeks = _drain_after_seek(
+        kafka_internals.ReadOffsets(), 20, [list(range(15, 30))], overtaken=1
+    )
+    assert handed == list(range(20, 30)) and gaps == [] and seeks == []
 
 
 def test_a_real_gap_after_the_seek_position_is_still_recorded() -> None:
     # 15-17 never come (a transaction's markers, compaction): recorded once the seek
     # position was read back, as Faust does.
-    handed, gaps = _drain_after_seek(
+    handed, gaps, _ = _drain_after_seek(
         kafka_internals.ReadOffsets(), 10, [[10, 11, 12, 13, 14, 18, 19]]
     )
     assert handed == [10, 11, 12, 13, 14, 18, 19] and gaps == [(15, 19)]
+
+
+def test_a_real_gap_at_the_seek_position_is_recorded_once_a_later_fetch_shows_it() -> None:
+    # 10-12 never come. The fetch the seek overtook is dropped (its records may be from
+    # the old position); the next fetch, begun after the seek, starts at 13: a real gap.
+    handed, gaps, seeks = _drain_after_seek(
+        kafka_internals.ReadOffsets(), 10, [[13, 14, 15], [13, 14, 15, 16]], overtaken=1
+    )
+    assert handed == [13, 14, 15, 16] and gaps == [(11, 14)] and seeks == [(0, 10)]
