@@ -22,6 +22,7 @@ from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import free_port, seek_and_gap_lines, send_paced, wait_for
 from tests.integration.feature_truth import (
+    catch_up_report,
     caught_up,
     differing,
     expected,
@@ -107,6 +108,8 @@ async def churn_run(run_settings, start_worker, tmp_path_factory):
         "stalls": stalls,
         "differing": differing(run_settings, truth),
         "logs": logs,
+        # The differing users' row versions in the changelog, with their source offsets.
+        "report": "" if exact() else await catch_up_report(run_settings, truth),
     }
 
 
@@ -159,7 +162,7 @@ async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
         }
         warnings.warn(
             f"join/leave difference (field: got, want): {short}; "
-            f"stalls: {len(churn_run['stalls'])}; "
+            f"stalls: {len(churn_run['stalls'])}; {churn_run['report']}; "
             f"the workers' seeks and gaps: {seek_and_gap_lines(churn_run['logs'])}",
             stacklevel=1,
         )
