@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> None:
             r = run(t, w, args.events, args.every, args.users, partitions=args.partitions)
             out.append(r)
             x = r["last_round"]
+            if not x:  # one worker, or fewer events than one round
+                print(
+                    f"{t:>6,}  {w:>7}  {r['rounds']:>6}  no exchange round (one worker or "
+                    f"fewer than --every {args.every} events)",
+                    flush=True,
+                )
+                continue
             read = f"{x['bytes_read'] / 1e3:,.1f} ({x['bytes_read_max'] / 1e3:,.1f})"
             print(
                 f"{t:>6,}  {w:>7}  {r['rounds']:>6}  {x['bytes_published'] / 1e3:>29,.1f}"
