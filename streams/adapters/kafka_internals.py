@@ -29,10 +29,11 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   (``_acked``, ``_gap``, ``_committed_offset``, ``_acked_index``), whose gap filling can
   put an offset in the acked list twice and then commits one offset per commit.
   ``Consumer._add_gap`` and ``perform_seek`` are Faust's, logged.
-- Records fetched before a seek back: :class:`ReadOffsets` replaces the consumer's
-  ``_read_offset`` (Faust's drain loop drops every record below it) and
-  :meth:`Consumer.getmany` (Faust's) drops the records a seek overtook and seeks their
-  partition again (``Consumer._seek``), so the seek's records are read in order.
+- Records in order: :class:`ReadOffsets` replaces the consumer's ``_read_offset``
+  (Faust's drain loop drops every record below it) and :meth:`Consumer.getmany`
+  (Faust's) drops a record past its partition's next offset (fetched before a seek, or
+  a position that moved past a seek) and seeks the partition there again
+  (``Consumer._seek``), so every record of the events topic is handed over, in order.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 - Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
   that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
@@ -77,34 +78,40 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class ReadOffsets(defaultdict):
-    """Faust's read offsets (``Consumer._read_offset``), with each seek's position kept
-    until a record at or below it is handed over, and a count of seeks.
+    """Faust's read offsets (``Consumer._read_offset``, the last offset handed to the
+    agents per partition), with what the adapter needs to hand records over in order:
+    each seek's position until a record at or below it is handed over, a count of
+    seeks, and the positions it has sought again itself.
 
     Faust's drain loop hands a record to the agents only if its offset is at or above
-    the partition's read offset, then sets the read offset to it. After a seek back
-    (a restored model checkpoint commits its round's offset before Faust seeks there;
-    a partition kept through a rebalance restarts at its committed offset), records
-    aiokafka had already returned from the old position still arrive first. In Faust
-    alone they moved the read offset past the seek position, every record between the
-    two was then dropped as already read, and the gap they left was filled as acked,
-    so the commit passed them too: the residual loss of
-    ``tests/integration/test_scale_out.py`` (issue 11). Handing them over instead
-    processes them before the records below them: order-dependent features (sessions)
-    then differ from an uninterrupted run (``test_fault_join_leave``).
+    the partition's read offset, then sets the read offset to it; a record past the
+    next offset leaves a gap that counts as acked once a later offset is. Two orders
+    made it drop or reorder records of the events topic (issue 11):
 
-    So :meth:`Consumer.getmany` drops such records (:meth:`stale`) and seeks their
-    partition back to the position again, and they are read again in order. aiokafka
-    never returns a record fetched before a seek from a fetch started after it, so only
-    a fetch that a seek overtook (``epoch`` moved) can hold them; a record above the
-    position from a later fetch is a real gap (a transaction's markers, compaction) and
-    goes through as in Faust.
+    * After a seek back (a restored model checkpoint commits its round's offset before
+      Faust seeks there; a partition kept through a rebalance restarts at its commit),
+      records aiokafka had already returned from the old position still arrive first.
+      In Faust alone they moved the read offset past the seek position and the records
+      in between were dropped and committed over (``test_scale_out``'s residual loss);
+      handed over, they came before the records below them (``test_fault_join_leave``:
+      one user's sessions counted in another order).
+    * After a rebalance, the first record of a partition was sometimes one past the
+      committed offset Faust had just sought to (aiokafka's position came from a later
+      commit), and the gap in between was counted as acked.
+
+    So :func:`drop_overtaken` holds each acks-enabled partition to its next offset
+    (:meth:`expected`): a record past it is dropped and the partition sought back to
+    that offset, and only a fetch begun after that seek may show a real gap there (a
+    transaction's markers, deleted records), which then goes through as in Faust.
+    aiokafka never returns a record fetched before a seek from a fetch begun after it.
     """
 
     def __init__(self) -> None:
         super().__init__(lambda: None)
         self.sought: dict[TP, int] = {}  # partition -> seek position not yet read back
         self.epoch = 0  # seeks so far: a fetch that began at an older count may be stale
-        self.resought: dict[TP, int] = {}  # partition -> fetch epoch it was sought again in
+        self.checked: dict[TP, tuple[int, int]] = {}  # tp -> (offset, epoch) sought again
+        self.resought_in: dict[TP, int] = {}  # tp -> epoch of the fetch it was sought in
         self.dropped = 0
 
     def seeked(self, positions: dict[TP, int | None]) -> None:
@@ -115,49 +122,66 @@ class ReadOffsets(defaultdict):
             else:
                 self.sought[tp] = at
 
-    def stale(self, tp: TP, offset: int, fetched_at: int) -> bool:
-        """Whether a record from a fetch that began at seek count ``fetched_at`` is one
-        from before its partition's seek, above the seek's position."""
+    def expected(self, tp: TP) -> int | None:
+        """The next offset the partition should hand over (None: not known yet)."""
         at = self.sought.get(tp)
-        return at is not None and offset > at and fetched_at != self.epoch
+        if at is not None:
+            return at
+        last = self.get(tp)
+        return None if last is None else last + 1
+
+    def verdict(self, tp: TP, offset: int, fetched_at: int) -> int | None:
+        """None to hand a record over; else the offset to read the partition again from
+        (the record is dropped). ``fetched_at``: the seek count when its fetch began."""
+        want = self.expected(tp)
+        if want is None or offset <= want:
+            return None
+        checked = self.checked.get(tp)
+        if checked is not None and checked[0] == want and fetched_at >= checked[1]:
+            return None  # read again from ``want`` and still past it: a real gap
+        return want
 
     def __setitem__(self, tp: TP, offset: int | None) -> None:
-        self.sought.pop(tp, None)  # read back (or a real gap past it)
+        self.sought.pop(tp, None)  # read back
         super().__setitem__(tp, offset)
 
 
 async def drop_overtaken(
     consumer: Any, records: AsyncIterator[tuple[TP, Any]]
 ) -> AsyncIterator[tuple[TP, Any]]:
-    """``records`` (one of Faust's fetches) without the ones a seek overtook
-    (:class:`ReadOffsets`): each is dropped and its partition sought back to the position
-    once more (``consumer._seek``), so that they are read again, in order, by a later
-    fetch. The seek count is taken before the fetch starts."""
+    """``records`` (one of Faust's fetches) held to each partition's next offset
+    (:class:`ReadOffsets`): a record past it is dropped and its partition sought back
+    to that offset once in this fetch (``consumer._seek``), so that the records are
+    read again, in order, by a later fetch. The seek count is taken before the fetch
+    starts. Topics without acks (changelogs: compacted, gaps are normal) go through."""
     read = consumer._read_offset
     if not isinstance(read, ReadOffsets):
         async for item in records:
             yield item
         return
+    acked = consumer.app.topics.acks_enabled_for
     fetched_at = read.epoch
     async for tp, message in records:
-        if not read.stale(tp, message.offset, fetched_at):
+        again = read.verdict(tp, message.offset, fetched_at) if acked(tp.topic) else None
+        if again is None:
             yield tp, message
             continue
         read.dropped += 1
-        if read.resought.get(tp) != fetched_at:
-            read.resought[tp] = fetched_at
-            at = read.sought[tp]
-            _log.info(
-                "records of %s-%d from %d fetched before the seek to %d: dropped, read "
-                "again from %d",
-                tp.topic,
-                tp.partition,
-                message.offset,
-                at,
-                at,
-            )
-            await consumer._seek(tp, at)
-            read.epoch += 1  # fetches that began before this seek may be stale too
+        if read.resought_in.get(tp) == fetched_at:
+            continue  # sought again in this fetch already
+        read.resought_in[tp] = fetched_at
+        _log.info(
+            "offset %d of %s-%d arrived where %d was next (%s): dropped, read again from %d",
+            message.offset,
+            tp.topic,
+            tp.partition,
+            again,
+            "fetched before a seek" if fetched_at != read.epoch else "a gap",
+            again,
+        )
+        await consumer._seek(tp, again)
+        read.epoch += 1  # fetches that began before this seek may be stale too
+        read.checked[tp] = (again, read.epoch)
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -206,11 +230,12 @@ class Consumer(faust_aiokafka.Consumer):
         return int(batch[-1]) + 1
 
     def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
-        """Faust's, without the records a seek overtook: :func:`drop_overtaken`."""
+        """Faust's, each partition held to its next offset: :func:`drop_overtaken`."""
         return drop_overtaken(self, super().getmany(timeout))
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's, logged (records a seek overtook never get here: :meth:`getmany`)."""
+        """Faust's, logged: reached only by a gap a read from its start showed again
+        (:func:`drop_overtaken`)."""
         # INFO: a transactional producer's markers make one gap per transaction.
         _log.info(
             "offsets %d-%d of %s-%d skipped in delivery (committed %s, read %s): they count "

@@ -170,7 +170,7 @@ class WorkerProcess:
 
 def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
     """The workers' seek, gap and early-record lines (INFO): what a loss's report quotes."""
-    keys = ("skipped in delivery", "seeked to", "before the seek")
+    keys = ("skipped in delivery", "seeked to", "was next")
     return [
         f"{path.name}: {line[:300]}"
         for path in paths

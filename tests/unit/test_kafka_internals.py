@@ -542,13 +542,24 @@ def test_overtaken_records_at_or_below_the_seek_position_go_through() -> None:
     assert handed == list(range(20, 30)) and gaps == [] and seeks == []
 
 
-def test_a_real_gap_after_the_seek_position_is_still_recorded() -> None:
-    # 15-17 never come (a transaction's markers, compaction): recorded once the seek
-    # position was read back, as Faust does.
-    handed, gaps, _ = _drain_after_seek(
-        kafka_internals.ReadOffsets(), 10, [[10, 11, 12, 13, 14, 18, 19]]
+def test_a_real_gap_is_recorded_once_a_read_from_its_start_shows_it_again() -> None:
+    # 15-17 never come (a transaction's markers, deleted records): 18 is dropped and the
+    # partition read again from 15; the fetch after that starts at 18 too, so the gap is
+    # real and recorded, as Faust does.
+    read = kafka_internals.ReadOffsets()
+    handed, gaps, seeks = _drain_after_seek(read, 10, [[10, 11, 12, 13, 14, 18, 19], [18, 19, 20]])
+    assert handed == [10, 11, 12, 13, 14, 18, 19, 20] and gaps == [(15, 19)]
+    assert seeks == [(0, 15)] and read.dropped == 2
+
+
+def test_a_partition_that_resumes_past_the_seek_position_is_read_again_from_it() -> None:
+    # As seen in test_fault_join_leave (2026-12-05): after a rebalance Faust sought
+    # events-0 to its commit, 2006, and the first fetch began at 2050 (a later commit);
+    # Faust counted 2007-2049 as acked without handing them over.
+    handed, gaps, seeks = _drain_after_seek(
+        kafka_internals.ReadOffsets(), 2006, [list(range(2050, 2060)), list(range(2006, 2060))]
     )
-    assert handed == [10, 11, 12, 13, 14, 18, 19] and gaps == [(15, 19)]
+    assert handed == list(range(2006, 2060)) and gaps == [] and seeks == [(0, 2006)]
 
 
 def test_a_real_gap_at_the_seek_position_is_recorded_once_a_later_fetch_shows_it() -> None:
