@@ -58,8 +58,9 @@ class ImplicitMF:
         self.init_scale = init_scale
         self.q = np.zeros((0, k), dtype=np.float32)
         # Each row's initial vector, kept so a checkpoint stores only the rows that moved
-        # from it (at 50,000 titles 3,106 rows after 100,000 events: 0.3 MB, not 4.3).
-        self.q0 = np.zeros((0, k), dtype=np.float32)
+        # from it (at 50,000 titles 3,106 rows after 100,000 events: 0.3 MB, not 4.3); in
+        # a buffer that doubles, so an added title does not copy it (:attr:`q0`).
+        self._q0 = np.zeros((0, k), dtype=np.float32)
         self.bias = np.zeros(0, dtype=np.float32)
         self.updates = np.zeros(0, dtype=np.float64)  # title updates since the last publish
         self.rng = np.random.default_rng(seed)
@@ -72,10 +73,19 @@ class ImplicitMF:
             return
         extra = self.initial_rows(old, n)
         self.q = np.concatenate([self.q, extra])
-        self.q0 = np.concatenate([self.q0, extra])
+        if self._q0.shape[0] < n:
+            buf = np.zeros((max(n, 2 * self._q0.shape[0]), self.k), dtype=np.float32)
+            buf[:old] = self._q0[:old]
+            self._q0 = buf
+        self._q0[old:n] = extra
         self.bias = grow(self.bias, n)
         self.updates = grow(self.updates, n)
         self.n = n  # new rows join the index at its next search
+
+    @property
+    def q0(self) -> np.ndarray:
+        """The initial vector of each row (a view: do not write)."""
+        return self._q0[: self.q.shape[0]]
 
     def initial_rows(self, start: int, stop: int) -> np.ndarray:
         """The initial vectors of rows ``start`` to ``stop`` (what :meth:`resize` adds)."""
