@@ -143,11 +143,15 @@ async def test_every_sigterm_exits_within_the_documented_bound(churn_run):
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known, issue 11: the title-side cause (the title owner acked offsets of a batch a "
-        "rebalance interrupted) is fixed: 6 of 8 runs exact since (2026-12-03). The two "
-        "failures were runs where the joiner consumed almost nothing (a stall) and 3 users' "
-        "features differed; not traced yet. The assertion is unchanged; remove this mark "
-        "with that fix."
+        "known, issue 11: two consumer-side causes found on 2026-12-05 (records a seek "
+        "overtook handed over before the ones below them; a regained partition resuming "
+        "past the committed offset Faust sought to) are fixed in kafka_internals "
+        "(drop_overtaken). Still open, about 1 run in 3 when this module runs after the "
+        "other fault tests: after a rebalance a worker keeping a partition skips a few "
+        "records (e.g. events-3 698-707) without a gap or a drop, its commit stays at the "
+        "first of them, and they are folded in out of order after the next rebalance's seek "
+        "(a 300 s progress counted twice, a session mean off) or not at all. A difference "
+        "is raised as a warning with the fields, row versions and the workers' seeks."
     ),
 )
 async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
