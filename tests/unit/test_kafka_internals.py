@@ -347,6 +347,8 @@ def _offsets_state(acked: list[int], gaps: list[tuple[int, int]], committed: int
         tree.addi(begin, end)
     state._gap = defaultdict(IntervalTree, {tp: tree})
     state._committed_offset = defaultdict(lambda: None, {tp: committed})
+    state._head_gaps, state._rereads, state._read_offset = {}, set(), {}
+    state._head_gap = lambda *a: kafka_internals.Consumer._head_gap(state, *a)
     return state, tp
 
 
@@ -365,6 +367,33 @@ def test_gap_over_offsets_acked_again_stalls_faust_and_not_the_adapter() -> None
     state, tp = _offsets_state(acked, gaps, committed=685)
     assert kafka_internals.Consumer._new_offset(state, tp) == 692
     assert state._acked[tp] == [] and not state._gap[tp]
+
+
+async def test_a_head_gap_that_lasts_reads_the_partition_again_from_the_commit(
+    monkeypatch, caplog
+) -> None:
+    """Offsets 698-707 never acked while 708-712 were (test_fault_join_leave,
+    2026-12-05): after HEAD_GAP_S the partition is sought back to 698, once per period."""
+    clock = [100.0]
+    monkeypatch.setattr(kafka_internals.time, "monotonic", lambda: clock[0])
+    seeks: list[tuple[int, int]] = []
+    state, tp = _offsets_state(list(range(708, 713)), [], committed=698)
+    state._read_offset = kafka_internals.ReadOffsets()
+
+    async def seek(tp_, offset):
+        seeks.append((tp_.partition, offset))
+
+    state.seek = seek
+    state._read_again = lambda *a: kafka_internals.Consumer._read_again(state, *a)
+    with caplog.at_level("WARNING", logger="reelstream.kafka"):
+        answers = [kafka_internals.Consumer._new_offset(state, tp)]
+        clock[0] += kafka_internals.HEAD_GAP_S + 1
+        answers.append(kafka_internals.Consumer._new_offset(state, tp))
+        answers.append(kafka_internals.Consumer._new_offset(state, tp))  # same period
+        await asyncio.gather(*state._rereads)
+    assert answers == [None, None, None]  # nothing committed past the gap
+    assert seeks == [(0, 698)] and state._read_offset.sought == {tp: 698}
+    assert "commits of events-0 wait for offset 698" in caplog.text
 
 
 def test_new_offset_keeps_fausts_answers_without_duplicates() -> None:
