@@ -225,9 +225,9 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
         "issue 11: the residual loss's cause is found and fixed (2026-12-05, 5e16922: "
         "records fetched before a restored checkpoint's seek back moved Faust's read offset "
         "past the seek, and the records after it were dropped and committed over; "
-        "kafka_internals.ReadOffsets). Exact in every run since: 16 on 2026-12-05 before "
-        "and 16 after the adapter's later changes (0e61703, 4deebe0, eedc9f9), CI's among "
-        "them, against 2 of 7 with a loss just before; the mark stays (non-strict) while "
+        "kafka_internals.ReadOffsets). Exact in every run since: 16 right after and 16 "
+        "more with the adapter's later changes (598d1b5 to 16d3dac, a CI run among them), "
+        "against 2 of 7 with a loss just before; the mark stays (non-strict) while "
         "the join/leave skip is open. A loss is raised as a warning with the users' "
         "counts, offsets, dead letters and the workers' seeks and gaps."
     ),
