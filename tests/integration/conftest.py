@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -169,14 +170,25 @@ class WorkerProcess:
 
 
 def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
-    """The workers' seek, gap and early-record lines (INFO): what a loss's report quotes."""
-    keys = ("skipped in delivery", "seeked to", "was next")
-    return [
-        f"{path.name}: {line[:300]}"
-        for path in paths
-        for line in path.read_text(errors="replace").splitlines()
-        if any(k in line for k in keys)
-    ]
+    """The workers' seek, gap and drop lines (INFO): what a loss's report quotes, as
+    "<log> <time>: <message>", a seek's changelog and assignor partitions left out."""
+    keys = ("skipped in delivery", "seeked to", "was next", "commits of")
+    out = []
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if not any(k in line for k in keys):
+                continue
+            try:
+                doc = orjson.loads(line)
+                msg, ts = str(doc["msg"]), float(doc["ts"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                out.append(f"{path.name}: {line[:300]}")
+                continue
+            if "seeked to" in msg:
+                kept = re.findall(r"'[^']*-(?:title-)?events-\d+': (?:\d+|None)", msg)
+                msg = "seeked to " + ", ".join(kept)
+            out.append(f"{path.name} {ts:.2f}: {msg[:400]}")
+    return out
 
 
 @pytest.fixture(scope="module")
