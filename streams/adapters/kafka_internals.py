@@ -35,6 +35,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   a position that moved past a seek) and seeks the partition there again
   (``Consumer._seek``), so every record of the events topic is handed over, in order.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
+- Records cleared from the stream queues when flow resumes: :class:`FlowControl` (mode's
+  ``FlowControlEvent._queues``, asyncio's ``Queue._queue``) reports them to
+  :meth:`Consumer.rewind_dropped`, which reads them again (:meth:`ReadOffsets.rewind`).
 - Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
   that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
 
@@ -52,6 +55,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
+import faust
 from aiokafka import errors as kafka_errors
 from aiokafka.client import AIOKafkaClient, ConnectionGroup
 from aiokafka.consumer import fetcher as aiokafka_fetcher
@@ -60,6 +64,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.utils.functional import consecutive_numbers
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from streams import poison
 
@@ -144,6 +150,18 @@ class ReadOffsets(defaultdict):
     def __setitem__(self, tp: TP, offset: int | None) -> None:
         self.sought.pop(tp, None)  # read back
         super().__setitem__(tp, offset)
+
+    def rewind(self, tp: TP, offset: int) -> bool:
+        """Records from ``offset`` on were handed over and then dropped before an agent
+        took them (:class:`FlowControl`): hand the partition over again from there.
+        False when a seek back at or below ``offset`` is still to be read back (it reads
+        them again anyway)."""
+        pending = self.sought.get(tp)
+        if pending is not None and pending <= offset:
+            return False
+        super().__setitem__(tp, offset - 1 if offset > 0 else None)  # Faust's gate: >= last
+        self.seeked({tp: offset})
+        return True
 
 
 async def drop_overtaken(
@@ -283,6 +301,44 @@ class Consumer(faust_aiokafka.Consumer):
         if isinstance(read, ReadOffsets):
             read.seeked({tp: offset})
 
+    def rewind_dropped(self, first: dict[TP, int]) -> None:
+        """Partitions whose records from ``first[tp]`` on were cleared from the stream
+        queues (:class:`FlowControl`): each one still assigned is held to that offset at
+        once (records past it are dropped, :func:`drop_overtaken`) and sought back there."""
+        read = self._read_offset
+        if not isinstance(read, ReadOffsets):
+            return
+        assigned = self.assignment()
+        acked = self.app.topics.acks_enabled_for
+        for tp, offset in sorted(first.items()):
+            if tp not in assigned or not acked(tp.topic) or not read.rewind(tp, offset):
+                continue
+            _log.info(
+                "offsets from %d of %s-%d were cleared from the stream queue before an agent "
+                "took them: read again from %d",
+                offset,
+                tp.topic,
+                tp.partition,
+                offset,
+            )
+            task = asyncio.ensure_future(self._seek_back(tp, offset))
+            self._rereads.add(task)
+            task.add_done_callback(self._rereads.discard)
+
+    async def _seek_back(self, tp: TP, offset: int) -> None:
+        read = self._read_offset
+        if read.sought.get(tp) != offset:
+            return  # read back, or sought elsewhere (a rebalance's seek) meanwhile
+        try:
+            await self._seek(tp, offset)
+        except Exception as exc:  # e.g. revoked meanwhile: its next owner reads from its commit
+            _log.warning(
+                "reading %s-%d again from %d failed: %r", tp.topic, tp.partition, offset, exc
+            )
+            return
+        read.epoch += 1  # as drop_overtaken: a fetch begun after this may show a real gap
+        read.checked[tp] = (offset, read.epoch)
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust's, logged: reached only by a gap a read from its start showed again
         (:func:`drop_overtaken`)."""
@@ -311,6 +367,52 @@ class Consumer(faust_aiokafka.Consumer):
             "seeked to committed offsets: %s",
             {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(self._read_offset.items())},
         )
+
+
+class FlowControl(FlowControlEvent):
+    """Faust's flow control of the stream queues, telling the consumer what a clear drops.
+
+    Faust clears every stream queue each time flow resumes (mode's ``FlowControlEvent``
+    with ``clear_on_resume`` queues), and its recovery resumes flow twice in one
+    rebalance: once when no changelog needs reading, and again after it has sought the
+    stream partitions to their commits. Records fetched from the commit in between were
+    handed over (Faust's read offset moved past them) and then cleared, never acked: the
+    partition's commit stayed at the first of them while later records were processed,
+    and they were folded in only after the next rebalance's seek, out of order, or never
+    (tests/integration/test_fault_join_leave.py, issue 11). Here the clear reports the
+    first dropped offset of each partition to :meth:`Consumer.rewind_dropped`, which reads
+    the partition again from it. Uses mode's ``_queues`` and asyncio's ``Queue._queue``.
+    """
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._app = app
+
+    def clear(self) -> None:
+        first: dict[TP, int] = {}
+        for queue in self._queues:
+            for item in queue._queue:
+                message = getattr(item, "message", None)
+                tp, offset = getattr(message, "tp", None), getattr(message, "offset", None)
+                if (
+                    isinstance(tp, TP)
+                    and isinstance(offset, int)
+                    and offset < first.get(tp, offset + 1)
+                ):
+                    first[tp] = offset
+        super().clear()
+        if first:
+            rewind = getattr(self._app.consumer, "rewind_dropped", None)
+            if rewind is not None:
+                rewind(first)
+
+
+class App(faust.App):
+    """Faust's app with :class:`FlowControl` over its stream queues."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return FlowControl(self, loop=self.loop)
 
 
 class Producer(faust_aiokafka.Producer):

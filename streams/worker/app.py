@@ -66,7 +66,7 @@ def _credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
     return faust.SSLCredentials(ssl_context)
 
 
-app = faust.App(
+app = kafka_internals.App(
     settings.app_id,
     broker=kafka_internals.install(settings.fetch_max_wait_ms) + settings.broker,
     broker_credentials=_credentials(settings),

@@ -170,9 +170,9 @@ class WorkerProcess:
 
 
 def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
-    """The workers' seek, gap and drop lines (INFO): what a loss's report quotes, as
+    """The workers' seek, gap, drop and clear lines (INFO): what a loss's report quotes, as
     "<log> <time>: <message>", a seek's changelog and assignor partitions left out."""
-    keys = ("skipped in delivery", "seeked to", "was next", "commits of")
+    keys = ("skipped in delivery", "seeked to", "was next", "commits of", "cleared from")
     out = []
     for path in paths:
         for line in path.read_text(errors="replace").splitlines():

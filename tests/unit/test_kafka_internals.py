@@ -457,11 +457,14 @@ class _Flag:
         return self.on
 
 
-def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]], overtaken=0):
+def _drain_after_seek(
+    read_offsets, seek_to: int, batches: list[list[int]], overtaken=0, before=None
+):
     """Run Faust's own ``Consumer._drain_messages`` over scripted fetches after a seek of
     partition 0 to ``seek_to``; the first ``overtaken`` fetches began before the seek
     (their records come from the old position). Each fetch goes through the adapter's
-    filter when ``read_offsets`` is the adapter's. Returns (offsets handed to the agents,
+    filter when ``read_offsets`` is the adapter's. ``before``: fetch index -> a call made
+    before that fetch. Returns (offsets handed to the agents,
     gaps recorded, the adapter's seeks)."""
     from faust.transport.consumer import Consumer as FaustConsumer
 
@@ -485,6 +488,8 @@ def _drain_after_seek(read_offsets, seek_to: int, batches: list[list[int]], over
         if batch is None:
             stopped.on = True
             return
+        if before and i in before:
+            before[i]()
         if overtaken and i == overtaken - 1:
             seek()  # the seek lands while this fetch (and those before it) is under way
         for off in batch:
@@ -598,3 +603,104 @@ def test_a_real_gap_at_the_seek_position_is_recorded_once_a_later_fetch_shows_it
         kafka_internals.ReadOffsets(), 10, [[13, 14, 15], [13, 14, 15, 16]], overtaken=1
     )
     assert handed == [13, 14, 15, 16] and gaps == [(11, 14)] and seeks == [(0, 10)]
+
+
+# --- records cleared from the stream queues when flow resumes (FlowControl) ----------------
+
+
+def _queued(fc, offsets: list[tuple[TopicPartition, int]]):
+    from mode.utils.queues import FlowControlQueue
+
+    queue = FlowControlQueue(flow_control=fc, clear_on_resume=True)
+    for tp, off in offsets:
+        queue.put_nowait(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=off)))
+    return queue
+
+
+async def test_a_resume_that_clears_the_queues_reports_each_partitions_first_dropped_offset():
+    from faust.types import TP as FaustTP
+
+    reported: list[dict] = []
+    app = SimpleNamespace(consumer=SimpleNamespace(rewind_dropped=reported.append))
+    fc = kafka_internals.FlowControl(app)
+    e3, e1 = FaustTP("events", 3), FaustTP("events", 1)
+    q1 = _queued(fc, [(e3, 698), (e3, 699), (e1, 40)])
+    q2 = _queued(fc, [(e3, 700), (e1, 39)])
+    fc.resume()  # what Faust's recovery does once it has sought the stream partitions
+    assert q1.empty() and q2.empty()
+    assert reported == [{e3: 698, e1: 39}]
+    fc.resume()  # nothing queued: nothing to report
+    assert len(reported) == 1
+
+
+def test_records_cleared_after_the_seek_are_handed_over_again_in_order() -> None:
+    # As seen in test_fault_join_leave (2026-12-05): events-3 is sought to its commit,
+    # 698; 698-707 are handed over, then cleared from the stream queue when Faust's
+    # recovery resumes flow; 708 on arrived and were processed, 698-707 never.
+    read = kafka_internals.ReadOffsets()
+    tp = TopicPartition("events", 0)
+    handed, gaps, seeks = _drain_after_seek(
+        read,
+        698,
+        [list(range(698, 708)), list(range(708, 713)), list(range(698, 713))],
+        before={1: lambda: read.rewind(tp, 698)},
+    )
+    assert handed == [*range(698, 708), *range(698, 713)] and gaps == []
+    assert seeks == [(0, 698)]  # the first record past it sought the partition back
+
+
+def test_a_pending_seek_below_the_cleared_records_is_kept() -> None:
+    read = kafka_internals.ReadOffsets()
+    tp = TopicPartition("events", 0)
+    read[tp] = 730  # records up to 730, fetched before the seek, were handed over
+    read.seeked({tp: 698})  # then the partition was sought back to its commit
+    assert not read.rewind(tp, 720)  # the cleared 720-730 are read again from 698 anyway
+    assert read.expected(tp) == 698
+    read[tp] = 705  # read back to 705; then 700-705 are cleared
+    assert read.rewind(tp, 700) and read.expected(tp) == 700 and read[tp] == 699
+
+
+async def test_rewind_dropped_seeks_back_assigned_acked_partitions_only() -> None:
+    from faust.types import TP as FaustTP
+
+    e0, e1, cl = FaustTP("events", 0), FaustTP("events", 1), FaustTP("changelog", 0)
+    read = kafka_internals.ReadOffsets()
+    for tp in (e0, e1, cl):
+        read[tp] = 50
+    seeks: list[tuple] = []
+
+    async def _seek(tp, offset) -> None:
+        seeks.append((tp, offset))
+
+    consumer = SimpleNamespace(
+        _read_offset=read,
+        _rereads=set(),
+        _seek=_seek,
+        assignment=lambda: {e0, cl},
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "events")),
+    )
+    consumer._seek_back = lambda tp, o: kafka_internals.Consumer._seek_back(consumer, tp, o)
+    kafka_internals.Consumer.rewind_dropped(consumer, {e0: 45, e1: 46, cl: 47})
+    await asyncio.gather(*consumer._rereads)
+    assert seeks == [(e0, 45)]  # e1 is not assigned; the changelog has no acks
+    assert read.expected(e0) == 45 and read.checked[e0] == (45, read.epoch)
+    assert read.expected(e1) == 51 and read.expected(cl) == 51
+
+
+def test_faust_clears_stream_queues_through_the_apps_flow_control_on_resume() -> None:
+    """The names FlowControl relies on: mode's ``_queues`` and ``clear`` called by
+    ``resume``, asyncio's ``Queue._queue``, and channels taking their queue's flow
+    control from ``App.flow_control``."""
+    from faust.channels import Channel
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)
+    fc = FlowControlEvent()
+    queue = FlowControlQueue(flow_control=fc, clear_on_resume=True)
+    assert queue in fc._queues and hasattr(queue, "_queue")
+    assert "clear_on_resume=True" in inspect.getsource(Channel.queue.fget)
+    assert "flow_control=self.flow_control" in inspect.getsource(
+        kafka_internals.App.FlowControlQueue
+    )
+    app = kafka_internals.App("guard-flow-control", broker="memory://")
+    assert isinstance(app.flow_control, kafka_internals.FlowControl)
