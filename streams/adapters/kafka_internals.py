@@ -311,7 +311,15 @@ class Consumer(faust_aiokafka.Consumer):
         assigned = self.assignment()
         acked = self.app.topics.acks_enabled_for
         for tp, offset in sorted(first.items()):
-            if tp not in assigned or not acked(tp.topic) or not read.rewind(tp, offset):
+            if tp not in assigned or not acked(tp.topic):
+                continue  # revoked: its next owner reads it from the commit
+            if not read.rewind(tp, offset):
+                _log.info(
+                    "%s-%d is to be read again from %s already",
+                    tp.topic,
+                    tp.partition,
+                    read.sought.get(tp),
+                )
                 continue
             _log.info(
                 "offsets from %d of %s-%d were cleared from the stream queue before an agent "
@@ -390,21 +398,30 @@ class FlowControl(FlowControlEvent):
 
     def clear(self) -> None:
         first: dict[TP, int] = {}
+        last: dict[TP, int] = {}
+        count: dict[TP, int] = defaultdict(int)
         for queue in self._queues:
             for item in queue._queue:
                 message = getattr(item, "message", None)
                 tp, offset = getattr(message, "tp", None), getattr(message, "offset", None)
-                if (
-                    isinstance(tp, TP)
-                    and isinstance(offset, int)
-                    and offset < first.get(tp, offset + 1)
-                ):
-                    first[tp] = offset
+                if not isinstance(tp, TP) or not isinstance(offset, int):
+                    continue
+                first[tp] = min(first.get(tp, offset), offset)
+                last[tp] = max(last.get(tp, offset), offset)
+                count[tp] += 1
         super().clear()
-        if first:
-            rewind = getattr(self._app.consumer, "rewind_dropped", None)
-            if rewind is not None:
-                rewind(first)
+        if not first:
+            return
+        _log.info(
+            "records cleared from the stream queues: %s",
+            ", ".join(
+                f"{tp.topic}-{tp.partition} {first[tp]}-{last[tp]} ({count[tp]})"
+                for tp in sorted(first)
+            ),
+        )
+        rewind = getattr(self._app.consumer, "rewind_dropped", None)
+        if rewind is not None:
+            rewind(first)
 
 
 class App(faust.App):

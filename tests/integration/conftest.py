@@ -172,7 +172,14 @@ class WorkerProcess:
 def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
     """The workers' seek, gap, drop and clear lines (INFO): what a loss's report quotes, as
     "<log> <time>: <message>", a seek's changelog and assignor partitions left out."""
-    keys = ("skipped in delivery", "seeked to", "was next", "commits of", "cleared from")
+    keys = (
+        "skipped in delivery",
+        "seeked to",
+        "was next",
+        "commits of",
+        "cleared from",
+        "read again from",
+    )
     out = []
     for path in paths:
         for line in path.read_text(errors="replace").splitlines():
