@@ -22,7 +22,7 @@ import pytest
 from online_models.engine import Engine
 from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
-from tests.integration.conftest import free_port, wait_for
+from tests.integration.conftest import free_port, seek_and_gap_lines, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,7 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
         "REELSTREAM_EXCHANGE_INTERVAL_S": "0.5",
         "REELSTREAM_EXCHANGE_FACTORS": "sum",
         "REELSTREAM_DEBUG_TOKEN": DEBUG_TOKEN,
+        "REELSTREAM_LOG_LEVEL": "INFO",  # a difference quotes the workers' seeks and gaps
     }
     a = start_worker(REELSTREAM_WORKER_ID="wa", **env)
     b = start_worker(REELSTREAM_WORKER_ID="wb", REELSTREAM_WEB_PORT=str(free_port()), **env)
@@ -127,7 +128,13 @@ async def test_two_workers_share_title_factors_and_counts_once(run_settings, sta
                 mine = in_units(
                     got["counts"][c], got["ref_ts"], model.clock.ref_ts, model.clock.inv_tau
                 )
-                assert mine == pytest.approx(want, rel=1e-9, abs=1e-12), (d["worker"], name, c)
+                said = seek_and_gap_lines([a.log_path, b.log_path])
+                assert mine == pytest.approx(want, rel=1e-9, abs=1e-12), (
+                    d["worker"],
+                    name,
+                    c,
+                    said,
+                )
         cw = models.cowatch
         want = dict(zip(models.titles.ids, cw.counts.tolist(), strict=True))
         assert sum(want.values()) > 0
