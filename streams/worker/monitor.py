@@ -130,19 +130,34 @@ class Progress:
 
     >>> from collections import namedtuple
     >>> Ev = namedtuple("Ev", "message"); Msg = namedtuple("Msg", "tp offset")
-    >>> p = Progress(); p.note([Ev(Msg("a", 4)), Ev(Msg("a", 7)), Ev(Msg("b", 1))])
-    >>> p.done
-    {'a': 7, 'b': 1}
+    >>> TP = namedtuple("TP", "topic partition"); a, b = TP("ev", 0), TP("ev", 1)
+    >>> p = Progress(); p.note([Ev(Msg(a, 4)), Ev(Msg(a, 7)), Ev(Msg(b, 1))])
+    >>> p.done[a], p.done[b]
+    (7, 1)
     """
 
     def __init__(self) -> None:
         self.done: dict[Any, int] = {}
+        self.last: dict[Any, int] = {}  # kept through revocations: the order the agent saw
 
     def note(self, batch: list[Any]) -> None:
+        last = self.last
         for event in batch:
             msg = event.message
             if msg.offset > self.done.get(msg.tp, -1):
                 self.done[msg.tp] = msg.offset
+            before = last.get(msg.tp)
+            if before is not None and msg.offset != before + 1:
+                # A skip or a read again, as the agent saw it (a rebalance reads from the
+                # commit; a skip is records the consumer handed over and the agent never got).
+                log.info(
+                    "the agent took offset %d of %s-%d after %d",
+                    msg.offset,
+                    msg.tp.topic,
+                    msg.tp.partition,
+                    before,
+                )
+            last[msg.tp] = msg.offset
 
     def forget(self) -> None:
         self.done.clear()

@@ -179,6 +179,7 @@ def seek_and_gap_lines(paths: Iterable[Path]) -> list[str]:
         "commits of",
         "cleared from",
         "read again from",
+        "the agent took offset",
     )
     out = []
     for path in paths:

@@ -4,6 +4,7 @@ consumer: a title-events partition that stops moving must fail /healthz like an 
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace
 
 from faust.types import TP
 
@@ -150,3 +151,24 @@ def test_rocksdb_memory_reads_every_kind_from_real_rocksdb(tmp_path) -> None:
     finally:
         for db in dbs:
             db.close()
+
+
+def test_progress_logs_where_the_agent_skipped_or_read_again(caplog):
+    tp = TP("events", 2)
+
+    def batch(*offsets):
+        return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o)) for o in offsets]
+
+    progress = monitor.Progress()
+    with caplog.at_level("INFO", logger="reelstream.monitor"):
+        progress.note(batch(2537, 2538, 2539))
+        progress.note(batch(2540, 2541))  # in order: nothing said
+        progress.forget()  # a revocation: the order the agent saw is kept
+        progress.note(batch(2551, 2552))  # 2542-2550 never reached the agent
+        progress.note(batch(2537))  # read again from the commit
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "the agent took offset 2551 of events-2 after 2541",
+        "the agent took offset 2537 of events-2 after 2552",
+    ]
+    assert progress.done == {tp: 2552}  # the highest since the revocation
