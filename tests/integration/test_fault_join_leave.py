@@ -158,7 +158,11 @@ async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
     run_settings, churn_run
 ):
     got = read_redis(run_settings, churn_run["truth"])
-    if churn_run["differing"]:
+    want_titles = churn_run["truth"]["titles"]
+    titles = {
+        t: (got["titles"].get(t), w) for t, w in want_titles.items() if got["titles"].get(t) != w
+    }
+    if churn_run["differing"] or titles:
         # An xfail's captured output is not shown; pytest's warnings summary is.
         short = {
             u: {k: (f.get(k), want.get(k)) for k in {*f, *want} if f.get(k) != want.get(k)}
@@ -166,6 +170,7 @@ async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
         }
         warnings.warn(
             f"join/leave difference (field: got, want): {short}; "
+            f"titles (got, want): {dict(list(titles.items())[:5])}; "
             f"stalls: {len(churn_run['stalls'])}; {churn_run['report']}; "
             f"the workers' seeks and gaps: {seek_and_gap_lines(churn_run['logs'])}",
             stacklevel=1,
