@@ -132,7 +132,8 @@ class Part:
         self.mf[rows] = 0.0
         self.mf_n[rows] = 0.0
         self.cw_counts[rows] = 0.0
-        self.cw_pairs = {key: v for key, v in self.cw_pairs.items() if not rows[key[0]]}
+        cleared = rows.tolist()  # a list: a numpy index per pair cost 1.6 ms a shard
+        self.cw_pairs = {key: v for key, v in self.cw_pairs.items() if not cleared[key[0]]}
         for _, counts in self.decayed.values():
             for arr in counts.values():
                 arr[rows] = 0.0

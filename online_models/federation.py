@@ -163,17 +163,20 @@ class TitleExchange:
 
     # --- reading and writing the models' parameters ------------------------------------
 
-    def _mf_params(self) -> np.ndarray:
+    def _mf_params(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Title factors and biases as float64 rows (``rows``: those only)."""
         mf = self.rec.mf
-        return np.concatenate([mf.q, mf.bias[:, None]], axis=1).astype(np.float64)
+        q, bias = (mf.q, mf.bias) if rows is None else (mf.q[rows], mf.bias[rows])
+        return np.concatenate([q, bias[:, None]], axis=1).astype(np.float64)
 
-    def _set_mf(self, params: np.ndarray) -> None:
+    def _set_mf(self, params: np.ndarray, rows: np.ndarray | None = None) -> None:
         mf = self.rec.mf
+        at = slice(None) if rows is None else rows
         q = params[:, : self.k].astype(mf.q.dtype)
-        moved = np.flatnonzero((mf.q != q).any(axis=1))
-        mf.q[:] = q
-        mf.bias[:] = params[:, self.k]
-        mf.changed(moved)
+        moved = np.flatnonzero((mf.q[at] != q).any(axis=1))
+        mf.q[at] = q
+        mf.bias[at] = params[:, self.k]
+        mf.changed(moved if rows is None else rows[moved])
 
     def _rk_params(self, head: str) -> np.ndarray:
         m = self.rec.ranker.models[head]
@@ -300,17 +303,19 @@ class TitleExchange:
         skipped: the models keep the shard's last applied state until a later snapshot."""
         latest = {s.shard: s for s in snapshots}
         n = self._fit()
-        new: Part | None = None
-        applied = 0
-        for shard, snap in sorted(latest.items()):
-            own = self._own_part(snap)
-            if own is False:
-                continue
-            if new is None:
-                new = self.applied.copy()
-                new.fit(n)
-            ranker = shard == 0 and self.ranker_rule != "local"  # "local": never merged
-            new.clear(self.shard_of_row[:n] == shard, ranker=ranker)
+        owns = {shard: self._own_part(snap) for shard, snap in latest.items()}
+        taken = [(sh, latest[sh], own) for sh, own in sorted(owns.items()) if own is not False]
+        if not taken:
+            return 0
+        new = self.applied.copy()
+        new.fit(n)
+        # The shards about to be replaced, cleared in one pass (per shard, the pass over
+        # every co-watch pair was repeated once per shard).
+        shards = [shard for shard, _, _ in taken]
+        local = self.ranker_rule == "local"  # "local": the ranker is never merged
+        new.clear(np.isin(self.shard_of_row[:n], shards), ranker=0 in shards and not local)
+        for shard, snap, own in taken:
+            ranker = shard == 0 and not local
             new.add(snap.part, 1.0, self.dims, ranker=ranker)
             if isinstance(own, Sparse):
                 new.add(own, -1.0, self.dims, ranker=ranker)
@@ -318,10 +323,8 @@ class TitleExchange:
                 "by": snap.by,
                 "included": {w: seq for w, (_, seq) in snap.included.items()},
             }
-            applied += 1
-        if new is not None:
-            self._apply(new)
-        return applied
+        self._apply(new)
+        return len(taken)
 
     def _apply(self, part: Part) -> None:
         """Make the models hold ``part`` from elsewhere instead of :attr:`applied`."""
@@ -358,10 +361,15 @@ class TitleExchange:
                 if c not in counts:
                     delta[c] = -a * f
             model.add(ref, delta)
-        # MF title factors and biases: the aggregators applied the rule, so add
-        cur = self._mf_params()
-        self._set_mf(cur + (part.mf - old.mf))
-        self.mf_ref = self.mf_ref + (self._mf_params() - cur)  # not a local displacement
+        # MF title factors and biases: the aggregators applied the rule, so add; only the
+        # rows whose part changed (a round at 50,000 titles touches a few thousand, and
+        # the whole-catalog form was most of its merge)
+        diff = part.mf - old.mf
+        rows = np.flatnonzero(diff.any(axis=1))
+        if len(rows):
+            cur = self._mf_params(rows)
+            self._set_mf(cur + diff[rows], rows)
+            self.mf_ref[rows] += self._mf_params(rows) - cur  # not a local displacement
         if self.ranker_rule != "local":
             for h in MODELS:
                 cur_w = self._rk_params(h)

@@ -173,17 +173,33 @@ class CountryTrending:
             self.outbox = {}
         return self.clock.ref_ts, out
 
+    #: Changed titles up to which :meth:`add` updates the sampling tree in place; past it
+    #: the tree is rebuilt (at 50,000 titles a rebuild is about 5 ms, an update 10 us).
+    TREE_UPDATE_MAX = 256
+
     def add(self, ref_ts: int, counts: dict[str, np.ndarray]) -> None:
-        """Add mass learned elsewhere (rows aligned with this index), relative to ``ref_ts``."""
+        """Add mass learned elsewhere (rows aligned with this index), relative to ``ref_ts``.
+        Only what changes is redone: an exchange round mostly brings a few titles' mass,
+        and with one worker none (its own, taken back out)."""
         f = self.clock.adopt(ref_ts, self._scale)
         for key, v in counts.items():
             arr = self.counts.get(key)
             if arr is None:
                 arr = self.counts[key] = np.zeros(self.n, dtype=np.float64)
             m = min(len(arr), len(v))
-            arr[:m] += v[:m] * f
+            changed = np.flatnonzero(v[:m])
+            if not len(changed):
+                continue
+            delta = v[changed] * f
+            arr[changed] += delta
             self._rebuild_top(key)
-        self._rebuild_tree()
+            if key != GLOBAL:
+                continue
+            if len(changed) > self.TREE_UPDATE_MAX:
+                self._rebuild_tree()
+            else:
+                for idx, w in zip(changed.tolist(), delta.tolist(), strict=True):
+                    self._tree_add(idx, w)
 
     def raw(self, country: str | None) -> np.ndarray:
         arr = self.counts.get(country or GLOBAL)
