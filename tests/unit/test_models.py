@@ -92,6 +92,26 @@ def test_mass_added_by_an_exchange_samples_like_the_same_mass_observed_here():
     assert set(a.tolist()) <= set(rows.tolist())  # never a title nobody played
 
 
+def test_a_few_titles_added_by_an_exchange_update_the_sampling_tree_in_place():
+    """Below ``TREE_UPDATE_MAX`` changed titles the tree is updated, not rebuilt: it must
+    equal the rebuilt one; an add of nothing leaves the tree and top lists alone."""
+    rng = np.random.default_rng(5)
+    t = CountryTrending()
+    t.resize(5_000)
+    for i in rng.integers(0, 5_000, 3_000).tolist():
+        t.observe(i, "FR", T0)
+    delta = np.zeros(5_000)
+    delta[[3, 77, 4_999]] = [2.0, 0.5, 7.0]
+    t.add(t.clock.ref_ts, {"*": delta, "FR": delta.copy()})
+    kept = list(t._tree)
+    t._rebuild_tree()
+    assert np.allclose(kept, t._tree)
+    assert 4_999 in t.top("FR", T0, 3)
+    tree, top = list(t._tree), dict(t._top)
+    t.add(t.clock.ref_ts, {"*": np.zeros(5_000)})
+    assert t._tree == tree and t._top == top
+
+
 def test_outcome_labels():
     assert outcome({"event_type": "stop", "position_s": 900, "duration_s": 1000}, None) == (
         "positive"
