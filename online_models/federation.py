@@ -169,14 +169,14 @@ class TitleExchange:
         q, bias = (mf.q, mf.bias) if rows is None else (mf.q[rows], mf.bias[rows])
         return np.concatenate([q, bias[:, None]], axis=1).astype(np.float64)
 
-    def _set_mf(self, params: np.ndarray, rows: np.ndarray | None = None) -> None:
+    def _set_mf(self, params: np.ndarray, rows: np.ndarray) -> None:
+        """Title factors and biases of ``rows`` from float64 rows of :meth:`_mf_params`."""
         mf = self.rec.mf
-        at = slice(None) if rows is None else rows
         q = params[:, : self.k].astype(mf.q.dtype)
-        moved = np.flatnonzero((mf.q[at] != q).any(axis=1))
-        mf.q[at] = q
-        mf.bias[at] = params[:, self.k]
-        mf.changed(moved if rows is None else rows[moved])
+        moved = rows[(mf.q[rows] != q).any(axis=1)]
+        mf.q[rows] = q
+        mf.bias[rows] = params[:, self.k]
+        mf.changed(moved)
 
     def _rk_params(self, head: str) -> np.ndarray:
         m = self.rec.ranker.models[head]
