@@ -33,6 +33,13 @@ RECORDS_CONSUMED = Counter(
     "Kafka records of the events topic fully processed (counted after their batch).",
     registry=REGISTRY,
 )
+RECORDS_HELD = Counter(
+    "reelstream_records_held_total",
+    "Records an agent held back because earlier records of their partition had not reached "
+    "it; the partition is read again from the first missing one (streams/worker/offset_order.py).",
+    ["topic"],
+    registry=REGISTRY,
+)
 SCORE_REFRESHES = Counter(
     "reelstream_score_refreshes_total", "Top-K lists recomputed and published.", registry=REGISTRY
 )

@@ -37,7 +37,11 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 - Records cleared from the stream queues when flow resumes: :class:`FlowControl` (mode's
   ``FlowControlEvent._queues``, asyncio's ``Queue._queue``) reports them to
-  :meth:`Consumer.rewind_dropped`, which reads them again (:meth:`ReadOffsets.rewind`).
+  :meth:`Consumer.read_again_from`, which reads them again (:meth:`ReadOffsets.rewind`).
+- The agents' order (streams/worker/offset_order.py): :func:`take_seeks` (where each
+  rebalance sought the partitions) and :func:`gap_reported` (real gaps handed over), kept
+  in :class:`ReadOffsets`; :meth:`Consumer.read_again_from` reads a partition again from
+  a record that never reached its agent.
 - Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
   that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
 
@@ -51,7 +55,7 @@ import logging
 import random
 import time
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -119,6 +123,11 @@ class ReadOffsets(defaultdict):
         self.checked: dict[TP, tuple[int, int]] = {}  # tp -> (offset, epoch) sought again
         self.resought_in: dict[TP, int] = {}  # tp -> epoch of the fetch it was sought in
         self.dropped = 0
+        # For the agents' order (streams/worker/offset_order.py): real gaps handed over,
+        # the latest few per partition as [start, end), and where the last rebalance's
+        # seeks put each partition, until taken (take_seeks).
+        self.gaps: dict[TP, deque[tuple[int, int]]] = {}
+        self.rebalance_seeks: dict[TP, int | None] = {}
 
     def seeked(self, positions: dict[TP, int | None]) -> None:
         self.epoch += 1
@@ -301,10 +310,10 @@ class Consumer(faust_aiokafka.Consumer):
         if isinstance(read, ReadOffsets):
             read.seeked({tp: offset})
 
-    def rewind_dropped(self, first: dict[TP, int]) -> None:
-        """Partitions whose records from ``first[tp]`` on were cleared from the stream
-        queues (:class:`FlowControl`): each one still assigned is held to that offset at
-        once (records past it are dropped, :func:`drop_overtaken`) and sought back there."""
+    def read_again_from(self, first: dict[TP, int], why: str) -> None:
+        """Partitions whose records from ``first[tp]`` on never reached an agent (``why``):
+        each one still assigned is held to that offset at once (records past it are
+        dropped, :func:`drop_overtaken`) and sought back there."""
         read = self._read_offset
         if not isinstance(read, ReadOffsets):
             return
@@ -322,11 +331,11 @@ class Consumer(faust_aiokafka.Consumer):
                 )
                 continue
             _log.info(
-                "offsets from %d of %s-%d were cleared from the stream queue before an agent "
-                "took them: read again from %d",
+                "offsets from %d of %s-%d %s: read again from %d",
                 offset,
                 tp.topic,
                 tp.partition,
+                why,
                 offset,
             )
             task = asyncio.ensure_future(self._seek_back(tp, offset))
@@ -361,6 +370,9 @@ class Consumer(faust_aiokafka.Consumer):
             self._committed_offset[tp],
             self._read_offset.get(tp),
         )
+        read = self._read_offset
+        if isinstance(read, ReadOffsets):
+            read.gaps.setdefault(tp, deque(maxlen=16)).append((offset_from, offset_to))
         await faust_aiokafka.Consumer._add_gap(self, tp, offset_from, offset_to)
 
     async def perform_seek(self) -> None:
@@ -370,7 +382,9 @@ class Consumer(faust_aiokafka.Consumer):
         read = self._read_offset
         if isinstance(read, ReadOffsets):
             acked = self.app.topics.acks_enabled_for
-            read.seeked({tp: o for tp, o in read.items() if acked(tp.topic)})
+            positions = {tp: o for tp, o in read.items() if acked(tp.topic)}
+            read.seeked(positions)
+            read.rebalance_seeks.update(positions)
         _log.info(
             "seeked to committed offsets: %s",
             {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(self._read_offset.items())},
@@ -388,7 +402,7 @@ class FlowControl(FlowControlEvent):
     partition's commit stayed at the first of them while later records were processed,
     and they were folded in only after the next rebalance's seek, out of order, or never
     (tests/integration/test_fault_join_leave.py, issue 11). Here the clear reports the
-    first dropped offset of each partition to :meth:`Consumer.rewind_dropped`, which reads
+    first dropped offset of each partition to :meth:`Consumer.read_again_from`, which reads
     the partition again from it. Uses mode's ``_queues`` and asyncio's ``Queue._queue``.
     """
 
@@ -419,9 +433,9 @@ class FlowControl(FlowControlEvent):
                 for tp in sorted(first)
             ),
         )
-        rewind = getattr(self._app.consumer, "rewind_dropped", None)
-        if rewind is not None:
-            rewind(first)
+        read_again = getattr(self._app.consumer, "read_again_from", None)
+        if read_again is not None:
+            read_again(first, "were cleared from the stream queues before an agent took them")
 
 
 class App(faust.App):
@@ -656,6 +670,23 @@ async def broker_metadata_ok(app: Any, timeout_s: float) -> bool:
     except Exception:
         return False
     return True
+
+
+def take_seeks(consumer: Any) -> dict[TP, int | None]:
+    """Where the rebalances since the last call sought each acks-enabled partition."""
+    read = getattr(consumer, "_read_offset", None)
+    if not isinstance(read, ReadOffsets) or not read.rebalance_seeks:
+        return {}
+    out, read.rebalance_seeks = read.rebalance_seeks, {}
+    return out
+
+
+def gap_reported(consumer: Any, tp: TP, start: int, end: int) -> bool:
+    """Whether the consumer handed a record over past a real gap covering [start, end)."""
+    read = getattr(consumer, "_read_offset", None)
+    if not isinstance(read, ReadOffsets):
+        return False
+    return any(a <= start and end <= b for a, b in read.gaps.get(tp, ()))
 
 
 def read_offsets(consumer: Any, tps: Iterable[TP]) -> dict[TP, int | None]:

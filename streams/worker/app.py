@@ -7,6 +7,7 @@ emit. Settings are read from the environment when this module is imported.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -44,6 +45,7 @@ from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
 from streams.worker.expiry import ExpirySweep
+from streams.worker.offset_order import PartitionOrder
 from streams.worker.profile_store import TableProfileStore
 from streams.worker.title_store import TableTitleStore
 
@@ -134,6 +136,7 @@ titles_table = app.Table(
 
 store = TableProfileStore(profiles_table, settings.user_cache)
 title_store = TableTitleStore(titles_table)
+order = PartitionOrder()  # each partition's records reach the agents in offset order
 progress = monitor.Progress()  # last offset processed per partition, for the stall watch
 title_view = GlobalTitleView()
 engine = Engine(profiles=store, top_k=settings.top_k, popularity=title_view)
@@ -435,12 +438,28 @@ async def process_events(stream: faust.StreamT) -> None:
         # the per-user event-id gate drops what was already counted.
         for event in batch:
             event.message.incref()
+        batch = _in_order(batch)
         async with durable.lock:  # checkpoints happen between batches only
             await handle_batch(batch)
             await durable.after_batch()
         for event in batch:
             event.message.decref()
         progress.note(batch)
+
+
+def _in_order(batch: list) -> list:
+    """The batch's events that follow their partition's last one (offset_order.py). The
+    others are held: they keep the extra reference taken above, so they are never acked,
+    and their partition is read again from its first missing record."""
+    consumer = app.consumer
+    order.seeked(kafka_internals.take_seeks(consumer))
+    gap = functools.partial(kafka_internals.gap_reported, consumer)
+    ready, held, again = order.split(batch, gap, time.monotonic())
+    if again:
+        consumer.read_again_from(again, "never reached the agent, which got later ones")
+    for event in held:
+        m.RECORDS_HELD.labels(topic=event.message.topic).inc()
+    return ready
 
 
 async def _dead_letter(
@@ -547,6 +566,7 @@ async def process_title_events(stream: faust.StreamT) -> None:
         # join/leave churn, tests/integration/test_fault_join_leave.py).
         for event in batch:
             event.message.incref()
+        batch = _in_order(batch)  # the per-source high-water mark below needs the order
         await _fold_title_records(batch)
         for event in batch:
             event.message.decref()

@@ -584,6 +584,14 @@ def test_a_real_gap_is_recorded_once_a_read_from_its_start_shows_it_again() -> N
     handed, gaps, seeks = _drain_after_seek(read, 10, [[10, 11, 12, 13, 14, 18, 19], [18, 19, 20]])
     assert handed == [10, 11, 12, 13, 14, 18, 19, 20] and gaps == [(15, 19)]
     assert seeks == [(0, 15)] and read.dropped == 2
+    # ... and reported to the agents' order (streams/worker/offset_order.py).
+    consumer, tp = SimpleNamespace(_read_offset=read), TopicPartition("events", 0)
+    assert kafka_internals.gap_reported(consumer, tp, 15, 18)
+    assert not kafka_internals.gap_reported(consumer, tp, 14, 18)
+    assert kafka_internals.take_seeks(consumer) == {}
+    read.rebalance_seeks[tp] = 15
+    assert kafka_internals.take_seeks(consumer) == {tp: 15}
+    assert kafka_internals.take_seeks(consumer) == {}  # taken once
 
 
 def test_a_partition_that_resumes_past_the_seek_position_is_read_again_from_it() -> None:
@@ -621,7 +629,9 @@ async def test_a_resume_that_clears_the_queues_reports_each_partitions_first_dro
     from faust.types import TP as FaustTP
 
     reported: list[dict] = []
-    app = SimpleNamespace(consumer=SimpleNamespace(rewind_dropped=reported.append))
+    app = SimpleNamespace(
+        consumer=SimpleNamespace(read_again_from=lambda first, why: reported.append(first))
+    )
     fc = kafka_internals.FlowControl(app)
     e3, e1 = FaustTP("events", 3), FaustTP("events", 1)
     q1 = _queued(fc, [(e3, 698), (e3, 699), (e1, 40)])
@@ -660,7 +670,7 @@ def test_a_pending_seek_below_the_cleared_records_is_kept() -> None:
     assert read.rewind(tp, 700) and read.expected(tp) == 700 and read[tp] == 699
 
 
-async def test_rewind_dropped_seeks_back_assigned_acked_partitions_only() -> None:
+async def test_read_again_from_seeks_back_assigned_acked_partitions_only() -> None:
     from faust.types import TP as FaustTP
 
     e0, e1, cl = FaustTP("events", 0), FaustTP("events", 1), FaustTP("changelog", 0)
@@ -680,7 +690,7 @@ async def test_rewind_dropped_seeks_back_assigned_acked_partitions_only() -> Non
         app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "events")),
     )
     consumer._seek_back = lambda tp, o: kafka_internals.Consumer._seek_back(consumer, tp, o)
-    kafka_internals.Consumer.rewind_dropped(consumer, {e0: 45, e1: 46, cl: 47})
+    kafka_internals.Consumer.read_again_from(consumer, {e0: 45, e1: 46, cl: 47}, "test")
     await asyncio.gather(*consumer._rereads)
     assert seeks == [(e0, 45)]  # e1 is not assigned; the changelog has no acks
     assert read.expected(e0) == 45 and read.checked[e0] == (45, read.epoch)

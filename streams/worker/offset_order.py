@@ -1,0 +1,101 @@
+"""Each partition's records reach the agents in offset order, without holes.
+
+The consumer adapter (streams/adapters/kafka_internals.py) hands records over in order,
+but a record can still vanish between the consumer and an agent during a rebalance:
+Faust's stream skips (and acks) a record fetched in an older consumer generation, and
+clears its queues when flow resumes. A partition kept through the rebalance then went
+on with later records; the missing ones were folded in late, out of order (the head-gap
+re-read), or never, and order-dependent state (sessions, the title side's per-source
+high-water mark) differed from an uninterrupted run (issue 11,
+tests/integration/test_fault_join_leave.py).
+
+:class:`PartitionOrder` sits at the agent: a record past its partition's next offset
+opens a *hole*; it and the partition's later records are held (neither processed nor
+acked) and the partition is read again from the hole, until the record at the hole
+arrives or the consumer reports a real gap there (a transaction's markers). After a
+rebalance each partition's next offset is where the consumer sought it. Pure
+bookkeeping: the worker asks the consumer to read again.
+
+>>> from collections import namedtuple
+>>> Ev = namedtuple("Ev", "message"); Msg = namedtuple("Msg", "tp offset")
+>>> o = PartitionOrder()
+>>> batch = [Ev(Msg("e-2", off)) for off in (7, 8, 11, 12)]
+>>> ready, held, again = o.split(batch, no_gap, now=0.0)
+>>> [e.message.offset for e in ready], [e.message.offset for e in held], again
+([7, 8], [11, 12], {'e-2': 9})
+>>> ready, held, again = o.split([Ev(Msg("e-2", off)) for off in (9, 10, 11)], no_gap, 0.1)
+>>> [e.message.offset for e in ready], held, again
+([9, 10, 11], [], {})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+#: Seconds a hole may wait for its records before the partition is read again once more
+#: (the first request can be lost to a rebalance's own seek).
+ASK_AGAIN_S = 2.0
+
+# (partition, hole start, offset past it) -> whether the consumer reported a real gap
+RealGap = Callable[[Hashable, int, int], bool]
+
+
+def no_gap(tp: Hashable, start: int, end: int) -> bool:
+    return False
+
+
+class PartitionOrder:
+    """The next offset each partition's agent expects, and the holes it waits on."""
+
+    def __init__(self) -> None:
+        self.next: dict[Hashable, int] = {}
+        self.holes: dict[Hashable, int] = {}  # partition -> first missing offset
+        self.asked: dict[Hashable, float] = {}  # partition -> when it was last read again
+        self.held = 0  # records held so far (a metric's source)
+
+    def split(
+        self, batch: Sequence[Any], real_gap: RealGap, now: float
+    ) -> tuple[list[Any], list[Any], dict[Hashable, int]]:
+        """(events to process, events held, partitions to read again from an offset)."""
+        ready: list[Any] = []
+        held: list[Any] = []
+        again: dict[Hashable, int] = {}
+        for event in batch:
+            msg = event.message
+            tp, off = msg.tp, msg.offset
+            hole = self.holes.get(tp)
+            if hole is not None:
+                if off > hole and not real_gap(tp, hole, off):
+                    held.append(event)
+                    if now - self.asked.get(tp, now) >= ASK_AGAIN_S:
+                        again[tp] = hole
+                        self.asked[tp] = now
+                    continue
+                if off >= hole:  # the missing record, or a real gap: in order again
+                    del self.holes[tp]
+                    self.asked.pop(tp, None)
+            nxt = self.next.get(tp)
+            if nxt is not None and off > nxt and not real_gap(tp, nxt, off):
+                self.holes[tp] = nxt
+                self.asked[tp] = now
+                again[tp] = nxt
+                held.append(event)
+                continue
+            if nxt is None or off >= nxt:
+                self.next[tp] = off + 1
+            ready.append(event)  # below ``nxt``: read again, the gates drop what was learned
+        self.held += len(held)
+        return ready, held, again
+
+    def seeked(self, positions: dict[Hashable, int | None]) -> None:
+        """The consumer sought these partitions (a rebalance restarts each at its commit):
+        the next offset is the position (None: unknown, the next record sets it). Records
+        fetched before the seek that still arrive past it are held like a hole's."""
+        for tp, at in positions.items():
+            self.holes.pop(tp, None)
+            self.asked.pop(tp, None)
+            if at is None:
+                self.next.pop(tp, None)
+            else:
+                self.next[tp] = at

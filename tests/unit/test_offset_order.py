@@ -1,0 +1,78 @@
+"""The agents' per-partition order (streams/worker/offset_order.py): holes are held and
+read again, real gaps and reads again go through."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from streams.worker.offset_order import ASK_AGAIN_S, PartitionOrder, no_gap
+
+TP = ("events", 2)
+
+
+def events(*offsets, tp=TP):
+    return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o)) for o in offsets]
+
+
+def offsets(evs):
+    return [e.message.offset for e in evs]
+
+
+def test_records_past_a_hole_are_held_until_the_partition_is_read_again_in_order():
+    # As seen in test_fault_join_leave (2026-12-05): a kept partition restarted at 2537,
+    # 2543-2550 never reached the agent, 2551 on did.
+    order = PartitionOrder()
+    order.seeked({TP: 2537})
+    ready, held, again = order.split(events(*range(2537, 2543), 2551, 2552), no_gap, 0.0)
+    assert offsets(ready) == list(range(2537, 2543))
+    assert offsets(held) == [2551, 2552] and again == {TP: 2543}
+    # Records still on their way are held too, without asking again at once ...
+    ready, held, again = order.split(events(2553), no_gap, 0.5)
+    assert ready == [] and offsets(held) == [2553] and again == {}
+    # ... and asked again once the hole has waited ASK_AGAIN_S.
+    _, _, again = order.split(events(2554), no_gap, 0.5 + ASK_AGAIN_S)
+    assert again == {TP: 2543}
+    # The read from 2543: everything in order.
+    ready, held, again = order.split(events(*range(2543, 2556)), no_gap, 3.0)
+    assert offsets(ready) == list(range(2543, 2556)) and held == [] and again == {}
+    assert order.holes == {} and order.held == 4
+
+
+def test_a_gap_the_consumer_reported_goes_through():
+    order = PartitionOrder()
+    order.seeked({TP: 10})
+    gaps = {(10, 14)}  # e.g. a transaction's markers: [10, 14) never arrive
+
+    def real(tp, start, end):
+        return any(a <= start and end <= b for a, b in gaps)
+
+    ready, held, again = order.split(events(14, 15), real, 0.0)
+    assert offsets(ready) == [14, 15] and held == [] and again == {}
+    # The same gap found only after a hole was opened (reported by the read again).
+    order2 = PartitionOrder()
+    order2.seeked({TP: 10})
+    assert order2.split(events(14), no_gap, 0.0)[2] == {TP: 10}
+    ready, held, _ = order2.split(events(14, 15), real, 0.1)
+    assert offsets(ready) == [14, 15] and order2.holes == {}
+
+
+def test_reads_again_below_the_next_offset_go_through_and_do_not_move_it_back():
+    order = PartitionOrder()
+    ready, _, _ = order.split(events(5, 6, 7), no_gap, 0.0)  # no seek known: 5 is the base
+    ready, held, again = order.split(events(3, 4, 5, 6, 7, 8), no_gap, 0.1)
+    assert offsets(ready) == [3, 4, 5, 6, 7, 8] and held == [] and again == {}
+    assert order.next[TP] == 9
+
+
+def test_a_rebalance_seek_resets_the_partition_and_holds_records_fetched_before_it():
+    order = PartitionOrder()
+    order.split(events(*range(100, 120)), no_gap, 0.0)
+    order.seeked({TP: 110, ("events", 3): None})
+    # 125-126 were fetched before the seek back to 110: held, read again from 110.
+    ready, held, again = order.split(events(125, 126, 110, 111), no_gap, 0.1)
+    assert offsets(held) == [125, 126] and offsets(ready) == [110, 111]
+    assert again == {TP: 110} and order.holes == {}
+    # Partitions are independent; one without a known position starts at its first record.
+    other = ("events", 3)
+    ready, held, _ = order.split(events(40, 41, tp=other), no_gap, 0.2)
+    assert offsets(ready) == [40, 41] and held == []
