@@ -40,8 +40,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   :meth:`Consumer.read_again_from`, which reads them again (:meth:`ReadOffsets.rewind`).
 - The agents' order (streams/worker/offset_order.py): :func:`take_seeks` (where each
   rebalance sought the partitions) and :func:`gap_reported` (real gaps handed over), kept
-  in :class:`ReadOffsets`; :meth:`Consumer.read_again_from` reads a partition again from
-  a record that never reached its agent.
+  in :class:`ReadOffsets`, and :func:`committed_offsets` (``Consumer._committed_offset``);
+  :meth:`Consumer.read_again_from` reads a partition again from a record that never
+  reached its agent.
 - Reconnects: :func:`install_reconnect_backoff` wraps ``AIOKafkaClient._get_conn`` so a node
   that refused a connection is retried after a growing backoff (50 ms to 1 s), not at once.
 
@@ -322,6 +323,16 @@ class Consumer(faust_aiokafka.Consumer):
         for tp, offset in sorted(first.items()):
             if tp not in assigned or not acked(tp.topic):
                 continue  # revoked: its next owner reads it from the commit
+            committed = self._committed_offset.get(tp)
+            if committed is not None and offset < committed:
+                _log.info(
+                    "%s-%d not read again from %d: committed up to %d",
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    committed,
+                )
+                continue  # processed already, here or by the previous owner
             if not read.rewind(tp, offset):
                 _log.info(
                     "%s-%d is to be read again from %s already",
@@ -679,6 +690,11 @@ def take_seeks(consumer: Any) -> dict[TP, int | None]:
         return {}
     out, read.rebalance_seeks = read.rebalance_seeks, {}
     return out
+
+
+def committed_offsets(consumer: Any) -> dict[TP, int]:
+    """The consumer's committed offset per partition it holds (Faust's ``_committed_offset``)."""
+    return {tp: o for tp, o in consumer._committed_offset.items() if o is not None}
 
 
 def gap_reported(consumer: Any, tp: TP, start: int, end: int) -> bool:

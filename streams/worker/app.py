@@ -297,6 +297,7 @@ async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
     store.forget()
     title_store.forget()
     progress.forget()
+    order.forget()
 
 
 @app.on_partitions_assigned.connect
@@ -453,6 +454,7 @@ def _in_order(batch: list) -> list:
     and their partition is read again from its first missing record."""
     consumer = app.consumer
     order.seeked(kafka_internals.take_seeks(consumer))
+    order.floor(kafka_internals.committed_offsets(consumer))
     gap = functools.partial(kafka_internals.gap_reported, consumer)
     ready, held, again = order.split(batch, gap, time.monotonic())
     if again:

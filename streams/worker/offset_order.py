@@ -88,6 +88,26 @@ class PartitionOrder:
         self.held += len(held)
         return ready, held, again
 
+    def floor(self, committed: dict[Hashable, int]) -> None:
+        """Nothing below a partition's committed offset is missing: it was processed, here
+        or by the partition's previous owner. A next offset left from an earlier
+        assignment must not ask for those records again (the models would learn them a
+        second time)."""
+        for tp, at in committed.items():
+            nxt = self.next.get(tp)
+            if nxt is not None and nxt < at:
+                self.next[tp] = at
+            hole = self.holes.get(tp)
+            if hole is not None and hole < at:
+                del self.holes[tp]
+                self.asked.pop(tp, None)
+
+    def forget(self) -> None:
+        """A revocation: every partition restarts where the rebalance seeks it."""
+        self.next.clear()
+        self.holes.clear()
+        self.asked.clear()
+
     def seeked(self, positions: dict[Hashable, int | None]) -> None:
         """The consumer sought these partitions (a rebalance restarts each at its commit):
         the next offset is the position (None: unknown, the next record sets it). Records

@@ -687,6 +687,7 @@ async def test_read_again_from_seeks_back_assigned_acked_partitions_only() -> No
         _rereads=set(),
         _seek=_seek,
         assignment=lambda: {e0, cl},
+        _committed_offset={e0: 40, cl: None},
         app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: t == "events")),
     )
     consumer._seek_back = lambda tp, o: kafka_internals.Consumer._seek_back(consumer, tp, o)
@@ -695,6 +696,11 @@ async def test_read_again_from_seeks_back_assigned_acked_partitions_only() -> No
     assert seeks == [(e0, 45)]  # e1 is not assigned; the changelog has no acks
     assert read.expected(e0) == 45 and read.checked[e0] == (45, read.epoch)
     assert read.expected(e1) == 51 and read.expected(cl) == 51
+    # Never below the commit: those records were processed, here or by the previous owner.
+    consumer._committed_offset[e0] = 60
+    kafka_internals.Consumer.read_again_from(consumer, {e0: 45}, "test")
+    assert consumer._rereads == set() and len(seeks) == 1
+    assert kafka_internals.committed_offsets(consumer) == {e0: 60}
 
 
 def test_faust_clears_stream_queues_through_the_apps_flow_control_on_resume() -> None:

@@ -76,3 +76,22 @@ def test_a_rebalance_seek_resets_the_partition_and_holds_records_fetched_before_
     other = ("events", 3)
     ready, held, _ = order.split(events(40, 41, tp=other), no_gap, 0.2)
     assert offsets(ready) == [40, 41] and held == []
+
+
+def test_a_next_offset_left_from_an_earlier_assignment_never_asks_below_the_commit():
+    # Seen in the fault loop (2026-12-05): a worker lost events-0 at 26 and regained it
+    # when another worker had committed 249; its records came before the new seek, and a
+    # stale next offset asked for 26-248 again (the models would learn them twice).
+    order = PartitionOrder()
+    order.split(events(24, 25), no_gap, 0.0)
+    order.floor({TP: 249})
+    ready, held, again = order.split(events(249, 250), no_gap, 0.1)
+    assert offsets(ready) == [249, 250] and held == [] and again == {}
+    # A hole the commit has passed is closed.
+    order.split(events(255), no_gap, 0.2)  # hole at 251
+    assert order.holes == {TP: 251}
+    order.floor({TP: 256})
+    assert order.holes == {} and order.next[TP] == 256
+    # A revocation forgets every partition: the next record (or seek) sets the base.
+    order.forget()
+    assert order.split(events(900), no_gap, 0.3)[0] != [] and order.next[TP] == 901
