@@ -227,8 +227,9 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
         "past the seek, and the records after it were dropped and committed over; "
         "kafka_internals.ReadOffsets). Exact in every run since: 16 right after and 16 "
         "more with the adapter's later changes (598d1b5 to 16d3dac, a CI run among them), "
-        "against 2 of 7 with a loss just before; the mark stays (non-strict) while "
-        "the join/leave skip is open. A loss is raised as a warning with the users' "
+        "against 2 of 7 with a loss just before; the mark stays (non-strict) until "
+        "more runs with the agents' order guard (2026-12-05, streams/worker/offset_order.py) "
+        "confirm it. A loss is raised as a warning with the users' "
         "counts, offsets, dead letters and the workers' seeks and gaps."
     ),
 )
