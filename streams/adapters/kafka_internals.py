@@ -282,34 +282,18 @@ class Consumer(faust_aiokafka.Consumer):
         if now - since < HEAD_GAP_S:
             return
         self._head_gaps[tp] = now  # at most once per HEAD_GAP_S
-        read = self._read_offset
         _log.warning(
             "commits of %s-%d wait for offset %d for %.0f s while %d later offsets are acked "
-            "(from %d; read offset %s): reading the partition again from %d",
+            "(from %d; read offset %s)",
             tp.topic,
             tp.partition,
             committed,
             now - since,
             len(acked),
             acked[0],
-            read.get(tp),
-            committed,
+            self._read_offset.get(tp),
         )
-        task = asyncio.ensure_future(self._read_again(tp, committed))
-        self._rereads.add(task)
-        task.add_done_callback(self._rereads.discard)
-
-    async def _read_again(self, tp: TP, offset: int) -> None:
-        try:
-            await self.seek(tp, offset)  # Faust's: aiokafka's position and the read offset
-        except Exception as exc:  # e.g. revoked meanwhile: its next owner reads from there
-            _log.warning(
-                "reading %s-%d again from %d failed: %r", tp.topic, tp.partition, offset, exc
-            )
-            return
-        read = self._read_offset
-        if isinstance(read, ReadOffsets):
-            read.seeked({tp: offset})
+        self.read_again_from({tp: committed}, "block the partition's commits")
 
     def read_again_from(self, first: dict[TP, int], why: str) -> None:
         """Partitions whose records from ``first[tp]`` on never reached an agent (``why``):
@@ -350,7 +334,7 @@ class Consumer(faust_aiokafka.Consumer):
                 offset,
             )
             task = asyncio.ensure_future(self._seek_back(tp, offset))
-            self._rereads.add(task)
+            self._rereads.add(task)  # kept until done: the loop holds tasks weakly
             task.add_done_callback(self._rereads.discard)
 
     async def _seek_back(self, tp: TP, offset: int) -> None:

@@ -52,7 +52,6 @@ class PartitionOrder:
         self.next: dict[Hashable, int] = {}
         self.holes: dict[Hashable, int] = {}  # partition -> first missing offset
         self.asked: dict[Hashable, float] = {}  # partition -> when it was last read again
-        self.held = 0  # records held so far (a metric's source)
 
     def split(
         self, batch: Sequence[Any], real_gap: RealGap, now: float
@@ -85,7 +84,6 @@ class PartitionOrder:
             if nxt is None or off >= nxt:
                 self.next[tp] = off + 1
             ready.append(event)  # below ``nxt``: read again, the gates drop what was learned
-        self.held += len(held)
         return ready, held, again
 
     def floor(self, committed: dict[Hashable, int]) -> None:

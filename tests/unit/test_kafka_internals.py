@@ -380,19 +380,24 @@ async def test_a_head_gap_that_lasts_reads_the_partition_again_from_the_commit(
     state, tp = _offsets_state(list(range(708, 713)), [], committed=698)
     state._read_offset = kafka_internals.ReadOffsets()
 
-    async def seek(tp_, offset):
+    async def _seek(tp_, offset):
         seeks.append((tp_.partition, offset))
 
-    state.seek = seek
-    state._read_again = lambda *a: kafka_internals.Consumer._read_again(state, *a)
-    with caplog.at_level("WARNING", logger="reelstream.kafka"):
+    state._seek = _seek
+    state.assignment = lambda: {tp}
+    state.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda t: True))
+    state._seek_back = lambda *a: kafka_internals.Consumer._seek_back(state, *a)
+    state.read_again_from = lambda *a: kafka_internals.Consumer.read_again_from(state, *a)
+    with caplog.at_level("INFO", logger="reelstream.kafka"):
         answers = [kafka_internals.Consumer._new_offset(state, tp)]
         clock[0] += kafka_internals.HEAD_GAP_S + 1
         answers.append(kafka_internals.Consumer._new_offset(state, tp))
         answers.append(kafka_internals.Consumer._new_offset(state, tp))  # same period
         await asyncio.gather(*state._rereads)
     assert answers == [None, None, None]  # nothing committed past the gap
-    assert seeks == [(0, 698)] and state._read_offset.sought == {tp: 698}
+    assert seeks == [(0, 698)] and state._read_offset.expected(tp) == 698
+    assert state._read_offset.checked[tp] == (698, state._read_offset.epoch)
+    assert "offsets from 698 of events-0 block the partition's commits" in caplog.text
     assert "commits of events-0 wait for offset 698" in caplog.text
 
 
