@@ -13,9 +13,11 @@ Sampling negatives costs O(log n) (``popularity`` is a
 nearest titles of a user come from an approximate index kept current with the rows
 each step changes (:mod:`online_models.ann`): nothing per event reads every title.
 
-Initial factors are seeded from the ids (CRC32), so every worker starts a title
-from the same vector; that keeps peers' title factors in one coordinate system
-when they are blended (see :func:`blend_title_factors` and docs/models.md).
+Initial factors are seeded (CRC32) from a title's catalog row (``title:<row>``) and
+from a user's id. Every worker numbers titles alike (the catalog topic has one
+partition, read in order), so every worker starts a title from the same vector; that
+keeps peers' title factors in one coordinate system when they are blended (see
+:func:`blend_title_factors` and docs/models.md).
 
 >>> mf = ImplicitMF(k=4, negatives=1, seed=1)
 >>> mf.resize(5)
