@@ -54,6 +54,26 @@ async def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+async def seconds_until(
+    predicate: Callable[[], object], since: float, timeout: float = 120.0, interval: float = 0.1
+) -> float | None:
+    """Seconds from ``since`` (a ``time.monotonic()``) until a condition first holds; None
+    if it does not within ``timeout``. A measurement to run beside a test's own waits (a
+    recovery time to print), never an assertion's timer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+        except OSError:
+            value = False  # a process still starting: not yet
+        if value:
+            return round(time.monotonic() - since, 2)
+        await asyncio.sleep(interval)
+    return None
+
+
 def api_get(port: int, path: str) -> tuple[int, dict]:
     """GET a worker's JSON route: (status, body); (0, {}) while it does not listen yet."""
     import urllib.error

@@ -11,6 +11,7 @@ statistics in Redis equal an uninterrupted in-process run of the same events
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from streams.adapters.producer import EventProducer
 from streams.tools.synthetic import SimConfig, Simulation
 from tests.integration.conftest import (
     free_port,
+    seconds_until,
     send_paced,
     wait_for,
 )
@@ -63,6 +65,16 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
     feeder = asyncio.create_task(feed())
     consumed_at_kill = []
     stalls: list[dict] = []
+    # Seconds from each SIGKILL to the restarted worker's first record: measured beside the
+    # test's own waits, printed (docs/operations.md quotes them), never asserted on time.
+    recovering: list[asyncio.Task] = []
+
+    def reading(w) -> bool:
+        try:
+            return w.metrics().get("reelstream_records_consumed_total", 0) > 0
+        except AssertionError:  # killed by the next round before it read: never recovered
+            return False
+
     for k in range(1, KILLS + 1):
         try:
             await wait_for(
@@ -84,8 +96,10 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
             stalls.append({"kill": k, "log": w.tail(5)})
         consumed_at_kill.append(w.metrics()["reelstream_records_consumed_total"])
         w.proc.kill()  # SIGKILL: no final checkpoint, no commit, no clean leave
+        killed = time.monotonic()
         w.proc.wait()
         w = worker()
+        recovering.append(asyncio.create_task(seconds_until(lambda w=w: reading(w), killed)))
     await feeder
     # The last worker too is restarted if the stall watch reports it (its /healthz fails,
     # and a liveness probe restarts it): the known stall is test_no_restarted_worker_stalls'
@@ -98,6 +112,7 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
         "faults": faults,
         "events": events,
         "last": w,
+        "recovery_s": [await t for t in recovering],
         "consumed_at_kill": consumed_at_kill,
         "stalls": stalls,
         "sent_when_done": sent[0],
@@ -105,6 +120,10 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
 
 
 async def test_the_kills_happened_mid_stream(killed_run):
+    print(
+        f"\nSIGKILL to the restarted worker's first record, s: {killed_run['recovery_s']}; "
+        f"records consumed at each kill: {killed_run['consumed_at_kill']}"
+    )
     assert len(killed_run["consumed_at_kill"]) == KILLS
     stalled = {s["kill"] for s in killed_run["stalls"]}
     assert all(
