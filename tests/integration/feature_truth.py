@@ -201,8 +201,8 @@ async def catch_up_restarting_stalls(
 ) -> Any:
     """Wait until :func:`caught_up`, restarting the worker when its stall watch reports it
     (its /healthz fails, and a liveness probe restarts it: nothing is lost). Each restart is
-    recorded in ``stalls``; the known stall is the business of the tests marked for it,
-    what the caller checks is that nothing is lost or counted twice. Returns the worker
+    recorded in ``stalls``, which the no-stall tests assert empty; the callers'
+    exactness tests check that nothing is lost or counted twice even then. Returns the worker
     that caught up."""
     from tests.integration.conftest import wait_for
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -121,15 +120,6 @@ async def test_the_joiner_took_part_in_every_cycle(churn_run):
     assert churn_run["a"].proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known, issue 11: now and then a worker stops reading its events partitions after a "
-        "rebalance (Faust/aiokafka, cf. faust-streaming#175 and #523; cause not found). The "
-        "stall watch reports it and /healthz fails so an orchestrator restarts it; the "
-        "exactness test here still holds."
-    ),
-)
 async def test_no_worker_stalls(churn_run):
     assert churn_run["stalls"] == []
 
@@ -140,20 +130,6 @@ async def test_every_sigterm_exits_within_the_documented_bound(churn_run):
     assert all(0 < s <= SIGTERM_BOUND_S for s in exits), exits
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known, issue 11: the last cause found (2026-12-05): records lost between the "
-        "consumer and the agent in a rebalance (most likely Faust's stream skipping, and "
-        "acking, records of an older consumer generation), after which a kept partition went "
-        "on with later records and the missing ones were folded in late or never. The "
-        "agents now hold a partition's records past such a hole and read it again in order "
-        "(streams/worker/offset_order.py): exact in 6 of 6 loop runs with the guard firing in "
-        "4 of them, against about 1 run in 3 before. The mark stays (non-strict) until more "
-        "runs, CI's among them, confirm it. A difference is raised as a warning with the "
-        "fields, titles, row versions and the workers' seeks."
-    ),
-)
 async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
     run_settings, churn_run
 ):
@@ -162,18 +138,13 @@ async def test_title_statistics_and_user_features_equal_the_uninterrupted_run(
     titles = {
         t: (got["titles"].get(t), w) for t, w in want_titles.items() if got["titles"].get(t) != w
     }
-    if churn_run["differing"] or titles:
-        # An xfail's captured output is not shown; pytest's warnings summary is.
-        short = {
-            u: {k: (f.get(k), want.get(k)) for k in {*f, *want} if f.get(k) != want.get(k)}
-            for u, (f, want) in list(churn_run["differing"].items())[:5]
-        }
-        warnings.warn(
-            f"join/leave difference (field: got, want): {short}; "
-            f"titles (got, want): {dict(list(titles.items())[:5])}; "
-            f"stalls: {len(churn_run['stalls'])}; {churn_run['report']}; "
-            f"the workers' seeks and gaps: {seek_and_gap_lines(churn_run['logs'])}",
-            stacklevel=1,
-        )
-    assert churn_run["differing"] == {}
-    assert got["titles"] == churn_run["truth"]["titles"]
+    short = {
+        u: {k: (f.get(k), want.get(k)) for k in {*f, *want} if f.get(k) != want.get(k)}
+        for u, (f, want) in list(churn_run["differing"].items())[:5]
+    }
+    assert not churn_run["differing"] and got["titles"] == want_titles, (
+        f"join/leave difference (field: got, want): {short}; "
+        f"titles (got, want): {dict(list(titles.items())[:5])}; "
+        f"stalls: {len(churn_run['stalls'])}; {churn_run['report']}; "
+        f"the workers' seeks and gaps: {seek_and_gap_lines(churn_run['logs'])}"
+    )

@@ -102,8 +102,8 @@ async def killed_run(run_settings, start_worker, tmp_path_factory):
         recovering.append(asyncio.create_task(seconds_until(lambda w=w: reading(w), killed)))
     await feeder
     # The last worker too is restarted if the stall watch reports it (its /healthz fails,
-    # and a liveness probe restarts it): the known stall is test_no_restarted_worker_stalls'
-    # business; what is checked here is that nothing is lost or counted twice.
+    # and a liveness probe restarts it): a stall fails test_no_restarted_worker_stalls, and
+    # the exactness tests still check that nothing is lost or counted twice.
     w = await catch_up_restarting_stalls(
         run_settings, truth, w, worker, stalls, "every user's features in Redis after the kills"
     )
@@ -133,15 +133,6 @@ async def test_the_kills_happened_mid_stream(killed_run):
     assert killed_run["last"].proc.poll() is None  # the last worker runs: no restart loop
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known, issue 11: now and then a worker restarted right after a SIGKILL reads none "
-        "of its events partitions although it holds them (Faust/aiokafka, cf. "
-        "faust-streaming#175 and #523; cause not found). The stall watch reports it and "
-        "/healthz fails so an orchestrator restarts it; the exactness tests here still hold."
-    ),
-)
 async def test_no_restarted_worker_stalls(killed_run):
     assert killed_run["stalls"] == []
 

@@ -58,7 +58,7 @@ async def run(run_settings, sim, start_worker):
         for ev in events[half:]:
             await producer.send(ev)
     # A restarted worker that the stall watch reports is restarted, as its liveness probe
-    # would (the known stall is test_fault_kills' xfail); the counts must still be exact.
+    # would (a stall fails test_fault_kills' no-stall test); the counts must still be exact.
     stalls: list[dict] = []
     second = await catch_up_restarting_stalls(
         run_settings, truth, second, worker, stalls, "every play and every user's features"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from pathlib import Path
 
 import orjson
@@ -219,25 +218,11 @@ def _lost(scale_run) -> dict[str, tuple[int, int, int]]:
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "issue 11: the residual loss's cause is found and fixed (2026-12-05, 5e16922: "
-        "records fetched before a restored checkpoint's seek back moved Faust's read offset "
-        "past the seek, and the records after it were dropped and committed over; "
-        "kafka_internals.ReadOffsets). Exact in every run since: 16 right after and 16 "
-        "more with the adapter's later changes (598d1b5 to 16d3dac, a CI run among them), "
-        "against 2 of 7 with a loss just before; the mark stays (non-strict) until "
-        "more runs with the agents' order guard (2026-12-05, streams/worker/offset_order.py) "
-        "confirm it. A loss is raised as a warning with the users' "
-        "counts, offsets, dead letters and the workers' seeks and gaps."
-    ),
-)
 def test_no_event_is_lost_in_the_handovers(scale_run):
     lost = _lost(scale_run)
     missing = sorted(set(scale_run["sent_per_user"]) - set(scale_run["profiles"]))
-    if lost or missing:
-        # An xfail's captured output is not shown; pytest's warnings summary is.
+    detail = ""
+    if lost or missing:  # what a report of the failure needs
         where = {u: scale_run["offsets"].get(u, [])[-12:] for u in [*lost, *missing[:3]]}
         said = seek_and_gap_lines(scale_run["logs"])
         detail = (
@@ -245,9 +230,8 @@ def test_no_event_is_lost_in_the_handovers(scale_run):
             f"their dead letters: { {u: scale_run['rejects'].get(u) for u in lost} }; "
             f"their last (partition, offset)s: {where}; the workers' seeks and gaps: {said}"
         )
-        warnings.warn(detail, stacklevel=1)
-    assert set(scale_run["profiles"]) == set(scale_run["sent_per_user"])
-    assert lost == {}
+    assert set(scale_run["profiles"]) == set(scale_run["sent_per_user"]), detail
+    assert lost == {}, detail
 
 
 def test_no_event_is_counted_twice_after_the_handovers(scale_run):
