@@ -163,7 +163,8 @@ async def test_every_sigterm_exits_within_the_documented_bound(churn_run):
         "difference (2026-12-05, 22:45): 4 users of the two partitions that moved between "
         "the workers had 300 watch seconds more than the uninterrupted run (one 900), in one "
         "hour bucket each; plays, sessions and titles exact; no hole, head gap or stall "
-        "logged. Most likely one event admitted twice across a handover; cause not found. A difference is raised as a warning (an xfail's output is not "
+        "logged. Most likely one event admitted twice across a handover; cause not found. "
+        "A difference is raised as a warning (an xfail's output is not "
         "shown) with the fields, titles, row versions and the workers' seeks."
     ),
 )
