@@ -3,6 +3,7 @@ and the checks of a worker's Redis output and dead letters against it."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from features.title_view import GlobalTitleView
 from online_models.engine import Engine
 from streams.adapters.redis_keys import features_key, title_key, trending_key
 from streams.adapters.redis_values import TrendingList, title_stats_fields, user_features_fields
+from streams.contract import decode_record
 from streams.settings import Settings
 from streams.tools.synthetic import Simulation
 
@@ -125,6 +127,36 @@ async def consumer_positions(settings: Settings) -> dict[str, dict[int, tuple[in
         await admin.close()
 
 
+def _row_key(raw: bytes) -> str:
+    """A profile row's key as the worker's table writes it: the user id, JSON-quoted."""
+    text = raw.decode(errors="replace")
+    if text.startswith('"'):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return str(orjson.loads(raw))
+    return text
+
+
+async def _truth_watch_at(settings: Settings, users: list[str]) -> dict[str, list]:
+    """Per user, each of its records in the events topic with the watch seconds an
+    uninterrupted run has after it: beside the changelog's row versions (``_src``,
+    ``watch_s``), the first row that departs from it shows where a difference began."""
+    from tests.integration.conftest import read_topic
+
+    records = await read_topic(settings, settings.events_topic)
+    engine, now_ms = Engine(), int(time.time() * 1000)
+    out: dict[str, list] = {u: [] for u in users}
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+        user = _row_key(rec.key) if rec.key is not None else None
+        if user not in out:
+            continue
+        decoded, _ = decode_record(rec.value)
+        for ev in decoded:
+            engine.ingest(ev, now_ms)
+            watch = engine.profile(user).features.watch_s
+            out[user].append((rec.partition, rec.offset, ev["event_type"], round(watch, 1)))
+    return out
+
+
 async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any = None) -> str:
     """What a run that did not catch up looks like: plays, users that differ, offsets, and
     the worker's counters and log tail."""
@@ -139,10 +171,15 @@ async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any
         from tests.integration.conftest import read_topic
 
         changelog = await read_topic(settings, f"{settings.app_id}-user-profiles-changelog")
+        watch_at = await _truth_watch_at(settings, list(diff)[:2])
         for user in list(diff)[:2]:
+            lines.append(
+                f"{user}: (offset, event type, watch_s after it in an uninterrupted run): "
+                f"{watch_at.get(user)}"
+            )
             versions = []
             for rec in changelog:
-                if rec.key is None or rec.key.decode(errors="replace") != user:
+                if rec.key is None or _row_key(rec.key) != user:
                     continue
                 try:
                     row = orjson.loads(rec.value) if rec.value is not None else None
@@ -158,12 +195,15 @@ async def catch_up_report(settings: Settings, truth: dict[str, Any], worker: Any
                             rec.offset,
                             row.get("_src"),
                             f.get("plays"),
+                            f.get("watch_s"),
                             row.get("last_ts"),
                             row.get("_base_gen"),
+                            len((row.get("gate") or [0, []])[1]),
                         )
                     )
             lines.append(
-                f"{user}: changelog (partition, offset, _src, plays, last_ts, base): {versions}"
+                f"{user}: changelog (partition, offset, _src, plays, watch_s, last_ts, base, "
+                f"gate ids): {versions}"
             )
     if worker is not None and worker.proc.poll() is None:
         wanted = ("records_consumed", "consumer_lag", "stalled", "title_records", "ready")
