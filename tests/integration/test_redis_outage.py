@@ -196,7 +196,8 @@ async def test_a_resync_never_overwrites_a_newer_feature_hash(own_redis):
         p.features.update(ev, None)
         return p
 
-    sink = FeatureSink(connect(own_redis.url), "rs-resync", 3600)
+    client = connect(own_redis.url)
+    sink = FeatureSink(client, "rs-resync", 3600)
     r = own_redis.client()
     await sink.write_users([("u1", profile(2000))])
     assert await sink.resync_users([("u1", profile(1000)), ("u2", profile(1500))])
@@ -205,3 +206,4 @@ async def test_a_resync_never_overwrites_a_newer_feature_hash(own_redis):
     assert 0 < r.ttl("rs-resync:feat:{u2}") <= 3600
     assert await sink.resync_users([("u1", profile(3000))])
     assert r.hget("rs-resync:feat:{u1}", "last_ts") == b"3000"
+    await client.aclose()
