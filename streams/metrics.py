@@ -36,7 +36,8 @@ RECORDS_CONSUMED = Counter(
 RECORDS_HELD = Counter(
     "reelstream_records_held_total",
     "Records an agent held back because earlier records of their partition had not reached "
-    "it; the partition is read again from the first missing one (streams/worker/offset_order.py).",
+    "it (the partition is read again from the first missing one), or because their partition "
+    "was revoked while they waited in a batch (streams/worker/offset_order.py).",
     ["topic"],
     registry=REGISTRY,
 )

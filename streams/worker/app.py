@@ -45,7 +45,7 @@ from streams.worker.allocation import allocate
 from streams.worker.batch_core import BatchOutput, process_batch
 from streams.worker.checkpoints import ModelDurability
 from streams.worker.expiry import ExpirySweep
-from streams.worker.offset_order import PartitionOrder
+from streams.worker.offset_order import PartitionOrder, of_assigned
 from streams.worker.profile_store import TableProfileStore
 from streams.worker.title_store import TableTitleStore
 
@@ -449,17 +449,27 @@ async def process_events(stream: faust.StreamT) -> None:
 
 
 def _in_order(batch: list) -> list:
-    """The batch's events that follow their partition's last one (offset_order.py). The
-    others are held: they keep the extra reference taken above, so they are never acked,
-    and their partition is read again from its first missing record."""
+    """The batch's events of partitions this worker still holds that follow their
+    partition's last one (offset_order.py). The others are held: they keep the extra
+    reference taken above, so they are never acked; a held partition is read again from
+    its first missing record, a revoked one is its new owner's."""
     consumer = app.consumer
+    batch, gone = of_assigned(batch, consumer.assignment())
+    if gone:
+        tps = sorted({f"{e.message.topic}-{e.message.partition}" for e in gone})
+        log.info(
+            "%d records of %s reached the agent after their partitions were revoked: "
+            "left to the new owner",
+            len(gone),
+            ", ".join(tps),
+        )
     order.seeked(kafka_internals.take_seeks(consumer))
     order.floor(kafka_internals.committed_offsets(consumer))
     gap = functools.partial(kafka_internals.gap_reported, consumer)
     ready, held, again = order.split(batch, gap, time.monotonic())
     if again:
         consumer.read_again_from(again, "never reached the agent, which got later ones")
-    for event in held:
+    for event in (*held, *gone):
         m.RECORDS_HELD.labels(topic=event.message.topic).inc()
     return ready
 

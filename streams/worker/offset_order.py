@@ -30,7 +30,7 @@ bookkeeping: the worker asks the consumer to read again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Container, Hashable, Sequence
 from typing import Any
 
 #: Seconds a hole may wait for its records before the partition is read again once more
@@ -43,6 +43,28 @@ RealGap = Callable[[Hashable, int, int], bool]
 
 def no_gap(tp: Hashable, start: int, end: int) -> bool:
     return False
+
+
+def of_assigned(batch: Sequence[Any], assigned: Container[Hashable]) -> tuple[list, list]:
+    """(events of partitions this worker holds, events of partitions it no longer holds).
+
+    Faust's ``take_events`` buffer outlives a rebalance: a batch gathered before a
+    revocation still holds records of the partitions that went to another worker. Folded
+    in here they were written to rows, changelog and Redis beside the new owner's (Faust
+    then discards their commit), a split brain over those users. They are left to the new
+    owner, which reads them from its commit.
+
+    >>> from collections import namedtuple
+    >>> Ev = namedtuple("Ev", "message"); Msg = namedtuple("Msg", "tp offset")
+    >>> mine, gone = of_assigned([Ev(Msg("e-1", 5)), Ev(Msg("e-2", 9))], {"e-2"})
+    >>> [e.message.tp for e in mine], [e.message.tp for e in gone]
+    (['e-2'], ['e-1'])
+    """
+    mine: list[Any] = []
+    gone: list[Any] = []
+    for event in batch:
+        (mine if event.message.tp in assigned else gone).append(event)
+    return mine, gone
 
 
 class PartitionOrder:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from streams.worker.offset_order import ASK_AGAIN_S, PartitionOrder, no_gap
+from aiokafka import TopicPartition
+from faust.types import TP as FaustTP
+
+from streams.worker.offset_order import ASK_AGAIN_S, PartitionOrder, no_gap, of_assigned
 
 TP = ("events", 2)
 
@@ -95,3 +98,14 @@ def test_a_next_offset_left_from_an_earlier_assignment_never_asks_below_the_comm
     # A revocation forgets every partition: the next record (or seek) sets the base.
     order.forget()
     assert order.split(events(900), no_gap, 0.3)[0] != [] and order.next[TP] == 901
+
+
+def test_records_of_a_revoked_partition_are_left_to_its_new_owner():
+    """A batch gathered before a revocation (Faust's take buffer outlives the rebalance):
+    only the partitions the consumer still holds go on, whatever type names them (Faust's
+    TP in the message, aiokafka's TopicPartition in an assignment)."""
+    kept, revoked = FaustTP("events", 2), FaustTP("events", 1)
+    batch = [*events(1368, 1369, tp=revoked), *events(1439, 1440, tp=kept)]
+    mine, gone = of_assigned(batch, {TopicPartition("events", 2)})
+    assert offsets(mine) == [1439, 1440] and offsets(gone) == [1368, 1369]
+    assert of_assigned(batch, set()) == ([], batch)  # between a revocation and its assignment
