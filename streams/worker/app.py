@@ -291,8 +291,14 @@ async def allocate_bandit_traffic() -> None:
     )
 
 
+# Partitions whose revocation has begun, until the next assignment: their records still in
+# a batch wait for it (offset_order.of_assigned; the final checkpoint covers what came before).
+revoking: set = set()
+
+
 @app.on_partitions_revoked.connect
 async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+    revoking.update(revoked)  # first: a batch that takes the lock after this leaves them
     await durable.on_revoked()
     store.forget()
     title_store.forget()
@@ -302,6 +308,7 @@ async def _on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
 
 @app.on_partitions_assigned.connect
 async def _on_assigned_models(app: faust.App, assigned: set, **kwargs: object) -> None:
+    revoking.clear()  # from here the assignment says what this worker holds
     owned = {tp.partition for tp in assigned if tp.topic == settings.events_topic}
     durable.on_assigned(owned)
     expiry.keep_partitions(owned)
@@ -439,8 +446,10 @@ async def process_events(stream: faust.StreamT) -> None:
         # the per-user event-id gate drops what was already counted.
         for event in batch:
             event.message.incref()
-        batch = _in_order(batch)
         async with durable.lock:  # checkpoints happen between batches only
+            # Under the lock: a batch that waited for it through a revocation's final
+            # checkpoint must not fold in records of the revoked partitions after it.
+            batch = _in_order(batch)
             await handle_batch(batch)
             await durable.after_batch()
         for event in batch:
@@ -454,12 +463,12 @@ def _in_order(batch: list) -> list:
     reference taken above, so they are never acked; a held partition is read again from
     its first missing record, a revoked one is its new owner's."""
     consumer = app.consumer
-    batch, gone = of_assigned(batch, consumer.assignment())
+    batch, gone = of_assigned(batch, consumer.assignment() - revoking)
     if gone:
         tps = sorted({f"{e.message.topic}-{e.message.partition}" for e in gone})
         log.info(
-            "%d records of %s reached the agent after their partitions were revoked: "
-            "left to the new owner",
+            "%d records of %s reached the agent after their partitions' revocation began: "
+            "left to whoever holds them after the rebalance (read again from its commit)",
             len(gone),
             ", ".join(tps),
         )
