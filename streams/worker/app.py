@@ -458,10 +458,11 @@ async def process_events(stream: faust.StreamT) -> None:
 
 
 def _in_order(batch: list) -> list:
-    """The batch's events of partitions this worker still holds that follow their
-    partition's last one (offset_order.py). The others are held: they keep the extra
-    reference taken above, so they are never acked; a held partition is read again from
-    its first missing record, a revoked one is its new owner's."""
+    """The batch's events of partitions this worker holds (not being revoked) that follow
+    their partition's last one (offset_order.py). The others are held: they keep the extra
+    reference taken above, so they are never acked; a partition with a hole is read again
+    from its first missing record, one being revoked from its commit by whoever holds it
+    after the rebalance."""
     consumer = app.consumer
     batch, gone = of_assigned(batch, consumer.assignment() - revoking)
     if gone:

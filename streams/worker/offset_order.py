@@ -49,10 +49,11 @@ def of_assigned(batch: Sequence[Any], assigned: Container[Hashable]) -> tuple[li
     """(events of partitions this worker holds, events of partitions it no longer holds).
 
     Faust's ``take_events`` buffer outlives a rebalance: a batch gathered before a
-    revocation still holds records of the partitions that went to another worker. Folded
-    in here they were written to rows, changelog and Redis beside the new owner's (Faust
-    then discards their commit), a split brain over those users. They are left to the new
-    owner, which reads them from its commit.
+    revocation still holds records of the revoked partitions. Folded in after the
+    revocation's final checkpoint they were written to rows, changelog and Redis beside
+    the new owner's (Faust then discards their commit), a split brain over those users.
+    ``assigned`` leaves out partitions whose revocation has begun; their records are read
+    again from the commit by whoever holds them after the rebalance.
 
     >>> from collections import namedtuple
     >>> Ev = namedtuple("Ev", "message"); Msg = namedtuple("Msg", "tp offset")
