@@ -33,7 +33,9 @@ upgrade of the dependency moves it, instead of the worker breaking silently.
   (Faust's drain loop drops every record below it) and :meth:`Consumer.getmany`
   (Faust's) drops a record past its partition's next offset (fetched before a seek, or
   a position that moved past a seek) and seeks the partition there again
-  (``Consumer._seek``), so every record of the events topic is handed over, in order.
+  (``Consumer._seek``), and nothing of a partition assigned but not yet sought (Faust
+  pops a revoked partition's read offset), so every record of the events topic is
+  handed over, in order.
 - Broker health for ``/readyz``: :func:`broker_metadata_ok` (Faust producer's ``_producer``).
 - Records cleared from the stream queues when flow resumes: :class:`FlowControl` (mode's
   ``FlowControlEvent._queues``, asyncio's ``Queue._queue``) reports them to
@@ -109,12 +111,19 @@ class ReadOffsets(defaultdict):
     * After a rebalance, the first record of a partition was sometimes one past the
       committed offset Faust had just sought to (aiokafka's position came from a later
       commit), and the gap in between was counted as acked.
+    * A partition newly assigned has no read offset until Faust's recovery seeks it, and
+      the recovery resumes it just before that seek. Records fetched in between were
+      handed over from wherever aiokafka stood: worker a folded in 253-265 of events-0
+      and, once the seek to the commit (249) landed, 249-252 after them
+      (``test_fault_join_leave``, 2026-12-06: 300 watch seconds too many for 4 users).
 
     So :func:`drop_overtaken` holds each acks-enabled partition to its next offset
     (:meth:`expected`): a record past it is dropped and the partition sought back to
     that offset, and only a fetch begun after that seek may show a real gap there (a
     transaction's markers, deleted records), which then goes through as in Faust.
     aiokafka never returns a record fetched before a seek from a fetch begun after it.
+    A partition whose position is not known (:attr:`known`: assigned, not yet sought,
+    never handed over) hands nothing over: the seek that follows reads it from there.
     """
 
     def __init__(self) -> None:
@@ -129,9 +138,15 @@ class ReadOffsets(defaultdict):
         # seeks put each partition, until taken (take_seeks).
         self.gaps: dict[TP, deque[tuple[int, int]]] = {}
         self.rebalance_seeks: dict[TP, int | None] = {}
+        # Partitions with a known position: sought, or handed over from. Faust pops a
+        # revoked partition's read offset, so a partition assigned again is unknown until
+        # its rebalance's seek; its records fetched before are dropped (counted here).
+        self.known: set[TP] = set()
+        self.unknown_dropped: dict[TP, int] = {}
 
     def seeked(self, positions: dict[TP, int | None]) -> None:
         self.epoch += 1
+        self.known.update(positions)
         for tp, at in positions.items():
             if at is None:
                 self.sought.pop(tp, None)
@@ -159,7 +174,18 @@ class ReadOffsets(defaultdict):
 
     def __setitem__(self, tp: TP, offset: int | None) -> None:
         self.sought.pop(tp, None)  # read back
+        if offset is not None:
+            self.known.add(tp)
         super().__setitem__(tp, offset)
+
+    def __delitem__(self, tp: TP) -> None:
+        self.known.discard(tp)
+        super().__delitem__(tp)
+
+    def pop(self, tp: TP, *default: Any) -> Any:
+        """Faust pops a revoked partition's read offset: its position is unknown again."""
+        self.known.discard(tp)
+        return super().pop(tp, *default)
 
     def rewind(self, tp: TP, offset: int) -> bool:
         """Records from ``offset`` on were handed over and then dropped before an agent
@@ -190,6 +216,11 @@ async def drop_overtaken(
     acked = consumer.app.topics.acks_enabled_for
     fetched_at = read.epoch
     async for tp, message in records:
+        if tp not in read.known and acked(tp.topic):
+            # Assigned, not yet sought: from wherever aiokafka stood. The seek reads it.
+            read.dropped += 1
+            read.unknown_dropped[tp] = read.unknown_dropped.get(tp, 0) + 1
+            continue
         again = read.verdict(tp, message.offset, fetched_at) if acked(tp.topic) else None
         if again is None:
             yield tp, message
@@ -380,6 +411,15 @@ class Consumer(faust_aiokafka.Consumer):
             positions = {tp: o for tp, o in read.items() if acked(tp.topic)}
             read.seeked(positions)
             read.rebalance_seeks.update(positions)
+            if read.unknown_dropped:
+                _log.info(
+                    "records fetched before the rebalance's seek, dropped (read again from it): %s",
+                    ", ".join(
+                        f"{tp.topic}-{tp.partition} ({n})"
+                        for tp, n in sorted(read.unknown_dropped.items())
+                    ),
+                )
+                read.unknown_dropped.clear()
         _log.info(
             "seeked to committed offsets: %s",
             {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(self._read_offset.items())},

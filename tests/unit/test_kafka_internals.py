@@ -463,13 +463,14 @@ class _Flag:
 
 
 def _drain_after_seek(
-    read_offsets, seek_to: int, batches: list[list[int]], overtaken=0, before=None
+    read_offsets, seek_to: int, batches: list[list[int]], overtaken=0, before=None, sought=True
 ):
     """Run Faust's own ``Consumer._drain_messages`` over scripted fetches after a seek of
     partition 0 to ``seek_to``; the first ``overtaken`` fetches began before the seek
     (their records come from the old position). Each fetch goes through the adapter's
     filter when ``read_offsets`` is the adapter's. ``before``: fetch index -> a call made
-    before that fetch. Returns (offsets handed to the agents,
+    before that fetch (``"seek"``: the seek). ``sought=False``: no seek unless ``before``
+    makes it (a partition just assigned). Returns (offsets handed to the agents,
     gaps recorded, the adapter's seeks)."""
     from faust.transport.consumer import Consumer as FaustConsumer
 
@@ -494,7 +495,7 @@ def _drain_after_seek(
             stopped.on = True
             return
         if before and i in before:
-            before[i]()
+            seek() if before[i] == "seek" else before[i]()
         if overtaken and i == overtaken - 1:
             seek()  # the seek lands while this fetch (and those before it) is under way
         for off in batch:
@@ -528,7 +529,7 @@ def _drain_after_seek(
     state.consumer_stopped_errors = ()
     state.log = SimpleNamespace(dev=lambda *a, **k: None)
     state._add_gap = lambda *a: kafka_internals.Consumer._add_gap(state, *a)
-    if not overtaken:
+    if not overtaken and sought:
         seek()
     asyncio.run(FaustConsumer._drain_messages(state, fetcher))
     return handed, sorted((i.begin, i.end) for i in state._gap[tp]), seeks
@@ -616,6 +617,45 @@ def test_a_real_gap_at_the_seek_position_is_recorded_once_a_later_fetch_shows_it
         kafka_internals.ReadOffsets(), 10, [[13, 14, 15], [13, 14, 15, 16]], overtaken=1
     )
     assert handed == [13, 14, 15, 16] and gaps == [(11, 14)] and seeks == [(0, 10)]
+
+
+def test_a_partition_just_assigned_hands_nothing_over_before_its_seek() -> None:
+    # As seen in test_fault_join_leave (2026-12-06): worker a got events-0 back; Faust's
+    # recovery resumed it just before seeking it to its commit, 249, and 253-265, fetched
+    # from wherever aiokafka stood, were folded in before 249-252.
+    read = kafka_internals.ReadOffsets()
+    handed, gaps, seeks = _drain_after_seek(
+        read,
+        249,
+        [list(range(253, 266)), list(range(249, 270))],
+        before={1: "seek"},
+        sought=False,
+    )
+    assert handed == list(range(249, 270)) and gaps == [] and seeks == []
+    assert read.dropped == 13 and read.unknown_dropped == {TopicPartition("events", 0): 13}
+
+
+def test_a_revoked_partitions_position_is_unknown_until_it_is_sought_again() -> None:
+    read, tp = kafka_internals.ReadOffsets(), TopicPartition("events", 0)
+    assert tp not in read.known and read[tp] is None and tp not in read.known  # a default
+    read[tp] = 41  # handed over from
+    assert tp in read.known
+    read.pop(tp, None)  # what Faust's on_partitions_revoked does
+    assert tp not in read.known
+    read.update({tp: None})  # Faust's perform_seek: no commit yet ...
+    read.seeked({tp: None})  # ... and the adapter's: known, the first record sets it
+    assert tp in read.known and read.expected(tp) is None
+    del read[tp]
+    assert tp not in read.known
+
+
+def test_faust_forgets_a_revoked_partitions_read_offset_with_pop() -> None:
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    assert "self._read_offset.pop(tp, None)" in inspect.getsource(
+        FaustConsumer.on_partitions_revoked
+    )
+    assert "read_offset.update(" in inspect.getsource(FaustConsumer.perform_seek)
 
 
 # --- records cleared from the stream queues when flow resumes (FlowControl) ----------------
