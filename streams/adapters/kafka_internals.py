@@ -59,7 +59,7 @@ import random
 import time
 import weakref
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -142,7 +142,7 @@ class ReadOffsets(defaultdict):
         # revoked partition's read offset, so a partition assigned again is unknown until
         # its rebalance's seek; its records fetched before are dropped (counted here).
         self.known: set[TP] = set()
-        self.unknown_dropped: dict[TP, int] = {}
+        self.unknown_dropped: dict[TP, tuple[int, int]] = {}  # tp -> (first offset, count)
 
     def seeked(self, positions: dict[TP, int | None]) -> None:
         self.epoch += 1
@@ -180,12 +180,38 @@ class ReadOffsets(defaultdict):
 
     def __delitem__(self, tp: TP) -> None:
         self.known.discard(tp)
+        self.unknown_dropped.pop(tp, None)
         super().__delitem__(tp)
 
     def pop(self, tp: TP, *default: Any) -> Any:
         """Faust pops a revoked partition's read offset: its position is unknown again."""
         self.known.discard(tp)
+        self.unknown_dropped.pop(tp, None)
         return super().pop(tp, *default)
+
+    def after_seek(
+        self, acked: Callable[[str], bool]
+    ) -> tuple[dict[TP, int], dict[TP, tuple[int, int]]]:
+        """Faust's ``perform_seek`` has set the read offsets: every acks-enabled partition's
+        position is known. Returns the partitions the client must still be sought to (it
+        left them where they stood, with no commit above 0, past records dropped while
+        they were unknown: to the commit 0, else the first dropped record) and the drops."""
+        positions = {tp: o for tp, o in self.items() if acked(tp.topic)}
+        dropped, self.unknown_dropped = self.unknown_dropped, {}
+        seeks: dict[TP, int] = {}
+        for tp, (first, _) in dropped.items():
+            if tp in positions and not positions[tp]:  # None or 0: not sought
+                at = seeks[tp] = positions[tp] = first if positions[tp] is None else 0
+                dict.__setitem__(self, tp, at)  # as Faust's perform_seek sets a commit
+        self.seeked(positions)
+        self.rebalance_seeks.update(positions)
+        return seeks, dropped
+
+    def drop_unknown(self, tp: TP, offset: int) -> None:
+        """A record of a partition whose position is not known, dropped."""
+        self.dropped += 1
+        first, n = self.unknown_dropped.get(tp, (offset, 0))
+        self.unknown_dropped[tp] = (min(first, offset), n + 1)
 
     def rewind(self, tp: TP, offset: int) -> bool:
         """Records from ``offset`` on were handed over and then dropped before an agent
@@ -218,8 +244,7 @@ async def drop_overtaken(
     async for tp, message in records:
         if tp not in read.known and acked(tp.topic):
             # Assigned, not yet sought: from wherever aiokafka stood. The seek reads it.
-            read.dropped += 1
-            read.unknown_dropped[tp] = read.unknown_dropped.get(tp, 0) + 1
+            read.drop_unknown(tp, message.offset)
             continue
         again = read.verdict(tp, message.offset, fetched_at) if acked(tp.topic) else None
         if again is None:
@@ -403,23 +428,26 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         """Faust's, logged: where each partition restarts after a rebalance; the agents'
-        partitions keep their seek position until it is read back (:class:`ReadOffsets`)."""
+        partitions keep their seek position until it is read back (:class:`ReadOffsets`).
+
+        aiokafka seeks only to a commit above 0: a partition without one stays where the
+        client stood, past the records dropped while its position was unknown. Such a
+        partition is sought to its commit (0), or with none to the first dropped record
+        (where the reset policy put the client)."""
         await super().perform_seek()
         read = self._read_offset
         if isinstance(read, ReadOffsets):
-            acked = self.app.topics.acks_enabled_for
-            positions = {tp: o for tp, o in read.items() if acked(tp.topic)}
-            read.seeked(positions)
-            read.rebalance_seeks.update(positions)
-            if read.unknown_dropped:
+            seeks, dropped = read.after_seek(self.app.topics.acks_enabled_for)
+            for tp, at in sorted(seeks.items()):
+                await self._seek(tp, at)
+            if dropped:
                 _log.info(
                     "records fetched before the rebalance's seek, dropped (read again from it): %s",
                     ", ".join(
-                        f"{tp.topic}-{tp.partition} ({n})"
-                        for tp, n in sorted(read.unknown_dropped.items())
+                        f"{tp.topic}-{tp.partition} {first}- ({n})"
+                        for tp, (first, n) in sorted(dropped.items())
                     ),
                 )
-                read.unknown_dropped.clear()
         _log.info(
             "seeked to committed offsets: %s",
             {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(self._read_offset.items())},

@@ -632,7 +632,27 @@ def test_a_partition_just_assigned_hands_nothing_over_before_its_seek() -> None:
         sought=False,
     )
     assert handed == list(range(249, 270)) and gaps == [] and seeks == []
-    assert read.dropped == 13 and read.unknown_dropped == {TopicPartition("events", 0): 13}
+    assert read.dropped == 13 and read.unknown_dropped == {TopicPartition("events", 0): (253, 13)}
+
+
+def test_after_a_rebalance_an_uncommitted_partition_restarts_at_its_first_dropped_record():
+    # aiokafka's seek_to_committed seeks only to a commit above 0: a partition without
+    # one stays past the records dropped while its position was unknown.
+    read = kafka_internals.ReadOffsets()
+    e0, e1, e2, e3 = (TopicPartition("events", p) for p in range(4))
+    cl = TopicPartition("changelog", 0)
+    for tp, offsets in ((e0, [7, 5, 6]), (e1, [40, 41]), (e2, [0, 1]), (e3, [3])):
+        for off in offsets:
+            read.drop_unknown(tp, off)
+    # Faust's perform_seek: e0 has no commit, e1 one at 38, e2 one at 0, e3 was revoked.
+    read.update({e0: None, e1: 38, e2: 0, cl: None})
+    read.pop(e3, None)
+    seeks, dropped = read.after_seek(lambda topic: topic == "events")
+    assert seeks == {e0: 5, e2: 0}  # e1: aiokafka sought it to 38
+    assert dropped == {e0: (5, 3), e1: (40, 2), e2: (0, 2)}
+    assert read.expected(e0) == 5 and read.expected(e1) == 38 and read.expected(e2) == 0
+    assert read.rebalance_seeks == {e0: 5, e1: 38, e2: 0} and read.known == {e0, e1, e2}
+    assert read.unknown_dropped == {}
 
 
 def test_a_revoked_partitions_position_is_unknown_until_it_is_sought_again() -> None:
@@ -647,6 +667,14 @@ def test_a_revoked_partitions_position_is_unknown_until_it_is_sought_again() -> 
     assert tp in read.known and read.expected(tp) is None
     del read[tp]
     assert tp not in read.known
+
+
+def test_aiokafka_seeks_to_committed_only_above_zero() -> None:
+    """Why ``ReadOffsets.after_seek`` seeks a partition without a commit itself."""
+    from aiokafka import AIOKafkaConsumer
+
+    src = inspect.getsource(AIOKafkaConsumer.seek_to_committed)
+    assert "if offset and offset > 0:" in src and "self._fetcher.seek_to(tp, offset)" in src
 
 
 def test_faust_forgets_a_revoked_partitions_read_offset_with_pop() -> None:
